@@ -59,6 +59,11 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 INVENTORY_DATA_DIR = Path(os.environ.get("INVENTORY_DATA_DIR") or BASE_DIR / "data").resolve()
 INVENTORY_TRUSTED_PROXIES = env_list("INVENTORY_TRUSTED_PROXIES")
 INVENTORY_MAX_UPLOAD_BYTES = env_int("INVENTORY_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+# A host is "online" while its newest snapshot is younger than OFFLINE_AFTER,
+# "offline" after that, and "stale" (probably gone) after STALE_AFTER.
+# Durations: a number with s, m, h or d (e.g. 30m, 7d).
+INVENTORY_OFFLINE_AFTER = os.environ.get("INVENTORY_OFFLINE_AFTER", "30m")
+INVENTORY_STALE_AFTER = os.environ.get("INVENTORY_STALE_AFTER", "7d")
 # fsync is what makes a 201 mean "on disk"; turning it off is for throwaway benchmarks only.
 INVENTORY_FSYNC = env_bool("INVENTORY_FSYNC", True)
 

@@ -12,6 +12,8 @@ import os
 from django.conf import settings
 from django.core import checks
 
+from reports.durations import parse_duration
+
 
 @checks.register(checks.Tags.compatibility, deploy=False)
 def check_data_dir(app_configs=None, **kwargs):
@@ -49,6 +51,11 @@ def check_inventory_settings(app_configs=None, **kwargs):
             ))
     if settings.INVENTORY_MAX_UPLOAD_BYTES < 1024:
         errors.append(checks.Error("INVENTORY_MAX_UPLOAD_BYTES must be at least 1024.", id="reports.E005"))
+    for name in ("INVENTORY_OFFLINE_AFTER", "INVENTORY_STALE_AFTER"):
+        try:
+            parse_duration(getattr(settings, name))
+        except ValueError as exc:
+            errors.append(checks.Error(f"{name}: {exc}", id="reports.E006"))
     if "*" in settings.ALLOWED_HOSTS:
         errors.append(checks.Warning(
             "DJANGO_ALLOWED_HOSTS contains '*': any Host header is accepted.",

@@ -36,6 +36,10 @@ class Host(models.Model):
     latest_snapshot = models.ForeignKey(
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    process_index = models.TextField(
+        blank=True, default="", editable=False,
+        help_text="Lower-cased 'name<TAB>cmdline' lines of the newest snapshot, for process search.",
+    )
 
     class Meta:
         ordering = ["hostname"]

@@ -11,8 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
 from reports import store
-from reports.models import Snapshot
+from reports.durations import parse_duration
+from reports.models import Host, Snapshot
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,75 @@ def _latest_document(*, ip: store.IPAddress, day: dt.date) -> bytes | None:
 
 def snapshot_get(*, snapshot_id) -> Snapshot | None:
     return Snapshot.objects.filter(snapshot_id=snapshot_id).select_related("host").first()
+
+
+# --- hosts ------------------------------------------------------------------------
+
+HOST_STATUSES = ("online", "offline", "stale")
+HOST_ORDERINGS = (
+    "hostname", "last_ip", "os_name", "os_version", "cpu_model", "process_count", "user_count",
+    "last_seen", "first_seen",
+)
+
+
+def status_thresholds(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """(offline_before, stale_before): a host last seen before these is offline / stale."""
+    now = now or timezone.now()
+    return (now - parse_duration(settings.INVENTORY_OFFLINE_AFTER),
+            now - parse_duration(settings.INVENTORY_STALE_AFTER))
+
+
+def host_status(host: Host, now: dt.datetime | None = None) -> str:
+    offline_before, stale_before = status_thresholds(now)
+    if host.last_seen < stale_before:
+        return "stale"
+    if host.last_seen < offline_before:
+        return "offline"
+    return "online"
+
+
+def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering: str = "hostname",
+              now: dt.datetime | None = None):
+    """Hosts for the list page and /api/hosts/: search, filters and a whitelisted ordering.
+
+    ``search`` matches hostname, IP or host id (case-insensitive substring);
+    ``status`` is one of HOST_STATUSES. Unknown orderings fall back to hostname.
+    """
+    queryset = Host.objects.all()
+    search = search.strip()
+    if search:
+        queryset = queryset.filter(
+            Q(hostname__icontains=search) | Q(last_ip__icontains=search) | Q(host_id__icontains=search)
+        )
+    if os_name:
+        queryset = queryset.filter(os_name=os_name)
+    if status in HOST_STATUSES:
+        offline_before, stale_before = status_thresholds(now)
+        if status == "online":
+            queryset = queryset.filter(last_seen__gte=offline_before)
+        elif status == "offline":
+            queryset = queryset.filter(last_seen__lt=offline_before, last_seen__gte=stale_before)
+        else:
+            queryset = queryset.filter(last_seen__lt=stale_before)
+    field = ordering.lstrip("-")
+    if field not in HOST_ORDERINGS:
+        ordering, field = "hostname", "hostname"
+    return queryset.order_by(ordering, "pk" if not ordering.startswith("-") else "-pk").defer("process_index")
+
+
+def host_counts(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
+    """Counts by OS and by status, for the summary above the host list."""
+    offline_before, stale_before = status_thresholds(now)
+    by_os = dict(Host.objects.values_list("os_name").annotate(n=Count("pk")).order_by("os_name"))
+    online = Host.objects.filter(last_seen__gte=offline_before).count()
+    stale = Host.objects.filter(last_seen__lt=stale_before).count()
+    total = Host.objects.count()
+    return {"os": by_os, "status": {"online": online, "offline": total - online - stale, "stale": stale}}
+
+
+def process_search(*, query: str, limit: int = 100):
+    """Hosts whose newest snapshot runs a process whose name or command line contains *query*."""
+    query = query.strip().lower()
+    if not query:
+        return Host.objects.none()
+    return Host.objects.filter(process_index__contains=query).order_by("hostname", "pk").defer("process_index")[:limit]

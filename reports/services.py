@@ -164,15 +164,32 @@ def _record(
         host.fqdn = (payload.host.fqdn or "")[:255]
         host.last_ip = str(ip)
         host.last_seen = payload.collected_at
+        host.process_index = process_index(payload.processes)
         for key, value in summary.items():
             setattr(host, key, value)
-        changed += ["hostname", "fqdn", "last_ip", "last_seen", *summary]
+        changed += ["hostname", "fqdn", "last_ip", "last_seen", "process_index", *summary]
     if payload.collected_at < host.first_seen:
         host.first_seen = payload.collected_at
         changed.append("first_seen")
     if changed:
         host.save(update_fields=changed)
     return snapshot
+
+
+PROCESS_INDEX_CMDLINE_CHARS = 200
+
+
+def process_index(processes: list[payload_schema.Process]) -> str:
+    """The searchable text of a process list: one lower-cased ``name<TAB>cmdline`` line each.
+
+    One text column on Host answers "which hosts run X now" with a single
+    LIKE scan over the newest snapshot of every host, without a row per process.
+    """
+    lines = []
+    for process in processes:
+        cmdline = " ".join(process.cmdline or ())[:PROCESS_INDEX_CMDLINE_CHARS]
+        lines.append(f"{process.name or ''}\t{cmdline}".replace("\n", " ").lower())
+    return "\n".join(lines)
 
 
 def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date) -> None:
