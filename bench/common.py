@@ -1,0 +1,167 @@
+"""Shared parts of the benchmark scripts: a real gunicorn, CPU and memory readings, output lines.
+
+Every figure is printed as one ``name: value unit`` line, followed by the
+target it is compared with, so ``bench/run_all.py`` (and a person) can read
+them back without knowing the script.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from reports.tests import live  # noqa: E402  (needs ROOT on sys.path)
+
+
+def default_workers() -> int:
+    """gunicorn's advice for sync workers: 2 x cores + 1."""
+    return 2 * (os.cpu_count() or 1) + 1
+
+
+@dataclass
+class Server:
+    """A gunicorn master started by a benchmark, with what the load generator needs."""
+
+    url: str
+    port: int
+    process: subprocess.Popen
+    env: dict[str, str]
+    agent_token: str
+    reader_token: str
+    data_dir: Path
+    log_path: Path
+
+    def processes(self) -> list[psutil.Process]:
+        master = psutil.Process(self.process.pid)
+        return [master, *master.children(recursive=True)]
+
+    def workers(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_server(base: Path, *, workers: int | None = None, extra_env: dict[str, str] | None = None,
+                 prepared=None, timeout: float = 60.0) -> Server:
+    """Migrate a fresh database, make tokens and start gunicorn with the project's config."""
+    base.mkdir(parents=True, exist_ok=True)
+    env, credentials = prepared or live.prepare(base, extra_env)
+    port = live.free_port()
+    log_path = base / f"gunicorn-{port}.log"
+    command = [sys.executable, "-m", "gunicorn", "inventory_site.wsgi",
+               "--config", str(ROOT / "inventory_site" / "gunicorn.conf.py"),
+               "--bind", f"127.0.0.1:{port}", "--workers", str(workers or default_workers())]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.1)
+    return Server(url=url, port=port, process=process, env=env, data_dir=Path(env["INVENTORY_DATA_DIR"]),
+                  log_path=log_path, agent_token=credentials["agent_token"],
+                  reader_token=credentials["reader_token"])
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    """user + system CPU seconds of each process that is still there."""
+    seconds = {}
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        seconds[proc.pid] = times.user + times.system
+    return seconds
+
+
+class RssSampler:
+    """Samples the largest RSS of any gunicorn worker in a background thread."""
+
+    def __init__(self, server: Server, interval: float = 0.1):
+        self._server = server
+        self._interval = interval
+        self._stop = threading.Event()
+        self.max_rss = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for proc in self._server.workers():
+                try:
+                    self.max_rss = max(self.max_rss, proc.memory_info().rss)
+                except psutil.Error:
+                    continue
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (p99 of 1,000 samples is the 990th smallest)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(name: str, value: float, unit: str, *, target: str = "", ok: bool | None = None) -> None:
+    """Print one figure: ``name: value unit  [target ..., ok|MISSED]``."""
+    text = f"{name}: {value:.3f} {unit}".rstrip() if isinstance(value, float) else f"{name}: {value} {unit}".rstrip()
+    if target:
+        verdict = "" if ok is None else (", ok" if ok else ", MISSED")
+        text += f"  [target {target}{verdict}]"
+    print(text, flush=True)
+
+
+def machine_line() -> str:
+    """Cores, memory and CPU model, printed at the top of every run."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    memory = psutil.virtual_memory().total / 2**30
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"machine: {os.cpu_count()} cores, {memory:.0f} GiB, {model or 'unknown CPU'}; load average {load}"

@@ -1,0 +1,96 @@
+"""Ingest benchmark: uploads/s, latency, server CPU and worker memory under a closed-loop load.
+
+Starts a real gunicorn (2 x cores + 1 sync workers, SQLite, fsync on, full
+validation, token auth) on a fresh data folder, then runs ``bench/loadgen.py``
+in a second process: N connections (default 8), each from its own 127.0.x.y
+address, posting real 400-process snapshots back to back. Bounded by count
+and time. Server CPU per upload is the gunicorn master's and workers' CPU time
+over the run divided by the uploads; memory is the largest worker RSS seen.
+
+    .venv/bin/python bench/ingest.py [--connections 8] [--count 6000] [--duration 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+from bench.payloads import collect_snapshot  # noqa: E402
+
+TARGET_RATE = 300.0
+TARGET_P99_MS = 100.0
+TARGET_CPU_MS = 3.0
+TARGET_RSS_MB = 150.0
+
+
+def run_loadgen(server: common.Server, snapshot: dict, *, connections: int, count: int, duration: float) -> dict:
+    config = {"port": server.port, "token": server.agent_token, "snapshot": snapshot,
+              "connections": connections, "count": count, "duration": duration}
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("loadgen.py"))],
+                            input=json.dumps(config), capture_output=True, text=True, timeout=duration + 120)
+    if result.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--count", type=int, default=6000, help="uploads in the measured run (upper bound)")
+    parser.add_argument("--duration", type=float, default=40.0, help="seconds the measured run may last (upper bound)")
+    parser.add_argument("--workers", type=int, default=common.default_workers())
+    parser.add_argument("--keep", action="store_true", help="keep the data folder and print where it is")
+    args = parser.parse_args(argv)
+
+    print(common.machine_line())
+    snapshot = collect_snapshot()
+    base = Path(tempfile.mkdtemp(prefix="relevo-bench-ingest-"))
+    server = common.start_server(base, workers=args.workers, extra_env={"INVENTORY_FSYNC": "true"})
+    try:
+        # Warm every worker (imports, database connection) outside the measured run.
+        warm = run_loadgen(server, snapshot, connections=args.connections, count=20 * args.workers, duration=30)
+        if warm["errors"]:
+            raise RuntimeError(f"warm-up uploads failed: {warm['statuses']}\n{server.log_path.read_text()[-3000:]}")
+        processes = server.processes()
+        before = common.cpu_seconds(processes)
+        with common.RssSampler(server) as sampler:
+            result = run_loadgen(server, snapshot, connections=args.connections, count=args.count,
+                                 duration=args.duration)
+        after = common.cpu_seconds(processes)
+    finally:
+        server.stop()
+
+    uploads = len(result["latencies"])
+    ok_uploads = uploads - result["errors"]
+    server_cpu = sum(after[pid] - before.get(pid, 0.0) for pid in after)
+    latencies_ms = [x * 1000 for x in result["latencies"]]
+    rate = uploads / result["wall_seconds"] if result["wall_seconds"] else 0.0
+    p99 = common.percentile(latencies_ms, 0.99)
+    cpu_ms = server_cpu * 1000 / max(ok_uploads, 1)
+    rss_mb = sampler.max_rss / 2**20
+    print(f"ingest: {uploads} uploads of {result['body_bytes']} bytes ({len(snapshot['processes'])} processes), "
+          f"{args.connections} connections, {args.workers} sync workers, statuses {result['statuses']}")
+    common.report("ingest.uploads_per_s", rate, "uploads/s", target=f">= {TARGET_RATE:.0f}", ok=rate >= TARGET_RATE)
+    common.report("ingest.errors", result["errors"], "errors", target="0", ok=result["errors"] == 0)
+    common.report("ingest.latency_p50", common.percentile(latencies_ms, 0.50), "ms")
+    common.report("ingest.latency_p99", p99, "ms", target=f"< {TARGET_P99_MS:.0f}", ok=p99 < TARGET_P99_MS)
+    common.report("ingest.server_cpu_per_upload", cpu_ms, "ms", target=f"<= {TARGET_CPU_MS}", ok=cpu_ms <= TARGET_CPU_MS)
+    common.report("ingest.client_cpu_per_upload", result["client_cpu_seconds"] * 1000 / max(uploads, 1), "ms")
+    common.report("ingest.worker_max_rss", rss_mb, "MB", target=f"< {TARGET_RSS_MB:.0f}", ok=rss_mb < TARGET_RSS_MB)
+    if args.keep:
+        print(f"data kept in {base}")
+    else:
+        import shutil
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
