@@ -4,14 +4,16 @@
 201 mean "kept":
 
 1. Take the day file's exclusive lock (one writer per file, across workers).
-2. Open one database transaction (SQLite: ``BEGIN IMMEDIATE``).
-3. Adopt a document that a crashed worker fsynced but never recorded.
-4. Return the original result if the ``snapshot_id`` is already stored.
-5. Append and fsync the document, then insert the rows and commit.
-6. If anything fails before the commit is done, cut the document back out.
+2. Adopt a document that a crashed worker fsynced but never recorded.
+3. Append and fsync the document (no database lock is held yet).
+4. Open one short database transaction (SQLite: ``BEGIN IMMEDIATE``, entered
+   through ``reports.dbwrite``), insert the rows and commit.
+5. If anything fails before the commit is done, cut the document back out.
 
-A worker killed between 5's fsync and its commit leaves a document in the file
-with no row; step 3 of the next writer of that file records it, so the file
+A replayed ``snapshot_id`` is answered from its row before any of this; two
+copies racing each other are stopped by the unique constraint in step 4.
+A worker killed between 3's fsync and its commit leaves a document in the file
+with no row; step 2 of the next writer of that file records it, so the file
 and the database agree again, and the agent's retry is answered from it.
 """
 
@@ -22,11 +24,12 @@ import logging
 import zlib
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import store
+from reports import rowsql, store
+from reports.dbwrite import write_transaction
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -72,7 +75,7 @@ def snapshot_ingest(
     received_at: dt.datetime | None = None,
 ) -> IngestResult:
     """Store one validated snapshot in its day file and the database, durably and once."""
-    existing = Snapshot.objects.filter(snapshot_id=payload.snapshot_id).first()
+    existing = _snapshot_by_id(payload.snapshot_id)
     if existing is not None:
         return _result(existing, created=False)
 
@@ -81,32 +84,36 @@ def snapshot_ingest(
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
 
     with store.locked_for_append(ip, day) as writer:
-        appended: store.Appended | None = None
+        if _adopt_unrecorded_tail(writer, ip=ip, day=day) == payload.snapshot_id:
+            existing = _snapshot_by_id(payload.snapshot_id)
+            if existing is not None:
+                return _result(existing, created=False)
+        # The fsync happens before the database write lock is taken, so other
+        # day files' writers are not held up by this one's disk flush. A crash
+        # between here and the commit leaves a tail that the next writer of
+        # this file adopts (above); a failure we see is undone below.
+        appended = writer.append(document)
         try:
-            with transaction.atomic():
-                _adopt_unrecorded_tail(writer, ip=ip, day=day)
-                existing = Snapshot.objects.filter(snapshot_id=payload.snapshot_id).first()
-                if existing is not None:
-                    return _result(existing, created=False)
-                appended = writer.append(document)
-                snapshot = _record(
+            with write_transaction():
+                _record(
                     payload=payload, ip=ip, day=day, received_at=received_at,
                     appended=appended, document=document,
                 )
         except IntegrityError:
-            # The same snapshot_id committed meanwhile through another day file
-            # (the host's address changed between two tries): keep that one.
-            if appended is not None:
-                writer.undo(appended)
-            existing = Snapshot.objects.filter(snapshot_id=payload.snapshot_id).first()
+            # The same snapshot_id was committed meanwhile (a concurrent replay,
+            # or the host's address changed between two tries): keep that one.
+            writer.undo(appended)
+            existing = _snapshot_by_id(payload.snapshot_id)
             if existing is None:
                 raise
             return _result(existing, created=False)
         except BaseException:
-            if appended is not None:
-                writer.undo(appended)
+            writer.undo(appended)
             raise
-    return _result(snapshot, created=True)
+    return IngestResult(
+        snapshot_id=str(payload.snapshot_id), ip=str(ip), date=day.isoformat(),
+        file=appended.file_name, created=True,
+    )
 
 
 def _record(
@@ -117,8 +124,12 @@ def _record(
     received_at: dt.datetime,
     appended: store.Appended,
     document: bytes,
-) -> Snapshot:
-    """Insert the Snapshot row and bring its Host up to date (inside the caller's transaction)."""
+) -> int:
+    """Insert the Snapshot row and bring its Host up to date (inside the caller's transaction).
+
+    Returns the new row's id. Runs on every upload, so its statements go
+    through ``reports.rowsql`` instead of the query compiler (see there why).
+    """
     memory = payload.memory
     os_version = payload.os.distribution_version or payload.os.version or payload.os.release or ""
     if payload.os.distribution:
@@ -131,8 +142,8 @@ def _record(
         "user_count": len(payload.users),
         "memory_total_bytes": memory.total_bytes if memory else None,
     }
-    host = Host.objects.select_for_update().filter(host_id=payload.host.id).first()
-    newest = host is None or payload.collected_at >= host.last_seen
+    host = rowsql.select_one(Host, ["id", "last_seen", "first_seen"], where={"host_id": payload.host.id},
+                             for_update=True)
     if host is None:
         host = Host.objects.create(
             host_id=payload.host.id,
@@ -143,37 +154,36 @@ def _record(
             last_seen=payload.collected_at,
             **summary,
         )
-    snapshot = Snapshot.objects.create(
-        snapshot_id=payload.snapshot_id,
-        host=host,
-        ip=str(ip),
-        day=day,
-        collected_at=payload.collected_at,
-        received_at=received_at,
-        memory_available_bytes=memory.available_bytes if memory else None,
-        file_name=appended.file_name,
-        file_offset=appended.offset,
-        file_length=appended.length,
-        document_zlib=zlib.compress(document, DOCUMENT_COMPRESSION_LEVEL),
+    snapshot_pk = rowsql.insert(Snapshot, {
+        "snapshot_id": payload.snapshot_id,
+        "host": host.pk,
+        "ip": str(ip),
+        "day": day,
+        "collected_at": payload.collected_at,
+        "received_at": received_at,
+        "memory_available_bytes": memory.available_bytes if memory else None,
+        "file_name": appended.file_name,
+        "file_offset": appended.offset,
+        "file_length": appended.length,
+        "document_zlib": zlib.compress(document, DOCUMENT_COMPRESSION_LEVEL),
         **summary,
-    )
-    changed = ["latest_snapshot"] if newest else []
-    if newest:
-        host.latest_snapshot = snapshot
-        host.hostname = payload.host.hostname[:255]
-        host.fqdn = (payload.host.fqdn or "")[:255]
-        host.last_ip = str(ip)
-        host.last_seen = payload.collected_at
-        host.process_index = process_index(payload.processes)
-        for key, value in summary.items():
-            setattr(host, key, value)
-        changed += ["hostname", "fqdn", "last_ip", "last_seen", "process_index", *summary]
+    })
+    changes: dict[str, object] = {}
+    if payload.collected_at >= host.last_seen:
+        changes.update(
+            latest_snapshot=snapshot_pk,
+            hostname=payload.host.hostname[:255],
+            fqdn=(payload.host.fqdn or "")[:255],
+            last_ip=str(ip),
+            last_seen=payload.collected_at,
+            process_index=process_index(payload.processes),
+            **summary,
+        )
     if payload.collected_at < host.first_seen:
-        host.first_seen = payload.collected_at
-        changed.append("first_seen")
-    if changed:
-        host.save(update_fields=changed)
-    return snapshot
+        changes["first_seen"] = payload.collected_at
+    if changes:
+        rowsql.update(Host, host.pk, changes)
+    return snapshot_pk
 
 
 PROCESS_INDEX_CMDLINE_CHARS = 200
@@ -192,46 +202,52 @@ def process_index(processes: list[payload_schema.Process]) -> str:
     return "\n".join(lines)
 
 
-def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date) -> None:
+def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date):
     """Record the file's last document if a crash kept it from reaching the database.
 
     Only the last document can be in that state: every writer checks this
-    before appending, under the same lock. One indexed query in the usual case.
+    before appending, under the same file lock, which also means no other
+    writer can change this file's rows while we look. One indexed query in the
+    usual case; returns the snapshot_id it recorded, if any.
     """
     end = writer.documents_end
     if end == 0:
-        return
-    last = (
-        Snapshot.objects.filter(ip=str(ip), day=day)
-        .order_by("-file_offset")
-        .values_list("file_offset", "file_length")
-        .first()
-    )
-    if last is not None and last[0] + last[1] == end:
-        return
+        return None
+    last = rowsql.select_one(Snapshot, ["file_offset", "file_length"], where={"ip": str(ip), "day": day},
+                             order_by="-file_offset")
+    if last is not None and last.file_offset + last.file_length == end:
+        return None
     tail = writer.last_document()
     if tail is None:
-        return
+        return None
     offset, document = tail
     try:
         stored = payload_schema.decode_stored(document)
     except payload_schema.PayloadError as exc:
         logger.error("day file %s ends with a document that cannot be read: %s", writer.path.name, exc.message)
-        return
-    if Snapshot.objects.filter(snapshot_id=stored.payload.snapshot_id).exists():
-        return
+        return None
+    if _snapshot_by_id(stored.payload.snapshot_id) is not None:
+        return None
     logger.warning(
         "recording snapshot %s found at the end of %s without a database row (a worker stopped mid-upload)",
         stored.payload.snapshot_id, writer.path.name,
     )
-    _record(
-        payload=stored.payload,
-        ip=ip,
-        day=day,
-        received_at=stored.received_at,
-        appended=store.Appended(writer.path.name, offset, len(document), 0),
-        document=document,
-    )
+    with write_transaction():
+        _record(
+            payload=stored.payload,
+            ip=ip,
+            day=day,
+            received_at=stored.received_at,
+            appended=store.Appended(writer.path.name, offset, len(document), 0),
+            document=document,
+        )
+    return stored.payload.snapshot_id
+
+
+def _snapshot_by_id(snapshot_id) -> Snapshot | None:
+    """The stored snapshot with this id (only what ``_result`` needs), or None."""
+    return rowsql.select_one(Snapshot, ["id", "snapshot_id", "ip", "day", "file_name"],
+                             where={"snapshot_id": snapshot_id})
 
 
 # --- credentials --------------------------------------------------------------
