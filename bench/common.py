@@ -92,16 +92,23 @@ def start_server(base: Path, *, workers: int | None = None, extra_env: dict[str,
                   reader_token=credentials["reader_token"])
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
-    """user + system CPU seconds of each process that is still there."""
+def cpu_seconds(processes: list[psutil.Process]) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of each process that is still there."""
     seconds = {}
     for proc in processes:
         try:
             times = proc.cpu_times()
         except psutil.Error:
             continue
-        seconds[proc.pid] = times.user + times.system
+        seconds[proc.pid] = (times.user, times.system)
     return seconds
+
+
+def cpu_used(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """(user, system) CPU seconds spent between two readings, over the processes in both."""
+    user = sum(after[pid][0] - before[pid][0] for pid in after if pid in before)
+    system = sum(after[pid][1] - before[pid][1] for pid in after if pid in before)
+    return user, system
 
 
 class RssSampler:
