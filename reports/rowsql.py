@@ -67,7 +67,9 @@ def select_one(model: type[M], fields: list[str], *, where: dict[str, Any], orde
 def _insert_sql(model: type[models.Model], names: tuple[str, ...], alias: str) -> tuple[str, tuple[models.Field, ...]]:
     connection = connections[alias]
     meta, quote = model._meta, connection.ops.quote_name
-    fields = tuple(meta.get_field(name) for name in names)
+    given = {meta.get_field(name) for name in names}
+    # Like Model.save(): every concrete column, with the field's default where no value is given.
+    fields = tuple(field for field in meta.concrete_fields if field in given or not field.primary_key)
     sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
            f"VALUES ({', '.join(['%s'] * len(fields))})")
     if connection.features.can_return_columns_from_insert:
@@ -76,10 +78,13 @@ def _insert_sql(model: type[models.Model], names: tuple[str, ...], alias: str) -
 
 
 def insert(model: type[models.Model], values: dict[str, Any]) -> int:
-    """INSERT one row; returns its primary key."""
+    """INSERT one row (fields left out get their model default); returns its primary key."""
     connection = connections[DEFAULT_DB_ALIAS]
     sql, fields = _insert_sql(model, tuple(values), DEFAULT_DB_ALIAS)
-    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values())]
+    params = [
+        field.get_db_prep_save(values[field.name] if field.name in values else field.get_default(), connection)
+        for field in fields
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if connection.features.can_return_columns_from_insert:

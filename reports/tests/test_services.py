@@ -116,3 +116,23 @@ def test_snapshot_ids_are_uuids():
     payload = make_payload(snapshot_id=str(uuid.uuid4()).upper())
     result = ingest(payload, now=dt.datetime.now(dt.timezone.utc))
     assert result.snapshot_id == payload["snapshot_id"].lower()
+
+
+def test_a_replay_that_races_past_the_first_check_is_undone_by_the_unique_constraint(data_dir, monkeypatch):
+    """Two workers with the same snapshot_id through different addresses: the second one's check ran
+    before the first one committed. Simulated by hiding the stored row from that first check only."""
+    payload = make_payload(collected_at=NOW)
+    first = ingest(payload)
+    real_lookup = services._snapshot_by_id
+    calls = []
+
+    def stale_first_check(snapshot_id):
+        calls.append(snapshot_id)
+        return None if len(calls) == 1 else real_lookup(snapshot_id)
+
+    monkeypatch.setattr(services, "_snapshot_by_id", stale_first_check)
+    again = ingest(payload, ip=store.parse_ip("10.9.9.9"))
+    assert not again.created and again.as_dict() == first.as_dict()
+    assert sorted(p.name for p in data_dir.iterdir()) == [first.file], "the second copy must be cut back out"
+    assert Snapshot.objects.count() == 1
+

@@ -1,0 +1,61 @@
+"""How snapshot_ingest orders its file and database work, against a real gunicorn and real files.
+
+The day file is appended and fsynced before the database write lock is
+taken, and SQLite writers queue on a kernel lock beside the database file
+(reports/dbwrite.py) instead of in SQLite's sleeping busy handler.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+
+import requests
+
+from reports.tests.factories import encode, make_payload
+
+
+def rows_for(server, snapshot_id: str) -> int:
+    database = sqlite3.connect(f"file:{server.data_dir / 'relevo.sqlite3'}?mode=ro", uri=True, timeout=30)
+    try:
+        return database.execute("SELECT COUNT(*) FROM reports_snapshot WHERE snapshot_id = ?",
+                                [snapshot_id.replace("-", "")]).fetchone()[0]
+    finally:
+        database.close()
+
+
+def test_uploads_wait_for_the_sqlite_writer_lock_with_their_document_already_on_disk(live_relevo):
+    payload = make_payload()
+    headers = {"Authorization": f"Token {live_relevo.agent_token}", "Content-Type": "application/json"}
+    answer: dict = {}
+
+    def post() -> None:
+        answer["response"] = requests.post(f"{live_relevo.url}/upload", data=encode(payload), headers=headers,
+                                           timeout=60)
+
+    lock_fd = os.open(live_relevo.data_dir / "relevo.sqlite3.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        thread = threading.Thread(target=post)
+        thread.start()
+        deadline = time.monotonic() + 20
+        day_files: list = []
+        while time.monotonic() < deadline and not day_files:
+            day_files = [p for p in live_relevo.data_dir.glob("127.0.0.1_*.json")
+                         if payload["snapshot_id"].encode() in p.read_bytes()]
+            time.sleep(0.05)
+        assert day_files, "the document should be in the day file while the upload waits for the database"
+        time.sleep(0.3)
+        assert thread.is_alive(), "the upload must not be answered before its row is committed"
+        assert rows_for(live_relevo, payload["snapshot_id"]) == 0
+    finally:
+        os.close(lock_fd)
+    thread.join(timeout=30)
+    assert answer["response"].status_code == 201, answer["response"].text
+    assert rows_for(live_relevo, payload["snapshot_id"]) == 1
+    stored = json.loads(day_files[0].read_bytes())
+    assert [item["snapshot_id"] for item in stored] == [payload["snapshot_id"]]

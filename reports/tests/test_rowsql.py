@@ -1,0 +1,81 @@
+"""reports.rowsql against the real SQLite database: the same rows and values the ORM gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from reports import rowsql
+from reports.models import AgentToken, Host, Snapshot
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 11, 27, 8, 0, 0, 123456, tzinfo=dt.timezone.utc)
+
+
+def make_host(**overrides) -> Host:
+    values = dict(host_id="h-1", hostname="web-01", last_ip="10.0.0.5", first_seen=T0, last_seen=T0)
+    values.update(overrides)
+    return Host.objects.create(**values)
+
+
+def snapshot_values(host: Host, **overrides) -> dict:
+    values = {
+        "snapshot_id": uuid.uuid4(), "host": host.pk, "ip": "10.0.0.5", "day": T0.date(), "collected_at": T0,
+        "received_at": T0, "file_name": "10.0.0.5_2026-11-27.json", "file_offset": 2, "file_length": 10,
+        "document_zlib": b"\x78\x01zz", "process_count": 400, "memory_total_bytes": 2**40,
+    }
+    values.update(overrides)
+    return values
+
+
+def test_insert_stores_what_the_orm_reads_back():
+    host = make_host()
+    values = snapshot_values(host)
+    pk = rowsql.insert(Snapshot, values)
+    row = Snapshot.objects.get(pk=pk)
+    assert row.snapshot_id == values["snapshot_id"] and row.host_id == host.pk
+    assert row.collected_at == T0 and row.day == T0.date() and row.ip == "10.0.0.5"
+    assert bytes(row.document_zlib) == values["document_zlib"] and row.memory_total_bytes == 2**40
+
+
+def test_select_one_converts_values_like_the_orm_and_loads_only_what_was_asked():
+    host = make_host()
+    found = rowsql.select_one(Host, ["last_seen", "first_seen"], where={"host_id": "h-1"})
+    assert found.pk == host.pk and found.last_seen == T0 and found.last_seen.tzinfo is not None
+    assert found.get_deferred_fields() >= {"hostname", "process_index"}
+    assert rowsql.select_one(Host, ["last_seen"], where={"host_id": "nobody"}) is None
+
+
+def test_select_one_filters_on_uuid_and_null_and_orders():
+    host = make_host()
+    first = snapshot_values(host, file_offset=2)
+    second = snapshot_values(host, file_offset=500)
+    rowsql.insert(Snapshot, first)
+    rowsql.insert(Snapshot, second)
+    by_id = rowsql.select_one(Snapshot, ["snapshot_id", "file_offset"], where={"snapshot_id": second["snapshot_id"]})
+    assert by_id.file_offset == 500 and by_id.snapshot_id == second["snapshot_id"]
+    newest = rowsql.select_one(Snapshot, ["file_offset"], where={"ip": "10.0.0.5", "day": T0.date()},
+                               order_by="-file_offset")
+    oldest = rowsql.select_one(Snapshot, ["file_offset"], where={"ip": "10.0.0.5", "day": T0.date()},
+                               order_by="file_offset")
+    assert (newest.file_offset, oldest.file_offset) == (500, 2)
+
+    token = AgentToken.objects.create(name="a", key_prefix="rlv_a_x", key_hash="h" * 64)
+    assert rowsql.select_one(AgentToken, ["name"], where={"key_hash": "h" * 64, "revoked_at": None}).pk == token.pk
+    AgentToken.objects.filter(pk=token.pk).update(revoked_at=T0)
+    assert rowsql.select_one(AgentToken, ["name"], where={"key_hash": "h" * 64, "revoked_at": None}) is None
+
+
+def test_update_changes_one_row_and_says_so():
+    host = make_host()
+    other = make_host(host_id="h-2", hostname="db-01")
+    later = T0 + dt.timedelta(hours=1)
+    assert rowsql.update(Host, host.pk, {"hostname": "web-02", "last_seen": later, "process_count": 7}) == 1
+    host.refresh_from_db()
+    other.refresh_from_db()
+    assert (host.hostname, host.last_seen, host.process_count) == ("web-02", later, 7)
+    assert (other.hostname, other.last_seen) == ("db-01", T0)
+    assert rowsql.update(Host, 10**9, {"hostname": "ghost"}) == 0
