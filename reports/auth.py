@@ -8,6 +8,7 @@ of secret bytes happens in Python at all.
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions, permissions
 
@@ -34,9 +35,14 @@ class AgentPrincipal(AnonymousUser):
         return f"agent:{self.token.name}"
 
 
-# Every upload authenticates, so the agent token is read without the query
-# compiler (see reports.rowsql): 0.07 ms instead of 0.3 ms.
+# Every upload and query authenticates, so tokens (and a reader's user) are
+# read without the query compiler (see reports.rowsql): 0.07 ms instead of 0.3 ms.
 _AGENT_TOKEN_FIELDS = [field.name for field in AgentToken._meta.concrete_fields]
+_API_TOKEN_FIELDS = [field.name for field in ApiToken._meta.concrete_fields]
+
+
+def _user_fields() -> list[str]:
+    return [field.name for field in get_user_model()._meta.concrete_fields]
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -59,12 +65,12 @@ class TokenAuthentication(authentication.BaseAuthentication):
                 services.token_touch(token=token)
                 return AgentPrincipal(token), token
         elif raw.startswith(ApiToken.PREFIX):
-            token = (
-                ApiToken.objects.select_related("user")
-                .filter(key_hash=ApiToken.hash(raw), revoked_at__isnull=True, user__is_active=True)
-                .first()
-            )
-            if token is not None:
+            token = rowsql.select_one(ApiToken, _API_TOKEN_FIELDS,
+                                      where={"key_hash": ApiToken.hash(raw), "revoked_at": None})
+            user = token and rowsql.select_one(get_user_model(), _user_fields(),
+                                               where={get_user_model()._meta.pk.name: token.user_id, "is_active": True})
+            if token is not None and user is not None:
+                token.user = user
                 services.token_touch(token=token)
                 return token.user, token
         raise exceptions.AuthenticationFailed("Invalid or revoked token.")

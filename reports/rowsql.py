@@ -9,7 +9,8 @@ models' own metadata (table and column names, each field's
 and work on SQLite and PostgreSQL alike; rows read back go through
 ``Model.objects.raw``, so values come back converted as the ORM gives them.
 
-Only ``reports.services`` and ``reports.auth`` use this, for fixed statements
+Only the upload and /query paths (``reports.services``, ``reports.auth``,
+``reports.selectors.snapshots_for_ip``) use this, for fixed statements
 with equality filters; everything else keeps using the ORM.
 """
 
@@ -25,7 +26,7 @@ M = TypeVar("M", bound=models.Model)
 
 @functools.lru_cache(maxsize=64)
 def _select_sql(model: type[models.Model], fields: tuple[str, ...], where: tuple[tuple[str, bool], ...],
-                order_by: str, for_update: bool, alias: str) -> tuple[str, tuple[models.Field, ...]]:
+                order_by: tuple[str, ...], for_update: bool, alias: str) -> tuple[str, tuple[models.Field, ...]]:
     connection = connections[alias]
     meta, quote = model._meta, connections[alias].ops.quote_name
     names = [meta.pk.name, *(name for name in fields if name != meta.pk.name)]
@@ -40,21 +41,24 @@ def _select_sql(model: type[models.Model], fields: tuple[str, ...], where: tuple
             params.append(field)
     sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {' AND '.join(conditions)}"
     if order_by:
-        column = quote(meta.get_field(order_by.lstrip("-")).column)
-        sql += f" ORDER BY {column}{' DESC' if order_by.startswith('-') else ''}"
+        terms = [f"{quote(meta.get_field(name.lstrip('-')).column)}{' DESC' if name.startswith('-') else ''}"
+                 for name in order_by]
+        sql += f" ORDER BY {', '.join(terms)}"
     sql += " LIMIT 1"
     if for_update and connection.features.has_select_for_update:
         sql += " FOR UPDATE"
     return sql, tuple(params)
 
 
-def select_one(model: type[M], fields: list[str], *, where: dict[str, Any], order_by: str = "",
+def select_one(model: type[M], fields: list[str], *, where: dict[str, Any], order_by: str | tuple[str, ...] = (),
                for_update: bool = False) -> M | None:
     """The first row matching ``field = value`` (``IS NULL`` for None) for each entry of *where*.
 
-    Only *fields* and the primary key are loaded; ``order_by`` is one field
-    name, with ``-`` for descending.
+    Only *fields* and the primary key are loaded; ``order_by`` is a field
+    name or a tuple of them, each with ``-`` for descending.
     """
+    if isinstance(order_by, str):
+        order_by = (order_by,) if order_by else ()
     connection = connections[DEFAULT_DB_ALIAS]
     shape = tuple((name, value is None) for name, value in where.items())
     sql, fields_for_params = _select_sql(model, tuple(fields), shape, order_by, for_update, DEFAULT_DB_ALIAS)

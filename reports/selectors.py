@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from reports import store
+from reports import rowsql, store
 from reports.durations import parse_duration
 from reports.models import Host, Snapshot
 
@@ -55,12 +55,9 @@ def snapshots_for_ip(*, ip: store.IPAddress, day: dt.date | None = None, latest:
 
 
 def _latest_document(*, ip: store.IPAddress, day: dt.date) -> bytes | None:
-    row = (
-        Snapshot.objects.filter(ip=str(ip), day=day)
-        .order_by("-collected_at", "-file_offset")
-        .only("file_name", "file_offset", "file_length", "document_zlib")
-        .first()
-    )
+    """The newest document of the day, read from its file by offset (the row's copy if the file lost it)."""
+    row = rowsql.select_one(Snapshot, ["file_name", "file_offset", "file_length"],
+                            where={"ip": str(ip), "day": day}, order_by=("-collected_at", "-file_offset"))
     if row is None:
         return None
     document = store.read_document(row.file_name, row.file_offset, row.file_length)
