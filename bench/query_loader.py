@@ -35,7 +35,6 @@ from reports import payload as payload_schema
 from reports import services, store
 from reports.models import Host, Snapshot
 
-BATCH = 5_000
 _ID = "00000000-0000-4000-8000-000000000000"
 _COLLECTED = "2000-01-01T00:00:00.000000+00:00"
 _RECEIVED = "2000-01-02T00:00:00.000000+00:00"
@@ -97,6 +96,55 @@ def _sqlite_row(values: list) -> list:
     return row
 
 
+_SNAPSHOT_COLUMNS = (
+    "snapshot_id", "host", "ip", "day", "collected_at", "received_at", "os_name", "os_version", "cpu_model",
+    "process_count", "user_count", "memory_total_bytes", "memory_available_bytes", "file_name",
+    "file_offset", "file_length", "document_zlib",
+)
+HOSTS_PER_TRANSACTION = 200
+
+
+def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_files: bool,
+               rng: random.Random) -> tuple[LoadedHost, list[list]]:
+    """One host's Host row (created here), day files if asked, and its Snapshot rows (returned)."""
+    ip = host_ip(index)
+    address = store.parse_ip(ip)
+    template = _StoredTemplate(_host_snapshot(base_snapshot, index, rng), ip)
+    payload = template.payload
+    shared_zlib = None if with_files else zlib.compress(template.document(uuid.uuid4(), dt.datetime.now(dt.timezone.utc)), 1)
+    summary = {
+        "os_name": payload.os.name[:64], "os_version": (payload.os.distribution or "")[:255],
+        "cpu_model": (payload.cpu.model or "")[:255], "process_count": len(payload.processes),
+        "user_count": len(payload.users),
+        "memory_total_bytes": payload.memory.total_bytes if payload.memory else None,
+    }
+    newest = dt.datetime.combine(days[-1], dt.time(12, 0), dt.timezone.utc)
+    host = Host.objects.create(
+        host_id=payload.host.id, hostname=payload.host.hostname, fqdn=payload.host.fqdn or "",
+        last_ip=ip, first_seen=newest - dt.timedelta(days=len(days) - 1), last_seen=newest,
+        process_index=services.process_index(payload.processes), **summary,
+    )
+    rows = []
+    for day in days:
+        snapshot_id = uuid.uuid4()
+        collected_at = dt.datetime.combine(day, dt.time(12, 0), dt.timezone.utc) + dt.timedelta(seconds=index % 3_600)
+        name = store.file_name(address, day)
+        offset, length = len(store.OPEN_TAIL), len(template.raw)  # the replaced fields keep their width
+        document_zlib = shared_zlib
+        if with_files:
+            document = template.document(snapshot_id, collected_at)
+            with store.locked_for_append(address, day) as writer:
+                appended = writer.append(document)
+            name, offset, length = appended.file_name, appended.offset, appended.length
+            document_zlib = zlib.compress(document, 1)
+        rows.append(_sqlite_row([
+            snapshot_id, host.pk, ip, day, collected_at, collected_at, summary["os_name"], summary["os_version"],
+            summary["cpu_model"], summary["process_count"], summary["user_count"], summary["memory_total_bytes"],
+            payload.memory.available_bytes if payload.memory else None, name, offset, length, document_zlib,
+        ]))
+    return LoadedHost(ip=ip, days=days, has_files=with_files), rows
+
+
 def load(*, base_snapshot: dict, hosts: int, days: int, file_hosts: int, last_day: dt.date,
          progress=print) -> list[LoadedHost]:
     """Load *hosts* x *days* snapshots ending at *last_day*; returns what the benchmark may query."""
@@ -104,75 +152,37 @@ def load(*, base_snapshot: dict, hosts: int, days: int, file_hosts: int, last_da
         raise RuntimeError("the query loader writes SQLite only")
     rng = random.Random(7)
     day_list = [last_day - dt.timedelta(days=offset) for offset in range(days - 1, -1, -1)]
-    snapshot_fields = [Snapshot._meta.get_field(name) for name in (
-        "snapshot_id", "host", "ip", "day", "collected_at", "received_at", "os_name", "os_version", "cpu_model",
-        "process_count", "user_count", "memory_total_bytes", "memory_available_bytes", "file_name",
-        "file_offset", "file_length", "document_zlib")]
+    fields = [Snapshot._meta.get_field(name) for name in _SNAPSHOT_COLUMNS]
     insert_snapshot = (
-        f"INSERT INTO {Snapshot._meta.db_table} ({', '.join(f.column for f in snapshot_fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(snapshot_fields))})"
+        f"INSERT INTO {Snapshot._meta.db_table} ({', '.join(f.column for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
+    host_table, snapshot_table = Host._meta.db_table, Snapshot._meta.db_table
     loaded: list[LoadedHost] = []
-    rows: list[list] = []
-    host_latest: list[tuple[int, str]] = []
-
-    def flush() -> None:
-        with connection.cursor() as cursor:
-            cursor.executemany(insert_snapshot, rows)
-        rows.clear()
-
+    # A loader, not a server: no journal and no syncs while loading (a crash
+    # means loading again), WAL again for the server afterwards.
     with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode=OFF")
         cursor.execute("PRAGMA synchronous=OFF")
-    with override_settings(INVENTORY_FSYNC=False), transaction.atomic():
-        for index in range(hosts):
-            ip = host_ip(index)
-            address = store.parse_ip(ip)
-            template = _StoredTemplate(_host_snapshot(base_snapshot, index, rng), ip)
-            payload = template.payload
-            with_files = index < file_hosts
-            shared_zlib = None if with_files else zlib.compress(template.document(uuid.uuid4(), dt.datetime.now(dt.timezone.utc)), 1)
-            summary = {
-                "os_name": payload.os.name[:64], "os_version": (payload.os.distribution or "")[:255],
-                "cpu_model": (payload.cpu.model or "")[:255], "process_count": len(payload.processes),
-                "user_count": len(payload.users),
-                "memory_total_bytes": payload.memory.total_bytes if payload.memory else None,
-            }
-            collected = dt.datetime.combine(day_list[-1], dt.time(12, 0), dt.timezone.utc)
-            host = Host.objects.create(
-                host_id=payload.host.id, hostname=payload.host.hostname, fqdn=payload.host.fqdn or "",
-                last_ip=ip, first_seen=collected - dt.timedelta(days=days - 1), last_seen=collected,
-                process_index=services.process_index(payload.processes), **summary,
-            )
-            for day in day_list:
-                snapshot_id = uuid.uuid4()
-                collected_at = dt.datetime.combine(day, dt.time(12, 0), dt.timezone.utc) + dt.timedelta(seconds=index % 3_600)
-                name = store.file_name(address, day)
-                offset, length = len(store.OPEN_TAIL), len(template.raw)  # the replaced fields keep their width
-                if with_files:
-                    document = template.document(snapshot_id, collected_at)
-                    with store.locked_for_append(address, day) as writer:
-                        appended = writer.append(document)
-                    name, offset, length = appended.file_name, appended.offset, appended.length
-                values = [snapshot_id, host.pk, ip, day, collected_at, collected_at, summary["os_name"],
-                          summary["os_version"], summary["cpu_model"], summary["process_count"],
-                          summary["user_count"], summary["memory_total_bytes"],
-                          payload.memory.available_bytes if payload.memory else None, name, offset, length,
-                          zlib.compress(document, 1) if with_files else shared_zlib]
-                rows.append(_sqlite_row(values))
-                if len(rows) >= BATCH:
-                    flush()
-            host_latest.append((host.pk, ip))
-            loaded.append(LoadedHost(ip=ip, days=day_list, has_files=with_files))
-            if (index + 1) % 1_000 == 0:
-                progress(f"loader: {index + 1}/{hosts} hosts")
-        if rows:
-            flush()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Host._meta.db_table} SET latest_snapshot_id = (SELECT s.id FROM {Snapshot._meta.db_table} s "
-                f"WHERE s.host_id = {Host._meta.db_table}.id ORDER BY s.collected_at DESC LIMIT 1)"
-            )
+    with override_settings(INVENTORY_FSYNC=False):
+        for first in range(0, hosts, HOSTS_PER_TRANSACTION):
+            with transaction.atomic():
+                rows: list[list] = []
+                for index in range(first, min(hosts, first + HOSTS_PER_TRANSACTION)):
+                    host, host_rows = _load_host(index, base_snapshot=base_snapshot, days=day_list,
+                                                 with_files=index < file_hosts, rng=rng)
+                    loaded.append(host)
+                    rows.extend(host_rows)
+                with connection.cursor() as cursor:
+                    cursor.executemany(insert_snapshot, rows)
+            if (first // HOSTS_PER_TRANSACTION) % 10 == 9:
+                progress(f"loader: {len(loaded)}/{hosts} hosts")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {host_table} SET latest_snapshot_id = (SELECT s.id FROM {snapshot_table} s "
+            f"WHERE s.host_id = {host_table}.id ORDER BY s.collected_at DESC LIMIT 1)"
+        )
     with connection.cursor() as cursor:
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         cursor.execute("ANALYZE")
+        cursor.execute("PRAGMA journal_mode=WAL")
     return loaded
