@@ -6,8 +6,9 @@ same statement through a cursor 0.02 ms), and an upload runs six of them:
 about 2 ms of a 3 ms budget. These helpers write the same statements from the
 models' own metadata (table and column names, each field's
 ``get_db_prep_value``), once per statement shape, so they follow the models
-and work on SQLite and PostgreSQL alike; rows read back go through
-``Model.objects.raw``, so values come back converted as the ORM gives them.
+and work on SQLite and PostgreSQL alike; rows read back go through the
+converters the query compiler would apply and ``Model.from_db``, so values
+come back as the ORM gives them.
 
 Only the upload and /query paths (``reports.services``, ``reports.auth``,
 ``reports.selectors.snapshots_for_ip``) use this, for fixed statements
@@ -17,20 +18,30 @@ with equality filters; everything else keeps using the ORM.
 from __future__ import annotations
 
 import functools
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
 M = TypeVar("M", bound=models.Model)
 
 
+class _Select(NamedTuple):
+    sql: str
+    param_fields: tuple[models.Field, ...]
+    attnames: tuple[str, ...]
+    converters: tuple
+
+
+
+
 @functools.lru_cache(maxsize=64)
 def _select_sql(model: type[models.Model], fields: tuple[str, ...], where: tuple[tuple[str, bool], ...],
-                order_by: tuple[str, ...], for_update: bool, alias: str) -> tuple[str, tuple[models.Field, ...]]:
+                order_by: tuple[str, ...], for_update: bool, alias: str) -> _Select:
     connection = connections[alias]
     meta, quote = model._meta, connections[alias].ops.quote_name
     names = [meta.pk.name, *(name for name in fields if name != meta.pk.name)]
-    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
+    selected = [meta.get_field(name) for name in names]
+    columns = ", ".join(quote(field.column) for field in selected)
     conditions, params = [], []
     for name, is_null in where:
         field = meta.get_field(name)
@@ -47,7 +58,12 @@ def _select_sql(model: type[models.Model], fields: tuple[str, ...], where: tuple
     sql += " LIMIT 1"
     if for_update and connection.features.has_select_for_update:
         sql += " FOR UPDATE"
-    return sql, tuple(params)
+    # The converters the query compiler would apply to each column (backend's, then the field's).
+    converters = []
+    for field in selected:
+        column = field.get_col(meta.db_table)
+        converters.append((column, [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]))
+    return _Select(sql, tuple(params), tuple(field.attname for field in selected), tuple(converters))
 
 
 def select_one(model: type[M], fields: list[str], *, where: dict[str, Any], order_by: str | tuple[str, ...] = (),
@@ -61,10 +77,20 @@ def select_one(model: type[M], fields: list[str], *, where: dict[str, Any], orde
         order_by = (order_by,) if order_by else ()
     connection = connections[DEFAULT_DB_ALIAS]
     shape = tuple((name, value is None) for name, value in where.items())
-    sql, fields_for_params = _select_sql(model, tuple(fields), shape, order_by, for_update, DEFAULT_DB_ALIAS)
+    select = _select_sql(model, tuple(fields), shape, order_by, for_update, DEFAULT_DB_ALIAS)
     values = [value for value in where.values() if value is not None]
-    params = [field.get_db_prep_value(value, connection) for field, value in zip(fields_for_params, values)]
-    return next(iter(model.objects.raw(sql, params)), None)
+    params = [field.get_db_prep_value(value, connection) for field, value in zip(select.param_fields, values)]
+    with connection.cursor() as cursor:
+        cursor.execute(select.sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    converted = []
+    for value, (column, converters) in zip(row, select.converters):
+        for converter in converters:
+            value = converter(value, column, connection)
+        converted.append(value)
+    return model.from_db(DEFAULT_DB_ALIAS, select.attnames, converted)
 
 
 @functools.lru_cache(maxsize=64)
