@@ -14,3 +14,7 @@ workers = int(os.environ.get("RELEVO_WORKERS") or 2 * multiprocessing.cpu_count(
 worker_class = "sync"
 timeout = 60
 graceful_timeout = 10
+# gunicorn 25+ opens a control socket in ~/.gunicorn by default; several
+# servers on one machine (tests, benchmarks) would fight over it. Older
+# versions ignore the name.
+control_socket_disable = True
