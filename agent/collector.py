@@ -456,7 +456,8 @@ class ProcessSampler:
             cpu = _field(proc, "cpu_percent", ps) if sample_cpu else None
         cmdline = values["cmdline"]
         if cmdline is not None:
-            cmdline = _cmdline_clean(cmdline_redact([str(a) for a in cmdline]))
+            # Trim first: redaction then only ever sees what the schema lets through.
+            cmdline = cmdline_redact(_cmdline_clean([str(a) for a in cmdline]))
         name = values["name"] or _name_from(values["exe"], cmdline)
         rss = getattr(values["memory_info"], "rss", None)
         memory_percent = None

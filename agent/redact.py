@@ -19,8 +19,9 @@ _STRONG = ("password", "passwd", "passphrase", "secret", "token", "apikey", "cre
 _WHOLE = ("key", "auth", "authorization", "pass", "credentials")
 
 _NAME_PART = re.compile(r"[^a-z0-9]+")
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]*)@")
-_QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s]+)=(?P<value>[^&;#\s]*)")
+# Bounded repetitions keep every pattern linear: command lines are attacker-shaped input.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)(?P<user>[^/\s:@]{0,256}):(?P<password>[^/\s@]{0,8192})@")
+_QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s]{1,64})=(?P<value>[^&;#\s]*)")
 _OPTION = re.compile(r"^(?P<dashes>--?|/)(?P<name>[A-Za-z][A-Za-z0-9_.\-]*)(?:(?P<sep>[=:])(?P<value>.*))?$", re.S)
 _ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>.*)$", re.S)
 
@@ -35,7 +36,8 @@ def is_secret_name(name: str) -> bool:
 
 
 def _redact_urls(text: str) -> str:
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     if "?" in text or "&" in text:
         text = _QUERY_PARAM.sub(
             lambda m: f"{m['lead']}{m['name']}={MASK}" if is_secret_name(m["name"]) else m[0], text
