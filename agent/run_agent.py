@@ -182,16 +182,32 @@ class Agent:
         return ExitStatus.DELIVERED
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+    """Turn SIGTERM / Ctrl-C into a stop request; return the handlers to restore."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
 
     def handler(signum: int, _frame: Any) -> None:
         log.info("signal %d received, stopping after the current step", signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
+
+
+def _configure_logging(verbose: bool) -> None:
+    # A handler on our own logger, bound to the current stderr, so repeated
+    # main() calls (tests, an embedding program) neither stack nor go stale.
+    logger = logging.getLogger("agent")
+    for old in [h for h in logger.handlers if getattr(h, "_relevo", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._relevo = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -202,10 +218,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return ExitStatus.DELIVERED if exc.code == 0 else ExitStatus.USAGE
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # urllib3 logs full request lines at debug; they would include nothing secret, but are noise.
-    logging.getLogger("urllib3").setLevel(logging.INFO)
+    _configure_logging(args.verbose)
     try:
         _validate(args, env)
     except _UsageError as exc:
@@ -222,7 +235,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return ExitStatus.DELIVERED
 
     stop = threading.Event()
-    _install_signal_handlers(stop)
+    previous_handlers = _install_signal_handlers(stop)
     agent = Agent(args, stop=stop, env=env)
     try:
         if args.interval is not None:
@@ -232,3 +245,5 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return ExitStatus.DELIVERED
     finally:
         agent.sender.close()
+        for signum, previous in previous_handlers.items():
+            signal.signal(signum, previous)
