@@ -1,0 +1,59 @@
+"""Fixtures shared by the server's and the agent's tests.
+
+Every test gets its own data folder, so no test can see or damage another's
+day files. ``live_relevo`` starts a real gunicorn (see reports/tests/live.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Settings need a secret key; `make test` writes one into .env, this covers a bare `pytest`.
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-a-secret")
+
+from reports.tests import live
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip outside CI, fail under CI=true: a skipped prerequisite in CI is a failure."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"prerequisite missing under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path, settings):
+    settings.INVENTORY_DATA_DIR = tmp_path / "data"
+    settings.INVENTORY_DATA_DIR.mkdir()
+    return settings.INVENTORY_DATA_DIR
+
+
+@pytest.fixture
+def data_dir(_data_dir):
+    return _data_dir
+
+
+@pytest.fixture
+def relevo_server_factory(tmp_path_factory):
+    """Start as many live servers as a test needs; all are stopped at the end."""
+    servers: list[live.LiveRelevo] = []
+
+    def factory(**kwargs) -> live.LiveRelevo:
+        base = tmp_path_factory.mktemp("relevo")
+        server = live.start(base, **kwargs)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_relevo(relevo_server_factory) -> live.LiveRelevo:
+    """A real gunicorn serving Relevo on 127.0.0.1 with a fresh database and data folder."""
+    return relevo_server_factory()

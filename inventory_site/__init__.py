@@ -1,0 +1,1 @@
+"""Relevo's Django project: settings and URL wiring only, no logic."""

@@ -1,0 +1,178 @@
+"""Relevo server settings.
+
+Everything that differs between a laptop and production comes from the
+environment (a local ``.env`` is read for development; real variables win).
+Defaults are the safe ones: debug off, no wildcard hosts, a secret key that
+must be given. ``reports.checks`` validates the values that Django does not.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from inventory_site import envfile
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+envfile.load(BASE_DIR / ".env")
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Run `make run` once (it writes a local .env), "
+            "or export DJANGO_SECRET_KEY, or set DJANGO_DEBUG=true for a throwaway key."
+        )
+    SECRET_KEY = "insecure-debug-only-" + os.urandom(16).hex()
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# --- Relevo -----------------------------------------------------------------
+INVENTORY_DATA_DIR = Path(os.environ.get("INVENTORY_DATA_DIR") or BASE_DIR / "data").resolve()
+INVENTORY_TRUSTED_PROXIES = env_list("INVENTORY_TRUSTED_PROXIES")
+INVENTORY_MAX_UPLOAD_BYTES = env_int("INVENTORY_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+# A host is "online" while its newest snapshot is younger than OFFLINE_AFTER,
+# "offline" after that, and "stale" (probably gone) after STALE_AFTER.
+# Durations: a number with s, m, h or d (e.g. 30m, 7d).
+INVENTORY_OFFLINE_AFTER = os.environ.get("INVENTORY_OFFLINE_AFTER", "30m")
+INVENTORY_STALE_AFTER = os.environ.get("INVENTORY_STALE_AFTER", "7d")
+# fsync is what makes a 201 mean "on disk"; turning it off is for throwaway benchmarks only.
+INVENTORY_FSYNC = env_bool("INVENTORY_FSYNC", True)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "reports.apps.ReportsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "inventory_site.urls"
+WSGI_APPLICATION = "inventory_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite (the embedded default) lives in the data folder. WAL lets readers run
+# beside the one writer; IMMEDIATE transactions take the write lock up front so
+# concurrent workers queue on the busy timeout instead of failing with
+# "database is locked" when a read transaction tries to upgrade.
+_SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000;",
+}
+_database_url = os.environ.get("DATABASE_URL", "").strip()
+if _database_url:
+    _default_db = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+else:
+    _default_db = {"ENGINE": "django.db.backends.sqlite3", "NAME": INVENTORY_DATA_DIR / "relevo.sqlite3"}
+if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    _default_db["OPTIONS"] = {**_SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
+    _default_db["CONN_MAX_AGE"] = 0 if _default_db.get("NAME") == ":memory:" else 60
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve from the app folders too, so a server started by hand works before collectstatic
+# (and do not warn that the collected folder is missing in that case).
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: ")
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+
+# Django's own limit must not cut a request before Relevo's clearer 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = INVENTORY_MAX_UPLOAD_BYTES + 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "reports.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["reports.auth.IsReader"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "reports.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,1 @@
+"""The HTTP API: /upload for agents, /query for readers, health probes."""

@@ -1,0 +1,88 @@
+"""Who is calling: agent tokens upload, people (session or API token) read.
+
+Both kinds of token arrive as ``Authorization: Token <value>``; the prefix
+(``rlv_a_`` for agents, ``rlv_u_`` for people) says which table to look in.
+Only SHA-256 hashes are stored, and the lookup is by hash, so no comparison
+of secret bytes happens in Python at all.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AnonymousUser
+from rest_framework import authentication, exceptions, permissions
+
+from reports import services
+from reports.models import AgentToken, ApiToken
+
+
+class AgentPrincipal(AnonymousUser):
+    """``request.user`` for an agent: authenticated, but no person and no permissions."""
+
+    def __init__(self, token: AgentToken):
+        super().__init__()
+        self.token = token
+
+    @property
+    def is_authenticated(self) -> bool:  # type: ignore[override]
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:  # type: ignore[override]
+        return False
+
+    def __str__(self) -> str:
+        return f"agent:{self.token.name}"
+
+
+class TokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid Authorization header: use 'Token <token>'.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        if raw.startswith(AgentToken.PREFIX):
+            token = AgentToken.objects.filter(key_hash=AgentToken.hash(raw), revoked_at__isnull=True).first()
+            if token is not None:
+                services.token_touch(token=token)
+                return AgentPrincipal(token), token
+        elif raw.startswith(ApiToken.PREFIX):
+            token = (
+                ApiToken.objects.select_related("user")
+                .filter(key_hash=ApiToken.hash(raw), revoked_at__isnull=True, user__is_active=True)
+                .first()
+            )
+            if token is not None:
+                services.token_touch(token=token)
+                return token.user, token
+        raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+class IsAgent(permissions.BasePermission):
+    """Only an agent token may upload."""
+
+    message = "Only an agent token may upload snapshots."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, AgentToken)
+
+
+class IsReader(permissions.BasePermission):
+    """A signed-in person or a person's API token; agent tokens read nothing."""
+
+    message = "Agent tokens cannot read; use a user's session or API token."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(
+            user and user.is_authenticated and not isinstance(user, AgentPrincipal) and user.is_active
+        )

@@ -1,0 +1,65 @@
+"""System checks for Relevo's own settings, reported by ``manage.py check``.
+
+Like ``django.contrib.sites.checks``: a misconfiguration is reported at start
+with an id and a hint, instead of surfacing as a 500 on the first upload.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from django.conf import settings
+from django.core import checks
+
+from reports.durations import parse_duration
+
+
+@checks.register(checks.Tags.compatibility, deploy=False)
+def check_data_dir(app_configs=None, **kwargs):
+    data_dir = settings.INVENTORY_DATA_DIR
+    if not data_dir.exists():
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return [checks.Error(
+                f"INVENTORY_DATA_DIR {data_dir} does not exist and cannot be created: {exc}",
+                hint="Create the folder or point INVENTORY_DATA_DIR at a writable one.",
+                id="reports.E001",
+            )]
+    if not data_dir.is_dir():
+        return [checks.Error(f"INVENTORY_DATA_DIR {data_dir} is not a folder.", id="reports.E002")]
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        return [checks.Error(
+            f"INVENTORY_DATA_DIR {data_dir} is not writable by this process.",
+            hint="Give the server's user write access to the folder.",
+            id="reports.E003",
+        )]
+    return []
+
+
+@checks.register(checks.Tags.security)
+def check_inventory_settings(app_configs=None, **kwargs):
+    errors = []
+    for entry in settings.INVENTORY_TRUSTED_PROXIES:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            errors.append(checks.Error(
+                f"INVENTORY_TRUSTED_PROXIES has {entry!r}, which is not an address or network.",
+                id="reports.E004",
+            ))
+    if settings.INVENTORY_MAX_UPLOAD_BYTES < 1024:
+        errors.append(checks.Error("INVENTORY_MAX_UPLOAD_BYTES must be at least 1024.", id="reports.E005"))
+    for name in ("INVENTORY_OFFLINE_AFTER", "INVENTORY_STALE_AFTER"):
+        try:
+            parse_duration(getattr(settings, name))
+        except ValueError as exc:
+            errors.append(checks.Error(f"{name}: {exc}", id="reports.E006"))
+    if "*" in settings.ALLOWED_HOSTS:
+        errors.append(checks.Warning(
+            "DJANGO_ALLOWED_HOSTS contains '*': any Host header is accepted.",
+            hint="List the names the server is reached by.",
+            id="reports.W001",
+        ))
+    return errors

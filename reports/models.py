@@ -1,0 +1,148 @@
+"""The database mirror of the day files, and the credentials.
+
+The day files (``reports.store``) are the record of what was received; these
+tables make it searchable and are rebuilt from the files by ``manage.py
+reindex``. A snapshot's full document is kept zlib-compressed in its row, so
+either store can rebuild the other; the process list is never exploded into
+one row per process (400 inserts per upload would cap ingest near 50/s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zlib
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Host(models.Model):
+    """A monitored machine, keyed by the id its agent reports (``host.id``)."""
+
+    host_id = models.CharField(max_length=256, unique=True, help_text="Stable machine id sent by the agent.")
+    hostname = models.CharField(max_length=255, db_index=True)
+    fqdn = models.CharField(max_length=255, blank=True, default="")
+    last_ip = models.GenericIPAddressField(db_index=True)
+    os_name = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    os_version = models.CharField(max_length=255, blank=True, default="")
+    cpu_model = models.CharField(max_length=255, blank=True, default="")
+    memory_total_bytes = models.BigIntegerField(null=True, blank=True)
+    process_count = models.PositiveIntegerField(default=0)
+    user_count = models.PositiveIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True, help_text="collected_at of the newest snapshot.")
+    latest_snapshot = models.ForeignKey(
+        "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    process_index = models.TextField(
+        blank=True, default="", editable=False,
+        help_text="Lower-cased 'name<TAB>cmdline' lines of the newest snapshot, for process search.",
+    )
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} ({self.last_ip})"
+
+
+class Snapshot(models.Model):
+    """One accepted upload: summary columns plus the compressed stored document."""
+
+    snapshot_id = models.UUIDField(unique=True)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="snapshots")
+    ip = models.GenericIPAddressField()
+    day = models.DateField()
+    collected_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    os_name = models.CharField(max_length=64, blank=True, default="")
+    os_version = models.CharField(max_length=255, blank=True, default="")
+    cpu_model = models.CharField(max_length=255, blank=True, default="")
+    process_count = models.PositiveIntegerField(default=0)
+    user_count = models.PositiveIntegerField(default=0)
+    memory_total_bytes = models.BigIntegerField(null=True, blank=True)
+    memory_available_bytes = models.BigIntegerField(null=True, blank=True)
+    file_name = models.CharField(max_length=128)
+    file_offset = models.BigIntegerField(help_text="Byte offset of the document in its day file.")
+    file_length = models.PositiveIntegerField(help_text="Length in bytes of the document in its day file.")
+    document_zlib = models.BinaryField(help_text="The stored document, zlib-compressed.")
+
+    class Meta:
+        ordering = ["-collected_at"]
+        indexes = [
+            models.Index(fields=["ip", "day", "file_offset"], name="snapshot_ip_day"),
+            models.Index(fields=["host", "-collected_at"], name="snapshot_host_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id} {self.ip} {self.collected_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def document_bytes(self) -> bytes:
+        return zlib.decompress(bytes(self.document_zlib))
+
+
+TOKEN_BYTES = 32
+
+
+def _hash_token(raw: str) -> str:
+    """Tokens are 256 random bits, so a plain SHA-256 is enough: no slow KDF needed."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class TokenBase(models.Model):
+    """Shared shape of a credential: only a hash and a short display prefix are kept."""
+
+    PREFIX = ""
+
+    name = models.CharField(max_length=100)
+    key_prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def generate(cls) -> tuple[str, str, str]:
+        """A new raw token with its display prefix and hash; the raw value is shown once."""
+        raw = cls.PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+        return raw, raw[: len(cls.PREFIX) + 6], _hash_token(raw)
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return _hash_token(raw)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class AgentToken(TokenBase):
+    """Lets one agent (or a fleet sharing it) upload snapshots; it can read nothing."""
+
+    PREFIX = "rlv_a_"
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+
+class ApiToken(TokenBase):
+    """Lets a person's scripts read through the API as that user."""
+
+    PREFIX = "rlv_u_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} for {self.user} ({self.key_prefix}…)"

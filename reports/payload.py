@@ -1,0 +1,225 @@
+"""The typed snapshot payload (schema v1) and its validator.
+
+This module is the server's half of ``docs/payload.md``: each field there has
+one line here. msgspec decodes and validates a 400-process snapshot in well
+under a millisecond, where a nested DRF serializer takes about 12 ms; the
+OpenAPI schema is generated from these same structs, so the docs, the API
+schema and the validator cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import uuid
+from typing import Annotated, Literal, Optional
+
+import msgspec
+from msgspec import Meta
+
+SCHEMA_VERSION = 1
+MAX_PROCESSES = 20_000
+MAX_USERS = 1_000
+MAX_STRING = 4_096
+MAX_CMDLINE_CHARS = 8_192
+MAX_CMDLINE_ARGS = 1_024
+MAX_IPS = 256
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+Str = Annotated[str, Meta(max_length=MAX_STRING)]
+NonEmptyStr = Annotated[str, Meta(min_length=1, max_length=MAX_STRING)]
+Time = Annotated[dt.datetime, Meta(tz=True)]
+U32 = Annotated[int, Meta(ge=0, le=2**32 - 1)]
+Bytes = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Cores = Annotated[int, Meta(ge=1, le=65_536)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+ProcessCpuPercent = Annotated[float, Meta(ge=0, le=1_000_000)]
+
+
+class Agent(msgspec.Struct):
+    version: Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class Host(msgspec.Struct):
+    id: Annotated[str, Meta(min_length=1, max_length=256)]
+    hostname: NonEmptyStr
+    fqdn: Optional[Str] = None
+    ips: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=MAX_IPS)] = []
+    boot_time: Optional[Time] = None
+
+
+class OperatingSystem(msgspec.Struct):
+    name: NonEmptyStr
+    version: Optional[Str] = None
+    release: Optional[Str] = None
+    build: Optional[Str] = None
+    distribution: Optional[Str] = None
+    distribution_version: Optional[Str] = None
+    kernel: Optional[Str] = None
+    arch: Optional[Str] = None
+
+
+class Cpu(msgspec.Struct):
+    model: Optional[Str] = None
+    vendor: Optional[Str] = None
+    arch: Optional[Str] = None
+    physical_cores: Optional[Cores] = None
+    logical_cores: Optional[Cores] = None
+    frequency_mhz: Optional[Annotated[float, Meta(ge=0, le=1_000_000)]] = None
+    usage_percent: Optional[Percent] = None
+
+
+class Memory(msgspec.Struct):
+    total_bytes: Optional[Bytes] = None
+    available_bytes: Optional[Bytes] = None
+
+
+class User(msgspec.Struct):
+    name: NonEmptyStr
+    terminal: Optional[Str] = None
+    host: Optional[Str] = None
+    started: Optional[Time] = None
+
+
+class Process(msgspec.Struct):
+    pid: U32
+    ppid: Optional[U32] = None
+    name: Optional[Str] = None
+    username: Optional[Str] = None
+    status: Optional[Annotated[str, Meta(max_length=64)]] = None
+    create_time: Optional[Time] = None
+    cpu_percent: Optional[ProcessCpuPercent] = None
+    memory_rss_bytes: Optional[Bytes] = None
+    memory_percent: Optional[Percent] = None
+    num_threads: Optional[Annotated[int, Meta(ge=0, le=10_000_000)]] = None
+    exe: Optional[Str] = None
+    cmdline: Optional[Annotated[list[Annotated[str, Meta(max_length=MAX_CMDLINE_CHARS)]], Meta(max_length=MAX_CMDLINE_ARGS)]] = None
+
+
+class SnapshotPayload(msgspec.Struct, kw_only=True):
+    """One snapshot as the agent sends it; field order is the stored order."""
+
+    schema_version: Literal[1]
+    snapshot_id: uuid.UUID
+    collected_at: Time
+    agent: Agent
+    host: Host
+    os: OperatingSystem
+    cpu: Cpu
+    memory: Optional[Memory] = None
+    users: Annotated[list[User], Meta(max_length=MAX_USERS)]
+    users_source: Optional[Annotated[str, Meta(max_length=32)]] = None
+    processes: Annotated[list[Process], Meta(max_length=MAX_PROCESSES)]
+
+
+class PayloadError(Exception):
+    """The body is not a valid schema-v1 snapshot; ``errors`` maps field paths to messages."""
+
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or {}
+
+
+_decoder = msgspec.json.Decoder(SnapshotPayload)
+_encoder = msgspec.json.Encoder()
+_AT_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.S)
+
+
+def _field_error(path: str, message: str) -> PayloadError:
+    return PayloadError("The snapshot is not valid.", {path or "$": [message]})
+
+
+def decode(raw: bytes, *, now: dt.datetime) -> SnapshotPayload:
+    """Decode and validate one snapshot from JSON bytes, or raise PayloadError.
+
+    ``now`` is the server's clock, passed in so tests can pin it.
+    """
+    try:
+        payload = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        match = _AT_PATH.match(str(exc))
+        if match:
+            raise _field_error(match["path"].lstrip("."), match["msg"]) from None
+        raise _field_error("", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"The body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise PayloadError("The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise PayloadError("The body is nested too deeply.") from None
+    _check_semantics(payload, now=now, raw=raw)
+    return payload
+
+
+def _check_semantics(payload: SnapshotPayload, *, now: dt.datetime, raw: bytes) -> None:
+    """Rules a type cannot say: time window, cmdline budget, addresses, NUL bytes."""
+    if payload.collected_at > now + FUTURE_TOLERANCE:
+        raise _field_error("collected_at", "collected_at is more than 5 minutes in the future of the server's clock.")
+    if payload.collected_at < EARLIEST:
+        raise _field_error("collected_at", "collected_at is before 2000-01-01.")
+    for index, address in enumerate(payload.host.ips):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise _field_error(f"host.ips[{index}]", f"{address!r} is not an IP address.") from None
+    for index, process in enumerate(payload.processes):
+        if process.cmdline and sum(map(len, process.cmdline)) > MAX_CMDLINE_CHARS:
+            raise _field_error(f"processes[{index}].cmdline", f"cmdline is longer than {MAX_CMDLINE_CHARS} characters in all.")
+    # A NUL can only arrive as the escape \u0000; look for it in the raw bytes
+    # first so that the common case costs one scan in C.
+    if b"\\u0000" in raw:
+        path = _find_nul(msgspec.to_builtins(payload), "")
+        if path is not None:
+            raise _field_error(path, "NUL characters are not allowed in strings.")
+
+
+def _find_nul(value: object, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_nul(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def encode_stored(payload: SnapshotPayload, *, received_at: dt.datetime, ip: str) -> bytes:
+    """The stored document: the validated payload plus ``received_at`` and ``ip``, one JSON line."""
+    body = _encoder.encode(payload)
+    extra = _encoder.encode({"received_at": received_at, "ip": ip})
+    return body[:-1] + b"," + extra[1:]
+
+
+class _ServerFields(msgspec.Struct):
+    received_at: dt.datetime
+    ip: str
+
+
+class StoredSnapshot(msgspec.Struct):
+    """A document read back from a day file: the payload and what the server added."""
+
+    payload: SnapshotPayload
+    received_at: dt.datetime
+    ip: str
+
+
+_server_fields_decoder = msgspec.json.Decoder(_ServerFields)
+
+
+def decode_stored(document: bytes) -> StoredSnapshot:
+    """Read a stored document back (rebuilds, crash recovery); PayloadError if it is not one."""
+    try:
+        payload = _decoder.decode(document)
+        extra = _server_fields_decoder.decode(document)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError(f"not a stored snapshot document: {exc}") from None
+    return StoredSnapshot(payload=payload, received_at=extra.received_at, ip=extra.ip)

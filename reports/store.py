@@ -1,0 +1,435 @@
+"""The day files: ``<INVENTORY_DATA_DIR>/<ip>_<YYYY-MM-DD>.json``.
+
+This is the ONLY module that opens day files. A day file is a JSON array with
+one stored snapshot document per line::
+
+    [
+    {"schema_version":1,...}
+    ,{"schema_version":1,...}
+    ]
+
+Appending costs O(one snapshot): under an exclusive ``flock`` on the file, one
+``pwrite`` at ``size - 2`` replaces the closing ``]\\n`` with
+``,<document>\\n]\\n``, then the file is fsynced. Nothing else is rewritten, so
+the 500th upload of a day costs what the first did, and a reader that takes
+the shared lock only ever sees whole arrays.
+
+If a process dies in the middle of a write (or the machine loses power), the
+tail may be torn. The next access to the file (read or append) notices that it
+does not end in ``\\n]\\n`` and repairs it under the exclusive lock: it walks
+back to the last line that is a complete JSON document, cuts the rest, and
+closes the array. Every document acknowledged before the crash was fsynced, so
+it survives; a torn one was never acknowledged.
+
+Paths are built only from a parsed, canonical IP address and a ``date``, and
+opened with ``O_NOFOLLOW`` and a regular-file check, so no input can reach
+outside the data folder or through a link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+OPEN_TAIL = b"[\n"
+CLOSE_TAIL = b"\n]\n"
+_FILE_RE = re.compile(r"^(?P<ip>[0-9a-f.\-]{2,45})_(?P<day>\d{4}-\d{2}-\d{2})\.json$")
+_SCAN_CHUNK = 64 * 1024
+
+
+class StoreError(Exception):
+    """A day file cannot be used (not a regular file, unreadable, or outside the folder)."""
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where one document landed: enough to read it back or to undo the append."""
+
+    file_name: str
+    offset: int
+    length: int
+    previous_size: int
+
+
+def data_dir() -> Path:
+    return Path(settings.INVENTORY_DATA_DIR)
+
+
+def parse_ip(text: str) -> IPAddress:
+    """A canonical address from text, or ValueError.
+
+    Scope ids (``fe80::1%eth0``) are refused, and IPv4-mapped IPv6 addresses
+    become the IPv4 address they carry, so one host has one file name.
+    """
+    if not isinstance(text, str) or not text or len(text) > 45 or "%" in text:
+        raise ValueError(f"{text!r} is not an IP address")
+    address = ipaddress.ip_address(text.strip())
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def file_name(ip: IPAddress, day: dt.date) -> str:
+    """``10.0.0.5_2026-11-27.json``; in IPv6 names ``:`` becomes ``-`` (``2001-db8--1_...``)."""
+    if not isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        raise TypeError("file_name needs a parsed address")
+    return f"{ip.compressed.replace(':', '-')}_{day.isoformat()}.json"
+
+
+def parse_file_name(name: str) -> tuple[IPAddress, dt.date] | None:
+    """The address and day a day file's name stands for, or None for any other file."""
+    match = _FILE_RE.match(name)
+    if not match:
+        return None
+    text = match["ip"].replace("-", ":")
+    try:
+        ip = parse_ip(text)
+        day = dt.date.fromisoformat(match["day"])
+    except ValueError:
+        return None
+    return (ip, day) if file_name(ip, day) == name else None
+
+
+def day_path(ip: IPAddress, day: dt.date) -> Path:
+    folder = data_dir()
+    path = folder / file_name(ip, day)
+    if path.parent != folder:  # defensive: the name has no separators by construction
+        raise StoreError("day file path escapes the data folder")
+    return path
+
+
+# --- low-level helpers ------------------------------------------------------
+
+def _open(path: Path, flags: int) -> int:
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o640)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"{path.name} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_locked(path: Path, *, create: bool, exclusive: bool) -> int | None:
+    """Open and lock *path*, retrying if it was replaced or removed while we waited."""
+    flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if exclusive else os.O_RDONLY
+    while True:
+        try:
+            fd = _open(path, flags)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(f"{path.name} is a symbolic link") from None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                current = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == os.fstat(fd).st_ino:
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # pruned or replaced while we waited for the lock: start again
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    chunks = []
+    while length > 0:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        length -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _fsync(fd: int) -> None:
+    if settings.INVENTORY_FSYNC:
+        os.fsync(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if not settings.INVENTORY_FSYNC:
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rfind_newline(fd: int, end: int) -> int:
+    """Position of the last ``\\n`` before *end*, or -1."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - _SCAN_CHUNK)
+        chunk = os.pread(fd, pos - start, start)
+        index = chunk.rfind(b"\n")
+        if index >= 0:
+            return start + index
+        pos = start
+    return -1
+
+
+def _is_whole(fd: int, size: int) -> bool:
+    return size >= 5 and os.pread(fd, 2, 0) == OPEN_TAIL and os.pread(fd, 3, size - 3) == CLOSE_TAIL
+
+
+def _repair(fd: int, size: int) -> int:
+    """Cut a torn tail back to the last complete document and close the array.
+
+    Runs under the exclusive lock. Returns the new size; 0 means the file holds
+    no complete document and should be removed.
+    """
+    if size < 2 or os.pread(fd, 2, 0) != OPEN_TAIL:
+        os.ftruncate(fd, 0)
+        return 0
+    end = size
+    while end > 2:
+        newline = _rfind_newline(fd, end)
+        line_start = newline + 1
+        line = _pread_exact(fd, end - line_start, line_start)
+        candidate = line[1:] if line.startswith(b",") else line
+        first = line_start == 2
+        if candidate.startswith(b"{") and (first != line.startswith(b",")):
+            try:
+                msgspec.json.decode(candidate)
+            except msgspec.DecodeError:
+                pass
+            else:
+                new_end = line_start + len(line)
+                _pwrite_all(fd, CLOSE_TAIL, new_end)
+                os.ftruncate(fd, new_end + len(CLOSE_TAIL))
+                _fsync(fd)
+                return new_end + len(CLOSE_TAIL)
+        end = newline if newline >= 2 else 2
+    os.ftruncate(fd, 0)
+    return 0
+
+
+def _repair_path(path: Path) -> None:
+    fd = _open_locked(path, create=False, exclusive=True)
+    if fd is None:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if not _is_whole(fd, size) and _repair(fd, size) == 0:
+            os.unlink(path)
+            _fsync_dir(path.parent)
+    finally:
+        os.close(fd)
+
+
+# --- writing ----------------------------------------------------------------
+
+class DayFileWriter:
+    """An open day file held under the exclusive lock; see ``locked_for_append``."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        self._fd = fd
+        size = os.fstat(fd).st_size
+        if size and not _is_whole(fd, size):
+            size = _repair(fd, size)
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def documents_end(self) -> int:
+        """Offset just past the last document (0 when there is none)."""
+        return self._size - len(CLOSE_TAIL) if self._size else 0
+
+    def last_document(self) -> tuple[int, bytes] | None:
+        """The last document and its offset: what a crash may have left unrecorded."""
+        if not self._size:
+            return None
+        end = self.documents_end
+        line_start = _rfind_newline(self._fd, end) + 1
+        line = _pread_exact(self._fd, end - line_start, line_start)
+        if line.startswith(b","):
+            return line_start + 1, line[1:]
+        return line_start, line
+
+    def append(self, document: bytes) -> Appended:
+        """Write one document (a compact JSON object with no raw newline) and fsync it."""
+        if b"\n" in document or not document.startswith(b"{"):
+            raise ValueError("a stored document is one JSON object on one line")
+        previous = self._size
+        if previous == 0:
+            data = OPEN_TAIL + document + CLOSE_TAIL
+            offset, write_at = len(OPEN_TAIL), 0
+        else:
+            data = b"," + document + CLOSE_TAIL
+            write_at = previous - 2  # over the closing "]\n"
+            offset = write_at + 1
+        _pwrite_all(self._fd, data, write_at)
+        self._size = write_at + len(data)
+        _fsync(self._fd)
+        if previous == 0:
+            _fsync_dir(self.path.parent)
+        return Appended(self.path.name, offset, len(document), previous)
+
+    def undo(self, appended: Appended) -> None:
+        """Take back the last append (its database row could not be committed)."""
+        if appended.previous_size == 0:
+            os.ftruncate(self._fd, 0)
+            os.unlink(self.path)
+            _fsync_dir(self.path.parent)
+            self._size = 0
+            return
+        _pwrite_all(self._fd, b"]\n", appended.previous_size - 2)
+        os.ftruncate(self._fd, appended.previous_size)
+        _fsync(self._fd)
+        self._size = appended.previous_size
+
+
+@contextlib.contextmanager
+def locked_for_append(ip: IPAddress, day: dt.date) -> Iterator[DayFileWriter]:
+    """Hold the day file of *ip* and *day* exclusively (created if missing).
+
+    Writers of the same file queue here, across worker processes; a file left
+    empty (a crash before its first document) is removed on the way out.
+    """
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = day_path(ip, day)
+    fd = _open_locked(path, create=True, exclusive=True)
+    assert fd is not None  # O_CREAT
+    try:
+        writer = DayFileWriter(path, fd)
+        try:
+            yield writer
+        finally:
+            if writer.size == 0 and os.path.lexists(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+# --- reading ----------------------------------------------------------------
+
+def read_day(ip: IPAddress, day: dt.date) -> bytes | None:
+    """The whole day file as bytes (a JSON array), or None when there is none.
+
+    Holds the shared lock while reading, so an append in progress is never
+    seen half-done; a torn file is repaired first.
+    """
+    path = day_path(ip, day)
+    for _ in range(3):
+        fd = _open_locked(path, create=False, exclusive=False)
+        if fd is None:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            if _is_whole(fd, size):
+                return _pread_exact(fd, size, 0)
+        finally:
+            os.close(fd)
+        _repair_path(path)
+    raise StoreError(f"{path.name} could not be repaired")
+
+
+def read_document(file: str, offset: int, length: int) -> bytes | None:
+    """One document by its position, as recorded at append time; None if it is not there."""
+    if parse_file_name(file) is None:
+        return None
+    path = data_dir() / file
+    try:
+        fd = _open(path, os.O_RDONLY)
+    except (FileNotFoundError, StoreError):
+        return None
+    try:
+        data = _pread_exact(fd, length, offset)
+    finally:
+        os.close(fd)
+    if len(data) != length or not data.startswith(b"{") or not data.endswith(b"}"):
+        return None
+    return data
+
+
+def iter_documents(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Every document of one day file with its offset, in file order (for rebuilds)."""
+    ip_day = parse_file_name(path.name)
+    if ip_day is None:
+        return
+    content = read_day(*ip_day)
+    if content is None:
+        return
+    offset = len(OPEN_TAIL)
+    for line in content[len(OPEN_TAIL):-len(CLOSE_TAIL)].split(b"\n"):
+        if line.startswith(b","):
+            yield offset + 1, line[1:]
+        else:
+            yield offset, line
+        offset += len(line) + 1
+
+
+def iter_day_files() -> Iterator[tuple[IPAddress, dt.date, Path]]:
+    """Every day file in the data folder, in name order; other files are ignored."""
+    folder = data_dir()
+    if not folder.is_dir():
+        return
+    for name in sorted(os.listdir(folder)):
+        parsed = parse_file_name(name)
+        if parsed is not None:
+            yield parsed[0], parsed[1], folder / name
+
+
+def remove_day_file(ip: IPAddress, day: dt.date) -> bool:
+    """Delete one day file under its lock (retention); True if it existed."""
+    path = day_path(ip, day)
+    fd = _open_locked(path, create=False, exclusive=True)
+    if fd is None:
+        return False
+    try:
+        os.unlink(path)
+        _fsync_dir(path.parent)
+    finally:
+        os.close(fd)
+    return True
+
+
+def is_writable() -> bool:
+    """Whether a file can be created in the data folder now (for /readyz)."""
+    folder = data_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".readyz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        os.unlink(folder / ".readyz")
+    except OSError:
+        return False
+    return True

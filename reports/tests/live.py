@@ -1,0 +1,130 @@
+"""A real Relevo server for system tests: gunicorn on a free loopback port.
+
+Each server gets its own data folder and SQLite database (or the PostgreSQL
+database named by ``DATABASE_URL`` in ``extra_env``), runs the real
+migrations, and gets a real agent token, admin user and reader token through
+the management commands, exactly as an operator would make them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveRelevo:
+    url: str
+    data_dir: Path
+    agent_token: str
+    reader_token: str
+    admin_password: str
+    env: dict[str, str]
+    process: subprocess.Popen
+    log_path: Path
+    extra: dict = field(default_factory=dict)
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against this server's database; returns stdout."""
+        return manage(self.env, *args)
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def server_env(base: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "INVENTORY_", "DATABASE_URL"))}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "inventory_site.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "DJANGO_DEBUG": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "INVENTORY_DATA_DIR": str(base / "data"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra_env or {})
+    return env
+
+
+def prepare(base: Path, extra_env: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Migrate a fresh database and make the credentials; returns (env, credentials)."""
+    env = server_env(base, extra_env)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    password = secrets.token_urlsafe(12)
+    manage({**env, "DJANGO_SUPERUSER_PASSWORD": password}, "createsuperuser", "--noinput",
+           "--username", "admin", "--email", "admin@example.invalid")
+    credentials = {
+        "agent_token": manage(env, "create_agent_token", "live-test").strip().splitlines()[-1],
+        "reader_token": manage(env, "create_api_token", "admin").strip().splitlines()[-1],
+        "admin_password": password,
+    }
+    return env, credentials
+
+
+def start(base: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None,
+          prepared: tuple[dict[str, str], dict[str, str]] | None = None, timeout: float = 30.0) -> LiveRelevo:
+    """Start gunicorn for a prepared (or new) database and wait until /healthz answers."""
+    base.mkdir(parents=True, exist_ok=True)
+    env, credentials = prepared or prepare(base, extra_env)
+    port = free_port()
+    log_path = base / f"gunicorn-{port}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "inventory_site.wsgi", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "--graceful-timeout", "5", "--timeout", "60",
+             "--no-control-socket"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.1)
+    return LiveRelevo(url=url, data_dir=Path(env["INVENTORY_DATA_DIR"]), env=env, process=process,
+                      log_path=log_path, **credentials)

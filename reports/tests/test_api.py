@@ -1,0 +1,289 @@
+"""/upload, /query and the probes through Django's full request stack, real files and SQLite.
+
+Every failure path asserts the status, the JSON error body, and that nothing
+was written: no day file, no row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from reports import services
+from reports.models import Host, Snapshot
+from reports.tests.factories import encode, make_payload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def agent_token():
+    return services.agent_token_create(name="test")[1]
+
+
+@pytest.fixture
+def reader():
+    return get_user_model().objects.create_user("reader", password="pw-for-tests-only")
+
+
+@pytest.fixture
+def reader_token(reader):
+    return services.api_token_create(user=reader)[1]
+
+
+def client_for(token: str | None = None, ip: str = "10.0.0.5", **extra) -> APIClient:
+    client = APIClient(REMOTE_ADDR=ip, **extra)
+    if token:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def upload(token, payload=None, *, body: bytes | None = None, ip="10.0.0.5", content_type="application/json", **headers):
+    body = encode(payload or make_payload()) if body is None else body
+    return client_for(token, ip).generic("POST", "/upload", body, content_type=content_type, **headers)
+
+
+def assert_nothing_stored(data_dir):
+    assert [p.name for p in data_dir.iterdir() if p.name.endswith(".json")] == []
+    assert Snapshot.objects.count() == 0 and Host.objects.count() == 0
+
+
+def assert_error(response, status: int, code: str):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["error"] == code and body["detail"]
+    return body
+
+
+# --- upload: success ----------------------------------------------------------
+
+def test_upload_stores_the_snapshot_and_answers_201(agent_token, data_dir):
+    payload = make_payload()
+    response = upload(agent_token, payload)
+    assert response.status_code == 201
+    day = dt.datetime.fromisoformat(payload["collected_at"]).date().isoformat()
+    assert response.json() == {"snapshot_id": payload["snapshot_id"], "ip": "10.0.0.5", "date": day,
+                               "file": f"10.0.0.5_{day}.json"}
+    [stored] = json.loads((data_dir / f"10.0.0.5_{day}.json").read_bytes())
+    assert stored["host"]["id"] == "host-1" and stored["ip"] == "10.0.0.5"
+    assert Snapshot.objects.get().snapshot_id.hex == payload["snapshot_id"].replace("-", "")
+
+
+def test_the_same_snapshot_twice_answers_200_with_the_original_result(agent_token, data_dir):
+    payload = make_payload()
+    first = upload(agent_token, payload)
+    second = upload(agent_token, payload)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json() == second.json()
+    assert len(json.loads((data_dir / first.json()["file"]).read_bytes())) == 1
+    assert Snapshot.objects.count() == 1
+
+
+def test_gzip_bodies_are_accepted(agent_token, data_dir):
+    response = upload(agent_token, body=gzip.compress(encode(make_payload())), HTTP_CONTENT_ENCODING="gzip")
+    assert response.status_code == 201
+
+
+def test_unknown_fields_are_ignored_and_not_stored(agent_token, data_dir):
+    payload = make_payload(future_field={"x": 1})
+    payload["processes"][0]["gpu_percent"] = 3
+    assert upload(agent_token, payload).status_code == 201
+    [stored] = json.loads((data_dir / upload(agent_token, payload).json()["file"]).read_bytes())
+    assert "future_field" not in stored and "gpu_percent" not in stored["processes"][0]
+
+
+def test_ipv6_clients_get_a_file_name_safe_file(agent_token, data_dir):
+    response = upload(agent_token, ip="2001:db8::1")
+    assert response.status_code == 201 and response.json()["file"].startswith("2001-db8--1_")
+    assert response.json()["ip"] == "2001:db8::1"
+
+
+def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(agent_token, data_dir, settings):
+    spoofed = upload(agent_token, HTTP_X_FORWARDED_FOR="10.66.66.66")
+    assert spoofed.json()["ip"] == "10.0.0.5"
+    settings.INVENTORY_TRUSTED_PROXIES = ["10.0.0.0/24"]
+    proxied = upload(agent_token, HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.7, 10.0.0.9")
+    assert proxied.json()["ip"] == "198.51.100.7"
+
+
+# --- upload: failures -------------------------------------------------------------
+
+def test_upload_without_a_token_is_401(data_dir):
+    assert_error(upload(None), 401, "not_authenticated")
+    assert_nothing_stored(data_dir)
+
+
+@pytest.mark.parametrize("token", ["rlv_a_wrong", "rlv_u_wrong", "nonsense", "a b"])
+def test_upload_with_a_wrong_token_is_401(token, data_dir, agent_token):
+    assert_error(upload(token), 401, "authentication_failed")
+    assert_nothing_stored(data_dir)
+
+
+def test_upload_with_a_revoked_token_is_401(data_dir):
+    token, raw = services.agent_token_create(name="gone")
+    services.agent_token_revoke(token=token)
+    assert_error(upload(raw), 401, "authentication_failed")
+    assert_nothing_stored(data_dir)
+
+
+def test_a_reader_cannot_upload(reader_token, data_dir):
+    assert_error(upload(reader_token), 403, "permission_denied")
+    assert_nothing_stored(data_dir)
+
+
+@pytest.mark.parametrize("body,field", [
+    (b"{", None),
+    (b"[]", "$"),
+    (b"\xff\xfe", None),
+    (b"   ", None),
+    (encode({**make_payload(), "schema_version": 2}), "schema_version"),
+    (encode({**make_payload(), "collected_at": "2026-11-27T08:00:00"}), "collected_at"),
+    (encode({**make_payload(), "collected_at": "2999-01-01T00:00:00Z"}), "collected_at"),
+    (encode({**make_payload(), "snapshot_id": "not-a-uuid"}), "snapshot_id"),
+    (encode({**make_payload(), "processes": [{"pid": 10**30}]}), "processes[0].pid"),
+    (encode({**make_payload(), "processes": [{"pid": "1"}]}), "processes[0].pid"),
+    (encode({**make_payload(), "processes": [{"pid": 1}] * 20_001}), "processes"),
+    (encode({**make_payload(), "users": [{"name": "a\u0000b"}]}), "users[0].name"),
+    (encode({**make_payload(), "host": {"id": "", "hostname": "h"}}), "host.id"),
+    (encode({**make_payload(), "host": {"id": "x", "hostname": "h", "ips": ["../../etc"]}}), "host.ips[0]"),
+    (encode({**make_payload(), "cpu": {"usage_percent": 101}}), "cpu.usage_percent"),
+    (encode({**make_payload(), "processes": [{"pid": 1, "cmdline": ["a" * 5000, "b" * 5000]}]}), "processes[0].cmdline"),
+    (encode({**make_payload(), "nested": [[[[[]]]]] * 1}).replace(b"[[[[[]]]]]", b"[" * 50_000 + b"]" * 50_000), None),
+])
+def test_invalid_payloads_are_400_with_the_field_and_store_nothing(agent_token, data_dir, body, field):
+    response = upload(agent_token, body=body)
+    error = assert_error(response, 400, "invalid_payload")
+    if field:
+        assert field in error["fields"], error
+    assert_nothing_stored(data_dir)
+
+
+def test_bodies_over_the_limit_are_413(agent_token, data_dir, settings):
+    settings.INVENTORY_MAX_UPLOAD_BYTES = 4096
+    assert_error(upload(agent_token, body=b"{" + b" " * 5000 + b"}"), 413, "payload_too_large")
+    assert_nothing_stored(data_dir)
+
+
+def test_a_gzip_bomb_is_413_without_inflating_it(agent_token, data_dir, settings):
+    settings.INVENTORY_MAX_UPLOAD_BYTES = 64 * 1024
+    bomb = gzip.compress(b"[" + b" " * (50 * 1024 * 1024) + b"]", compresslevel=9)
+    assert len(bomb) < 64 * 1024
+    assert_error(upload(agent_token, body=bomb, HTTP_CONTENT_ENCODING="gzip"), 413, "payload_too_large")
+    assert_nothing_stored(data_dir)
+
+
+def test_corrupt_or_unknown_encodings_are_refused(agent_token, data_dir):
+    assert_error(upload(agent_token, body=b"not gzip", HTTP_CONTENT_ENCODING="gzip"), 400, "malformed_body")
+    assert_error(upload(agent_token, body=gzip.compress(b"{}")[:-4], HTTP_CONTENT_ENCODING="gzip"), 400, "malformed_body")
+    assert_error(upload(agent_token, HTTP_CONTENT_ENCODING="br"), 415, "unsupported_media_type")
+    assert_nothing_stored(data_dir)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""])
+def test_a_body_that_is_not_json_is_415(agent_token, data_dir, content_type):
+    assert_error(upload(agent_token, content_type=content_type), 415, "unsupported_media_type")
+    assert_nothing_stored(data_dir)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_wrong_methods_are_405(agent_token, data_dir, method):
+    response = client_for(agent_token).generic(method, "/upload")
+    assert_error(response, 405, "method_not_allowed")
+    assert_error(client_for().generic(method if method != "GET" else "POST", "/query"), 405, "method_not_allowed")
+    assert_nothing_stored(data_dir)
+
+
+# --- query -------------------------------------------------------------------------
+
+def test_query_returns_the_newest_day_the_whole_day_or_the_latest(agent_token, reader_token, data_dir):
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    old = make_payload(collected_at=now - dt.timedelta(days=1))
+    first, second = make_payload(collected_at=now - dt.timedelta(seconds=5)), make_payload(collected_at=now)
+    for payload in (old, first, second):
+        assert upload(agent_token, payload).status_code == 201
+    reader = client_for(reader_token)
+    days = [(now - dt.timedelta(days=1)).date().isoformat(), now.date().isoformat()]
+
+    newest = reader.get("/query", {"ip": "10.0.0.5"})
+    assert newest.status_code == 200
+    body = newest.json()
+    assert body["ip"] == "10.0.0.5" and body["date"] == days[1] and body["available_dates"] == days
+    assert [s["snapshot_id"] for s in body["snapshots"]] == [first["snapshot_id"], second["snapshot_id"]]
+    assert body["snapshots"] == json.loads((data_dir / f"10.0.0.5_{days[1]}.json").read_bytes())
+
+    older = reader.get("/query", {"ip": "10.0.0.5", "date": days[0]}).json()
+    assert [s["snapshot_id"] for s in older["snapshots"]] == [old["snapshot_id"]]
+
+    latest = reader.get("/query", {"ip": "10.0.0.5", "latest": "true"}).json()
+    assert [s["snapshot_id"] for s in latest["snapshots"]] == [second["snapshot_id"]]
+
+
+def test_a_signed_in_user_can_query(reader, agent_token):
+    upload(agent_token)
+    client = APIClient()
+    client.force_login(reader)
+    assert client.get("/query", {"ip": "10.0.0.5"}).status_code == 200
+
+
+def test_query_auth(agent_token, reader_token):
+    assert_error(client_for().get("/query", {"ip": "10.0.0.5"}), 401, "not_authenticated")
+    assert_error(client_for(agent_token).get("/query", {"ip": "10.0.0.5"}), 403, "permission_denied")
+
+
+@pytest.mark.parametrize("params,field", [
+    ({}, "ip"),
+    ({"ip": "fe80::1%eth0"}, "ip"),
+    ({"ip": "../../etc/passwd"}, "ip"),
+    ({"ip": "10.0.0.5", "date": "2026-02-30"}, "date"),
+    ({"ip": "10.0.0.5", "date": "20261127"}, "date"),
+    ({"ip": "10.0.0.5", "date": "../x"}, "date"),
+    ({"ip": "10.0.0.5", "latest": "maybe"}, "latest"),
+])
+def test_query_rejects_bad_parameters_with_400(reader_token, params, field):
+    error = assert_error(client_for(reader_token).get("/query", params), 400, "invalid_parameters")
+    assert field in error["fields"]
+
+
+def test_query_for_nothing_stored_is_404(reader_token, agent_token):
+    assert_error(client_for(reader_token).get("/query", {"ip": "10.0.0.99"}), 404, "not_found")
+    upload(agent_token)
+    assert_error(client_for(reader_token).get("/query", {"ip": "10.0.0.5", "date": "2001-01-01"}), 404, "not_found")
+
+
+# --- probes and errors ---------------------------------------------------------------
+
+def test_health_and_readiness(data_dir):
+    client = APIClient()
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "data_dir": True}
+
+
+def test_readiness_reports_an_unwritable_data_folder(settings, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    settings.INVENTORY_DATA_DIR = blocker / "data"
+    ready = APIClient().get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["data_dir"] is False
+
+
+def test_unknown_urls_are_json_404():
+    assert_error(APIClient().get("/nothing-here"), 404, "not_found")
+
+
+def test_the_system_check_reports_an_unusable_data_folder(settings, tmp_path):
+    from reports.checks import check_data_dir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    settings.INVENTORY_DATA_DIR = blocker
+    assert [e.id for e in check_data_dir()] == ["reports.E002"]
+    settings.INVENTORY_DATA_DIR = blocker / "sub"
+    assert [e.id for e in check_data_dir()] == ["reports.E001"]
+    assert not os.path.exists(blocker / "sub")

@@ -1,0 +1,118 @@
+"""snapshot_ingest against real files and a real SQLite database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+
+from reports import payload as payload_schema
+from reports import services, store
+from reports.models import Host, Snapshot
+from reports.tests.factories import encode, make_payload
+
+pytestmark = pytest.mark.django_db
+
+IP = store.parse_ip("10.0.0.5")
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def ingest(payload: dict, ip=IP, now=NOW):
+    return services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=now), ip=ip)
+
+
+def day_items(data_dir, name):
+    return json.loads((data_dir / name).read_bytes())
+
+
+def test_ingest_writes_the_day_file_and_the_rows(data_dir):
+    payload = make_payload(collected_at=NOW)
+    result = ingest(payload)
+    assert result.created and result.file == "10.0.0.5_2026-11-27.json" and result.date == "2026-11-27"
+    [stored] = day_items(data_dir, result.file)
+    assert stored["snapshot_id"] == payload["snapshot_id"] and stored["ip"] == "10.0.0.5"
+    assert stored["processes"][0]["name"] == "proc-0" and "received_at" in stored
+    row = Snapshot.objects.get()
+    assert json.loads(row.document_bytes) == stored
+    assert (row.process_count, row.user_count, row.os_name) == (3, 1, "Linux")
+    host = Host.objects.get()
+    assert host.latest_snapshot_id == row.id and host.last_ip == "10.0.0.5" and host.hostname == "web-01"
+
+
+def test_a_replayed_snapshot_id_stores_nothing_new(data_dir):
+    payload = make_payload(collected_at=NOW)
+    first = ingest(payload)
+    before = (data_dir / first.file).read_bytes()
+    again = ingest(payload, ip=store.parse_ip("10.9.9.9"))
+    assert not again.created and again.as_dict() == first.as_dict()
+    assert (data_dir / first.file).read_bytes() == before
+    assert Snapshot.objects.count() == 1
+    assert sorted(p.name for p in data_dir.iterdir()) == [first.file]
+
+
+def test_a_late_snapshot_lands_in_the_file_of_its_collection_day(data_dir):
+    ingest(make_payload(collected_at=NOW))
+    late = ingest(make_payload(collected_at=NOW - dt.timedelta(days=2), hostname="old-name"))
+    assert late.file == "10.0.0.5_2026-11-25.json"
+    host = Host.objects.get()
+    assert host.hostname == "web-01", "an older snapshot must not overwrite the newer state"
+    assert host.first_seen == NOW - dt.timedelta(days=2)
+
+
+def test_the_day_follows_the_server_time_zone(settings):
+    settings.TIME_ZONE = "America/New_York"
+    result = ingest(make_payload(collected_at=dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)))
+    assert result.date == "2026-11-26"
+
+
+def test_a_document_left_unrecorded_by_a_crash_is_adopted_by_the_next_writer(data_dir):
+    """A worker killed between the file's fsync and the commit: simulated by appending alone."""
+    ingest(make_payload(collected_at=NOW))
+    orphan = make_payload(collected_at=NOW)
+    orphan_doc = payload_schema.encode_stored(
+        payload_schema.decode(encode(orphan), now=NOW), received_at=NOW, ip="10.0.0.5"
+    )
+    with store.locked_for_append(IP, NOW.date()) as writer:
+        writer.append(orphan_doc)
+    assert Snapshot.objects.count() == 1
+
+    ingest(make_payload(collected_at=NOW))
+    assert Snapshot.objects.count() == 3
+    adopted = Snapshot.objects.get(snapshot_id=orphan["snapshot_id"])
+    assert adopted.document_bytes == orphan_doc
+    assert store.read_document(adopted.file_name, adopted.file_offset, adopted.file_length) == orphan_doc
+
+    retry = ingest(orphan)  # the agent never got its answer and tries again
+    assert not retry.created
+    items = day_items(data_dir, "10.0.0.5_2026-11-27.json")
+    assert len(items) == 3 and len({i["snapshot_id"] for i in items}) == 3
+
+
+def test_a_failed_commit_takes_the_document_back_out(data_dir, monkeypatch):
+    ingest(make_payload(collected_at=NOW))
+    before = (data_dir / "10.0.0.5_2026-11-27.json").read_bytes()
+
+    def broken_record(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services, "_record", broken_record)
+    with pytest.raises(RuntimeError):
+        ingest(make_payload(collected_at=NOW))
+    assert (data_dir / "10.0.0.5_2026-11-27.json").read_bytes() == before
+    assert Snapshot.objects.count() == 1
+
+
+def test_tokens_are_stored_only_as_hashes():
+    token, raw = services.agent_token_create(name="fleet")
+    assert raw.startswith("rlv_a_") and len(raw) > 40
+    assert raw not in (token.key_hash, token.key_prefix) and token.key_hash == token.hash(raw)
+    services.agent_token_revoke(token=token)
+    assert token.revoked_at is not None
+
+
+def test_snapshot_ids_are_uuids():
+    payload = make_payload(snapshot_id=str(uuid.uuid4()).upper())
+    result = ingest(payload, now=dt.datetime.now(dt.timezone.utc))
+    assert result.snapshot_id == payload["snapshot_id"].lower()

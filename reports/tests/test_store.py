@@ -1,0 +1,181 @@
+"""The day-file store: format, O(1) appends, locking, repair and path safety (real files)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import pytest
+
+from reports import store
+
+DAY = dt.date(2026, 11, 27)
+IP = store.parse_ip("10.0.0.5")
+
+
+def doc(n: int, size: int = 40) -> bytes:
+    return json.dumps({"n": n, "pad": "x" * size}, separators=(",", ":")).encode()
+
+
+def append(ip, day, document: bytes) -> store.Appended:
+    with store.locked_for_append(ip, day) as writer:
+        return writer.append(document)
+
+
+def test_file_name_is_ip_and_day_and_round_trips():
+    assert store.file_name(IP, DAY) == "10.0.0.5_2026-11-27.json"
+    v6 = store.parse_ip("2001:db8::1")
+    assert store.file_name(v6, DAY) == "2001-db8--1_2026-11-27.json"
+    assert store.parse_file_name("2001-db8--1_2026-11-27.json") == (v6, DAY)
+    assert store.parse_file_name("10.0.0.5_2026-11-27.json") == (IP, DAY)
+    for other in ["relevo.sqlite3", "10.0.0.5_2026-13-01.json", "010.0.0.5_2026-11-27.json", "../x_2026-11-27.json"]:
+        assert store.parse_file_name(other) is None
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", "../../etc/passwd", "10.0.0.256", "", "1.2.3.4/24", " ", "1" * 100])
+def test_parse_ip_refuses_anything_but_a_plain_address(text):
+    with pytest.raises(ValueError):
+        store.parse_ip(text)
+
+
+def test_ipv4_mapped_ipv6_is_the_ipv4_address():
+    assert store.parse_ip("::ffff:10.0.0.5") == IP
+
+
+def test_appends_keep_a_json_array_in_order_with_exact_offsets(data_dir):
+    placed = [append(IP, DAY, doc(n)) for n in range(5)]
+    raw = (data_dir / "10.0.0.5_2026-11-27.json").read_bytes()
+    assert [item["n"] for item in json.loads(raw)] == [0, 1, 2, 3, 4]
+    for n, where in enumerate(placed):
+        assert raw[where.offset:where.offset + where.length] == doc(n)
+        assert store.read_document(where.file_name, where.offset, where.length) == doc(n)
+    assert store.read_day(IP, DAY) == raw
+
+
+def test_an_append_writes_only_the_new_document(data_dir):
+    """O(one snapshot): the bytes before the old closing bracket are never touched."""
+    append(IP, DAY, doc(0, 5000))
+    path = data_dir / "10.0.0.5_2026-11-27.json"
+    before = path.read_bytes()
+    append(IP, DAY, doc(1, 10))
+    after = path.read_bytes()
+    assert after[: len(before) - 2] == before[:-2]
+    assert len(after) - len(before) == len(b"," + doc(1, 10) + b"\n")
+
+
+def test_undo_takes_back_the_last_append(data_dir):
+    append(IP, DAY, doc(0))
+    path = data_dir / "10.0.0.5_2026-11-27.json"
+    before = path.read_bytes()
+    with store.locked_for_append(IP, DAY) as writer:
+        writer.undo(writer.append(doc(1)))
+    assert path.read_bytes() == before
+
+
+def test_undo_of_the_first_append_removes_the_file(data_dir):
+    with store.locked_for_append(IP, DAY) as writer:
+        writer.undo(writer.append(doc(0)))
+    assert os.listdir(data_dir) == []
+
+
+def test_reading_a_missing_day_gives_none_and_creates_nothing(data_dir):
+    assert store.read_day(IP, DAY) is None
+    assert os.listdir(data_dir) == []
+
+
+def _torn_copies(data_dir):
+    """A file with two documents, then every way a third append can be cut short."""
+    append(IP, DAY, doc(0))
+    append(IP, DAY, doc(1))
+    path = data_dir / "10.0.0.5_2026-11-27.json"
+    whole = path.read_bytes()
+    third = b"," + doc(2) + store.CLOSE_TAIL
+    for cut in range(len(third) + 1):
+        yield path, whole[:-2] + third[:cut] + whole[len(whole) - 2 + cut:], cut == len(third)
+
+
+def test_a_write_cut_at_any_byte_is_repaired_on_the_next_read(data_dir):
+    for path, torn, complete in _torn_copies(data_dir):
+        path.write_bytes(torn)
+        items = json.loads(store.read_day(IP, DAY))
+        assert [item["n"] for item in items][:2] == [0, 1]
+        assert len(items) in (2, 3)
+        if complete:
+            assert len(items) == 3
+        assert json.loads(path.read_bytes()) == items
+
+
+def test_a_write_cut_at_any_byte_is_repaired_before_the_next_append(data_dir):
+    for path, torn, _ in _torn_copies(data_dir):
+        path.write_bytes(torn)
+        append(IP, DAY, doc(9))
+        items = [item["n"] for item in json.loads(path.read_bytes())]
+        assert items[:2] == [0, 1] and items[-1] == 9
+
+
+def test_garbage_after_the_last_document_is_cut(data_dir):
+    append(IP, DAY, doc(0))
+    path = data_dir / "10.0.0.5_2026-11-27.json"
+    path.write_bytes(path.read_bytes()[:-2] + b",{\"n\":1,\"pad\x00\x00\x00\x00")
+    assert [item["n"] for item in json.loads(store.read_day(IP, DAY))] == [0]
+
+
+def test_a_file_with_no_complete_document_is_removed(data_dir):
+    path = data_dir / "10.0.0.5_2026-11-27.json"
+    path.write_bytes(b"[\n{\"n\":0,")
+    assert store.read_day(IP, DAY) is None
+    assert not path.exists()
+    path.write_bytes(b"")
+    append(IP, DAY, doc(3))
+    assert json.loads(path.read_bytes()) == [json.loads(doc(3))]
+
+
+def test_a_symlink_in_place_of_a_day_file_is_never_followed(data_dir, tmp_path):
+    target = tmp_path / "outside.json"
+    target.write_bytes(b"[\n{}\n]\n")
+    (data_dir / "10.0.0.5_2026-11-27.json").symlink_to(target)
+    with pytest.raises(store.StoreError):
+        append(IP, DAY, doc(0))
+    with pytest.raises(store.StoreError):
+        store.read_day(IP, DAY)
+    assert target.read_bytes() == b"[\n{}\n]\n"
+
+
+def test_read_document_refuses_names_that_are_not_day_files(data_dir, tmp_path):
+    (tmp_path / "secret.txt").write_text("{secret}")
+    assert store.read_document("../secret.txt", 0, 8) is None
+    assert store.read_document("secret.txt", 0, 8) is None
+
+
+def test_iter_documents_gives_offsets_for_rebuilds(data_dir):
+    placed = [append(IP, DAY, doc(n)) for n in range(3)]
+    path = data_dir / "10.0.0.5_2026-11-27.json"
+    assert [(o, d) for o, d in store.iter_documents(path)] == [(p.offset, doc(n)) for n, p in enumerate(placed)]
+    assert [(ip, day) for ip, day, _ in store.iter_day_files()] == [(IP, DAY)]
+
+
+def test_concurrent_appenders_in_processes_lose_nothing(data_dir):
+    """Eight processes append 50 documents each to one file under the lock."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(data_dir), w, 50)) for w in range(8)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    items = json.loads((data_dir / "10.0.0.5_2026-11-27.json").read_bytes())
+    assert len(items) == 400
+    assert sorted((i["w"], i["n"]) for i in items) == [(w, n) for w in range(8) for n in range(50)]
+    for w in range(8):  # each writer's documents stay in its own order
+        assert [i["n"] for i in items if i["w"] == w] == list(range(50))
+
+
+def _append_many(folder: str, writer_id: int, count: int) -> None:
+    from django.conf import settings
+
+    settings.INVENTORY_DATA_DIR = folder
+    for n in range(count):
+        append(IP, DAY, json.dumps({"w": writer_id, "n": n}, separators=(",", ":")).encode())
