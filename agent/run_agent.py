@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect an inventory snapshot of this host and send it to a Relevo server.",
     )
     parser.add_argument("--server", help="server base URL, e.g. https://relevo.example (env INVENTORY_SERVER)")
-    parser.add_argument("--token", help="agent token (env INVENTORY_TOKEN); prefer the environment")
+    parser.add_argument("--token", help="agent token (env INVENTORY_TOKEN); prefer the environment or --token-file")
+    parser.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="read the token from a file readable only by the agent (env INVENTORY_TOKEN_FILE)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="collect and send once, then exit (default)")
     mode.add_argument("--interval", type=float, metavar="SECONDS",
@@ -78,6 +80,12 @@ class _UsageError(Exception):
 
 def _validate(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     args.server = args.server or env.get("INVENTORY_SERVER")
+    token_file = args.token_file or (None if env.get("INVENTORY_TOKEN") else env.get("INVENTORY_TOKEN_FILE"))
+    if not args.token and token_file:
+        try:
+            args.token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise _UsageError(f"cannot read the token file {token_file}: {exc.strerror}") from None
     args.token = args.token or env.get("INVENTORY_TOKEN")
     if args.interval is not None and args.interval <= 0:
         raise _UsageError("--interval must be a positive number of seconds")

@@ -51,7 +51,17 @@ def test_environment_fallbacks(upload_server, tmp_path):
     assert upload_server.requests[0]["headers"]["Authorization"] == f"Token {TOKEN}"
 
 
+def test_token_file(upload_server, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    status = main(["--server", upload_server.url, "--token-file", str(token_file), "--state-dir", str(tmp_path),
+                   "--sample-seconds", "0"], env={})
+    assert status == ExitStatus.DELIVERED
+    assert upload_server.requests[0]["headers"]["Authorization"] == f"Token {TOKEN}"
+
+
 @pytest.mark.parametrize("argv", [
+    ["--server", "http://127.0.0.1:1", "--token-file", "/nonexistent/token"],
     [],
     ["--server", "http://127.0.0.1:1"],
     ["--server", "ftp://x", "--token", "t"],
