@@ -148,7 +148,7 @@ class Agent:
             self.spool.put(snapshot_id=snapshot_id, body_gz=body)
             log.warning("delivery failed (%s); snapshot %s spooled in %s", exc, snapshot_id, self.spool.directory)
             return ExitStatus.SPOOLED
-        log.info("snapshot %s delivered to %s", snapshot_id, self.sender.url)
+        log.info("snapshot %s delivered to %s", snapshot_id, self.sender.display_url)
         return self.drain()
 
     def drain(self) -> ExitStatus:
@@ -238,7 +238,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         state_dir = args.state_dir or default_state_dir(env=env)
         snapshot = snapshot_collect(src=Sources(state_dir=state_dir), include_cmdline=not args.no_cmdline,
                                     sample_seconds=args.sample_seconds)
-        json.dump(snapshot, sys.stdout, ensure_ascii=False, indent=2)
+        # ASCII escapes: a Windows console or pipe (cp1252) cannot encode every process name.
+        json.dump(snapshot, sys.stdout, ensure_ascii=True, indent=2)
         sys.stdout.write("\n")
         return ExitStatus.DELIVERED
 

@@ -20,6 +20,7 @@ from typing import Callable
 import requests
 
 from . import __version__
+from .redact import cmdline_redact
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class Sender:
         rng: random.Random | None = None,
     ) -> None:
         self.url = server.rstrip("/") + UPLOAD_PATH
+        # For logs: a server URL may carry user:password@, which must not be printed.
+        self.display_url = cmdline_redact([self.url])[0]
         self._token = token
         self.verify: bool | str = ca_bundle or True
         self.timeout = (connect_timeout, read_timeout)
@@ -127,7 +130,7 @@ class Sender:
         })
 
     def __repr__(self) -> str:
-        return f"Sender(url={self.url!r}, token={mask_token(self._token)!r})"
+        return f"Sender(url={self.display_url!r}, token={mask_token(self._token)!r})"
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -142,7 +145,7 @@ class Sender:
                 response = self.session.post(self.url, data=body_gz, timeout=self.timeout,
                                              verify=self.verify, allow_redirects=False)
             except requests.exceptions.SSLError as exc:
-                raise ServerUnavailable(f"TLS verification failed for {self.url}: {exc}") from exc
+                raise ServerUnavailable(f"TLS verification failed for {self.display_url}: {exc}") from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last_problem = f"{type(exc).__name__}: {exc}"
             else:
@@ -160,7 +163,7 @@ class Sender:
                     if delay is not None and delay > self.policy.retry_after_max_seconds:
                         raise ServerUnavailable(f"HTTP {status}, Retry-After {delay:.0f}s is too long to wait")
                 else:
-                    raise RequestRefused(f"HTTP {status} from {self.url}: check --server ({detail[:200]})")
+                    raise RequestRefused(f"HTTP {status} from {self.display_url}: check --server ({detail[:200]})")
             if attempt + 1 >= self.policy.attempts:
                 break
             if delay is None:

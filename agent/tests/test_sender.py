@@ -129,3 +129,4 @@ def test_token_never_shows_in_repr():
     assert "agent-token-0123456789" not in repr(sender)
     assert mask_token("agent-token-0123456789") == "agen…(22 chars)"
     assert mask_token("short") == "****"
+    assert "pw" not in repr(Sender(server="https://bob:pw@relevo.example", token="t"))
