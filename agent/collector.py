@@ -192,12 +192,14 @@ def os_info(src: Sources) -> dict[str, Any]:
         build = parts[2] if len(parts) >= 3 else src.registry(_REG_NT, "CurrentBuildNumber")
         distribution = src.registry(_REG_NT, "ProductName")
         # Windows 11 kept "Windows 10" in ProductName; the build number tells them apart.
-        if isinstance(distribution, str) and distribution.startswith("Windows 10") and build and str(build).isdigit() and int(build) >= 22000:
+        is_11 = str(build).isdigit() and int(build) >= 22000
+        if isinstance(distribution, str) and distribution.startswith("Windows 10") and is_11:
             distribution = "Windows 11" + distribution[len("Windows 10"):]
         distribution_version = src.registry(_REG_NT, "DisplayVersion") or src.registry(_REG_NT, "ReleaseId")
         kernel = uname.version
     else:
-        release_text = _read_text(src.root / "etc" / "os-release") or _read_text(src.root / "usr" / "lib" / "os-release")
+        release_text = (_read_text(src.root / "etc" / "os-release")
+                        or _read_text(src.root / "usr" / "lib" / "os-release"))
         if release_text:
             fields = {k: v.strip("\"'") for k, v in _key_values(release_text, "=").items()}
             distribution = fields.get("NAME")
@@ -427,7 +429,9 @@ class ProcessSampler:
         """Whole-machine CPU use since ``start()``."""
         return _call("cpu_percent", lambda: self.src.psutil.cpu_percent(interval=None))
 
-    def collect(self, *, include_cmdline: bool, logical_cores: int | None, memory_total: int | None) -> list[dict[str, Any]]:
+    def collect(
+        self, *, include_cmdline: bool, logical_cores: int | None, memory_total: int | None
+    ) -> list[dict[str, Any]]:
         """Read every process; processes that appeared during the window get a null cpu_percent."""
         ps = self.src.psutil
         procs = dict(self.primed)
@@ -450,7 +454,9 @@ class ProcessSampler:
         return result
 
     @staticmethod
-    def _one(proc: Any, ps: Any, *, include_cmdline: bool, sample_cpu: bool, cpu_cap: float, memory_total: int | None) -> dict[str, Any]:
+    def _one(
+        proc: Any, ps: Any, *, include_cmdline: bool, sample_cpu: bool, cpu_cap: float, memory_total: int | None
+    ) -> dict[str, Any]:
         with proc.oneshot():
             values = {name: _field(proc, name, ps) for name in _FIELDS}
             cpu = _field(proc, "cpu_percent", ps) if sample_cpu else None

@@ -25,8 +25,17 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .collector import DEFAULT_SAMPLE_SECONDS, Sources, snapshot_collect
-from .sender import (AuthRefused, DeliveryError, RequestRefused, RetryPolicy, Sender,
-                     ServerUnavailable, SnapshotRejected)
+from .redact import cmdline_redact
+from .sender import (
+    AuthRefused,
+    DeliveryError,
+    RequestRefused,
+    RetryPolicy,
+    Sender,
+    ServerUnavailable,
+    SnapshotRejected,
+    mask_token,
+)
 from .spool import Spool
 from .state import default_state_dir
 
@@ -103,7 +112,7 @@ def _validate(args: argparse.Namespace, env: Mapping[str, str]) -> None:
         raise _UsageError("no token: pass --token TOKEN or set INVENTORY_TOKEN")
     parts = urlsplit(args.server)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _UsageError(f"--server must be an http(s) URL, got {args.server!r}")
+        raise _UsageError(f"--server must be an http(s) URL, got {cmdline_redact([args.server])[0]!r}")
     if args.ca_bundle and not Path(args.ca_bundle).is_file():
         raise _UsageError(f"--ca-bundle {args.ca_bundle!r} is not a file")
 
@@ -125,6 +134,7 @@ class Agent:
         self.sender = Sender(server=args.server, token=args.token, ca_bundle=args.ca_bundle,
                              connect_timeout=min(5.0, args.timeout), read_timeout=args.timeout,
                              policy=RetryPolicy(attempts=args.retries), wait=stop.wait)
+        log.debug("server %s, token %s, state folder %s", self.sender.display_url, mask_token(args.token), state_dir)
 
     def run_once(self) -> ExitStatus:
         """Collect and send one snapshot, then the spool; return what happened."""

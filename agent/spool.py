@@ -48,7 +48,9 @@ class SpoolEntry:
 class Spool:
     """A bounded, crash-safe folder of undelivered snapshots (oldest first)."""
 
-    def __init__(self, directory: Path, *, max_count: int = DEFAULT_MAX_COUNT, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, directory: Path, *, max_count: int = DEFAULT_MAX_COUNT, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.directory = Path(directory)
         self.rejected_dir = self.directory / "rejected"
         self.max_count = max_count

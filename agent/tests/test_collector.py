@@ -7,7 +7,6 @@ import subprocess
 import sys
 import uuid
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import psutil

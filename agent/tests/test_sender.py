@@ -10,8 +10,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent.sender import (AuthRefused, RequestRefused, RetryPolicy, Sender, ServerUnavailable,
-                          SnapshotRejected, mask_token, parse_retry_after)
+from agent.sender import (
+    AuthRefused,
+    RequestRefused,
+    RetryPolicy,
+    Sender,
+    ServerUnavailable,
+    SnapshotRejected,
+    mask_token,
+    parse_retry_after,
+)
 
 from .conftest import Reply
 
