@@ -436,10 +436,20 @@ class ProcessSampler:
         ps = self.src.psutil
         procs = dict(self.primed)
         fresh: set[int] = set()
-        for proc in _call("process_iter", lambda: list(ps.process_iter())) or []:
-            if proc.pid not in procs:
-                procs[proc.pid] = proc
-                fresh.add(proc.pid)
+        # pids() rather than process_iter(): the latter re-reads every known
+        # process's stat file to check it is still the same process, and a
+        # gone or recycled pid is caught per process below anyway.
+        for pid in _call("pids", ps.pids) or []:
+            if pid in procs:
+                continue
+            try:
+                procs[pid] = ps.Process(pid)
+            except ps.NoSuchProcess:
+                continue
+            except Exception as exc:  # noqa: BLE001 - one unreadable newcomer must not cost the list
+                log.debug("pid %s unreadable: %s", pid, exc)
+                continue
+            fresh.add(pid)
         cpu_cap = 100.0 * (logical_cores or 1)
         result = []
         for pid in sorted(procs):

@@ -70,6 +70,15 @@ class FakePsutil:
     def process_iter(self, *_args: Any, **_kwargs: Any):
         return iter(list(self.processes))
 
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def Process(self, pid: int) -> FakeProcess:  # noqa: N802 - psutil's name
+        for proc in self.processes:
+            if proc.pid == pid:
+                return proc
+        raise NoSuchProcess(pid)
+
     def users(self):
         if isinstance(self._users, BaseException):
             raise self._users
