@@ -309,30 +309,29 @@ def _logind_users(root: Path) -> list[dict[str, Any]] | None:
     return users
 
 
-def _explorer_users(src: Sources) -> list[dict[str, Any]]:
-    # Without WTS answers, whoever owns a shell (explorer.exe) is logged on.
-    ps = src.psutil
+def _explorer_users(processes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Without WTS answers, whoever owns a shell (explorer.exe) is logged on;
+    # the process list is already collected, with names derived where needed.
     owners: dict[str, dict[str, Any]] = {}
-    for proc in ps.process_iter():
-        try:
-            name = _field(proc, "name", ps) or _name_from(_field(proc, "exe", ps), _field(proc, "cmdline", ps))
-            if not name or name.lower() != "explorer.exe":
-                continue
-            username = _field(proc, "username", ps)
-            started = iso_time(_field(proc, "create_time", ps))
-        except ps.NoSuchProcess:
+    for proc in processes:
+        if (proc["name"] or "").lower() != "explorer.exe" or not proc["username"]:
             continue
-        if not username:
-            continue
-        short = username.rsplit("\\", 1)[-1]
+        short = proc["username"].rsplit("\\", 1)[-1]
+        started = proc["create_time"]
         known = owners.get(short)
         if known is None or (started and known["started"] and started < known["started"]):
-            owners[short] = {"name": clean_string(short), "terminal": "console", "host": None, "started": started}
+            owners[short] = {"name": short, "terminal": "console", "host": None, "started": started}
     return list(owners.values())
 
 
-def users_info(src: Sources) -> tuple[list[dict[str, Any]], str | None]:
-    """Users with an open session and which source listed them (``users_source``)."""
+def users_info(
+    src: Sources, *, processes: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Users with an open session and which source listed them (``users_source``).
+
+    ``processes`` (the collected list) feeds the Windows fallback to the
+    owners of ``explorer.exe``.
+    """
     ps = src.psutil
     primary = "wts" if src.system == "Windows" else "utmp"
     try:
@@ -349,10 +348,8 @@ def users_info(src: Sources) -> tuple[list[dict[str, Any]], str | None]:
         } for u in entries]
         return users[:MAX_USERS], primary
     if src.system == "Windows":
-        try:
-            return _explorer_users(src)[:MAX_USERS], "explorer"
-        except Exception as exc:  # noqa: BLE001 - a fallback must not cost the snapshot
-            log.debug("explorer.exe owners unavailable: %s", exc)
+        if processes is not None:
+            return _explorer_users(processes)[:MAX_USERS], "explorer"
     else:
         logind = _logind_users(src.root)
         if logind is not None:
@@ -524,7 +521,7 @@ def snapshot_collect(
         logical_cores=cpu["logical_cores"],
         memory_total=memory["total_bytes"] if memory else None,
     )
-    users, users_source = users_info(src)
+    users, users_source = users_info(src, processes=processes)
     return {
         "schema_version": SCHEMA_VERSION,
         "snapshot_id": str(uuid.uuid4()),
