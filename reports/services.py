@@ -3,7 +3,8 @@
 ``snapshot_ingest`` is the heart of Relevo. Its order of work is what makes a
 201 mean "kept":
 
-1. Take the day file's exclusive lock (one writer per file, across workers).
+1. Take the day file's exclusive lock (one writer per file, across workers;
+   on PostgreSQL also across nodes, see ``reports.locks``).
 2. Open one database transaction (SQLite: ``BEGIN IMMEDIATE``).
 3. Adopt a document that a crashed worker fsynced but never recorded.
 4. Return the original result if the ``snapshot_id`` is already stored.
@@ -26,7 +27,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import store
+from reports import locks, store
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def snapshot_ingest(
     day = snapshot_day(payload.collected_at)
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
 
-    with store.locked_for_append(ip, day) as writer:
+    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
         appended: store.Appended | None = None
         try:
             with transaction.atomic():
