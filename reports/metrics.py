@@ -26,6 +26,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+# prometheus_client opens its files there as soon as a metric is made; a missing
+# folder would fail every import (management commands included), so make it.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 UPLOADS_ACCEPTED = Counter(
     "relevo_uploads_accepted_total",
     "Uploads answered with success: result=stored (201) or replayed (200, snapshot_id already kept).",
