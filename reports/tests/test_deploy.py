@@ -111,3 +111,23 @@ def test_the_smoke_script_fails_when_reading_is_refused(live_relevo):
                              live_relevo.agent_token, "rlv_u_wrong"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "GET /query answered 401" in result.stderr
     assert live_relevo.reader_token not in result.stderr + result.stdout
+
+
+def test_shell_scripts_parse():
+    for script in ("deploy/entrypoint.sh", "deploy/ec2/user-data.sh", "scripts/smoke.sh"):
+        result = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"{script}: {result.stderr}"
+
+
+def test_the_nginx_site_keeps_admin_and_metrics_to_the_allowed_range_once_filled_in():
+    """user-data.sh fills the placeholders with sed; what it produces must leave none behind."""
+    template = (ROOT / "deploy" / "ec2" / "nginx-relevo.conf").read_text()
+    filled = template.replace("RELEVO_SERVER_NAME", "relevo.example.com").replace(
+        "ADMIN_ALLOWED_CIDR", "198.51.100.0/24")
+    assert "RELEVO_SERVER_NAME" not in filled and "ADMIN_ALLOWED_CIDR" not in filled
+    admin_block = filled[filled.index("location ~ ^/(admin|metrics)"):]
+    admin_block = admin_block[:admin_block.index("}")]
+    assert "allow 198.51.100.0/24;" in admin_block and "deny all;" in admin_block
+    user_data = (ROOT / "deploy" / "ec2" / "user-data.sh").read_text()
+    assert 's|RELEVO_SERVER_NAME|' in user_data and 's|ADMIN_ALLOWED_CIDR|' in user_data
+    assert "X-Forwarded-For $remote_addr" in (ROOT / "deploy" / "ec2" / "relevo-proxy.conf").read_text()
