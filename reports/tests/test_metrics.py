@@ -94,3 +94,13 @@ def test_metrics_add_up_all_gunicorn_workers_and_log_lines_are_json(relevo_serve
                for line in uploads)
     assert [line["error"] for line in uploads if line["status"] == 400] == ["invalid_payload"]
     assert server.agent_token not in log and "secret-hostname-not-logged" not in log
+
+
+def test_bad_operations_settings_are_reported_by_the_system_checks(settings):
+    from reports.checks import check_operations_settings
+
+    settings.INVENTORY_METRICS_ALLOWED = ["10.0.0.0/8", "office"]
+    settings.INVENTORY_RETENTION_DAYS = -1
+    settings.INVENTORY_METRICS_TOKEN = "short"
+    assert sorted(message.id for message in check_operations_settings()) == [
+        "reports.E007", "reports.E008", "reports.W002"]
