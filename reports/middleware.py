@@ -16,6 +16,7 @@ import json
 import logging
 import time
 
+import msgspec
 from django.conf import settings
 
 from reports import metrics
@@ -88,4 +89,4 @@ class RequestLogMiddleware:
         if reason:
             line["error"] = reason
         level = logging.ERROR if status >= 500 else logging.INFO
-        logger.log(level, json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+        logger.log(level, msgspec.json.encode(line).decode())

@@ -246,3 +246,14 @@ def test_export_after_losing_the_day_files_answers_queries_byte_for_byte(tmp_pat
             restarted.process.wait(timeout=15)
     finally:
         server.stop()
+
+
+@pytest.mark.django_db
+def test_reindex_reports_progress_on_long_runs(data_dir, monkeypatch):
+    from reports.management.commands import reindex
+
+    for days_ago in (0, 1, 2):
+        ingest(days_ago=days_ago)
+    monkeypatch.setattr(reindex, "PROGRESS_EVERY_SECONDS", 0)
+    out = run("reindex")
+    assert "1/3 day files" in out and "3/3 day files" in out
