@@ -20,10 +20,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
-from reports import selectors, services, store
+from reports import metrics, selectors, services, store
 from reports.api.errors import InvalidParameters, InvalidPayload, NothingStored
 from reports.api.parsers import SnapshotParser
-from reports import metrics
 from reports.auth import IsAgent, IsReader
 from reports.middleware import note_host_id
 from reports.network import client_ip
