@@ -138,3 +138,14 @@ def process_search(*, query: str, limit: int = 100):
     if not query:
         return Host.objects.none()
     return Host.objects.filter(process_index__contains=query).order_by("hostname", "pk").defer("process_index")[:limit]
+
+
+# --- data lifecycle ---------------------------------------------------------------
+
+def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddress, dt.date]]:
+    """Every (address, day) that has rows, oldest first; with *before*, only days before it."""
+    rows = Snapshot.objects.all()
+    if before is not None:
+        rows = rows.filter(day__lt=before)
+    pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
+    return [(store.parse_ip(ip), day) for ip, day in pairs]
