@@ -19,7 +19,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-# (script, time limit in seconds, extra arguments for --quick)
+# (script, time limit in seconds, extra arguments for --quick), in the order they run.
 SCRIPTS = [
     ("ingest.py", 240, ["--count", "1500", "--duration", "15"]),
     ("dayfile.py", 300, ["--uploads", "100", "--ips", "2"]),
@@ -27,10 +27,22 @@ SCRIPTS = [
     ("agent.py", 300, []),
     ("pages.py", 600, []),
 ]
+OTHER_LIMIT = 300
+# Modules in bench/ that are parts of benchmarks, not benchmarks.
+HELPERS = {"__init__.py", "common.py", "payloads.py", "loadgen.py", "inprocess.py", "query_loader.py", "loader.py",
+           "run_all.py"}
 LINE = re.compile(
-    r"^(?P<name>[A-Za-z][\w.\-/]*): (?P<value>-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|nan)(?: (?P<unit>[^\[,;]*?))?"
-    r"\s*(?:\[target (?P<target>[^\]]*?)(?:, (?P<verdict>ok|MISSED))?\])?\s*$"
+    r"^(?P<name>[A-Za-z][\w.\-/ ]*?): (?P<value>-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|nan)(?: (?P<unit>[^\[(,;]*?))?"
+    r"\s*(?:[\[(]target (?P<target>[^\])]*?)(?:, (?P<verdict>ok|MISSED))?[\])])?\s*$"
 )
+
+
+def all_scripts() -> list[tuple[str, int, list[str]]]:
+    """The known scripts first, then any other benchmark a later issue added to bench/."""
+    known = {name for name, _, _ in SCRIPTS}
+    others = sorted(path.name for path in BENCH.glob("*.py")
+                    if path.name not in known | HELPERS and "__main__" in path.read_text(errors="replace"))
+    return [*SCRIPTS, *((name, OTHER_LIMIT, []) for name in others)]
 
 
 def run(script: str, limit: int, extra: list[str]) -> tuple[list[dict], str]:
@@ -67,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {name.strip().removesuffix(".py") for name in args.only.split(",") if name.strip()}
     rows: list[dict] = []
     outcomes: list[tuple[str, str, float]] = []
-    for script, limit, quick in SCRIPTS:
+    for script, limit, quick in all_scripts():
         if wanted and script.removesuffix(".py") not in wanted:
             continue
         if not (BENCH / script).exists():
