@@ -179,6 +179,9 @@ class EnrollView(BaseAPIView):
         body = {"token": raw, "host_id": token.host_id, "token_name": token.name}
         return Response(body, status=status.HTTP_201_CREATED)
 
+    def get_authenticate_header(self, request) -> str:
+        return "EnrollSecret"  # a wrong secret is a 401, which needs a WWW-Authenticate challenge
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         if not settings.INVENTORY_ENROLL_SECRETS:
