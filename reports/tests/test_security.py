@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -513,3 +514,35 @@ def test_tokens_never_appear_in_the_server_log(live_relevo):
     for secret in (live_relevo.agent_token, wrong, live_relevo.reader_token, SECRET):
         assert secret not in log and secret[6:20] not in log
     json.dumps(log)  # the log exists and is text
+
+
+def _redis_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_throttle_counts_in_redis_when_redis_url_is_set(settings, data_dir):
+    from conftest import require
+    from reports import throttling
+
+    require(_redis_up(), "Redis is not running on 127.0.0.1:6379 (start redis-server to run this test)")
+    settings.REDIS_URL = "redis://127.0.0.1:6379/15"
+    settings.INVENTORY_THROTTLE_UPLOAD = "2/min"
+    ip = f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}"  # fresh keys each run
+    _, raw = services.agent_token_create(name="fleet")
+    assert [upload(raw, ip=ip).status_code for _ in range(3)] == [201, 201, 429]
+    assert not ThrottleCounter.objects.exists()  # counted in Redis, not in the database
+    counter = throttling._counter(settings.REDIS_URL)
+    assert isinstance(counter, throttling.RedisCounter)
+
+
+def test_an_unreachable_counter_store_lets_uploads_through(settings, data_dir):
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    settings.INVENTORY_THROTTLE_UPLOAD = "1/min"
+    _, raw = services.agent_token_create(name="fleet")
+    assert [upload(raw).status_code for _ in range(2)] == [201, 201]
