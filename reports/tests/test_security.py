@@ -546,3 +546,21 @@ def test_an_unreachable_counter_store_lets_uploads_through(settings, data_dir):
     settings.INVENTORY_THROTTLE_UPLOAD = "1/min"
     _, raw = services.agent_token_create(name="fleet")
     assert [upload(raw).status_code for _ in range(2)] == [201, 201]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sqlite_counter_skips_the_flush_and_restores_synchronous():
+    from django.db import connection
+
+    from reports import throttling
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the synchronous pragma is SQLite's")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        before = cursor.fetchone()[0]
+        assert [throttling.hit("t:k", (2, 60), now=1200.0)[0] for _ in range(3)] == [True, True, False]
+        assert throttling.hit("t:k", (2, 60), now=1260.0)[0]  # a new window starts from zero
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == before
+    assert ThrottleCounter.objects.get(key="t:k").hits == 1
