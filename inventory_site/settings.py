@@ -195,6 +195,8 @@ if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
 # Health probes come from the proxy/orchestrator over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_HTTPONLY = True
+# Old keys still accepted for signatures (sessions) while rotating DJANGO_SECRET_KEY.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
