@@ -564,3 +564,27 @@ def test_the_sqlite_counter_skips_the_flush_and_restores_synchronous():
         cursor.execute("PRAGMA synchronous")
         assert cursor.fetchone()[0] == before
     assert ThrottleCounter.objects.get(key="t:k").hits == 1
+
+
+def test_revoking_in_the_admin_stops_the_token_at_once(data_dir):
+    token, raw = services.agent_token_enroll(host_id="host-1")
+    admin = get_user_model().objects.create_superuser("admin", "a@example.invalid", "pw-for-tests-only")
+    client = Client()
+    client.force_login(admin)
+    response = client.post(f"/admin/reports/agenttoken/{token.pk}/change/", {
+        "name": token.name, "host_id": "host-1", "revoked_at_0": "2026-11-27", "revoked_at_1": "08:00:00",
+    })
+    assert response.status_code == 302, response.content[:2000]
+    assert_error(upload(raw, make_payload(host_id="host-1")), 401, "authentication_failed")
+    assert_nothing_stored(data_dir)
+
+
+@pytest.mark.parametrize("name, value, error_id", [
+    ("INVENTORY_THROTTLE_UPLOAD", "fast", "reports.E007"),
+    ("INVENTORY_ENROLL_SECRETS", ["short"], "reports.E008"),
+])
+def test_system_check_reports_bad_security_settings(settings, name, value, error_id):
+    from reports.checks import check_security_settings
+
+    setattr(settings, name, value)
+    assert [e.id for e in check_security_settings()] == [error_id]
