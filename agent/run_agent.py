@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from . import __version__
+from . import enroll
 from .collector import DEFAULT_SAMPLE_SECONDS, Sources, snapshot_collect
 from .redact import cmdline_redact
 from .sender import (
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help="agent token (env INVENTORY_TOKEN); prefer the environment or --token-file")
     parser.add_argument("--token-file", type=Path, metavar="PATH",
                         help="read the token from a file readable only by the agent (env INVENTORY_TOKEN_FILE)")
+    parser.add_argument("--enroll-secret", metavar="SECRET",
+                        help="the fleet's enroll secret: without a token, enroll once and keep the per-host "
+                             "token in the state folder (env INVENTORY_ENROLL_SECRET)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="collect and send once, then exit (default)")
     mode.add_argument("--interval", type=float, metavar="SECONDS",
@@ -96,6 +100,13 @@ def _validate(args: argparse.Namespace, env: Mapping[str, str]) -> None:
         except OSError as exc:
             raise _UsageError(f"cannot read the token file {token_file}: {exc.strerror}") from None
     args.token = args.token or env.get("INVENTORY_TOKEN")
+    args.enroll_secret = args.enroll_secret or env.get("INVENTORY_ENROLL_SECRET")
+    args.state_dir = args.state_dir or default_state_dir(env=env)
+    # A token given by the operator wins; otherwise the one an earlier enrollment kept.
+    args.token_enrolled = False
+    if not args.token:
+        args.token = enroll.token_load(args.state_dir)
+        args.token_enrolled = bool(args.token)
     if args.interval is not None and args.interval <= 0:
         raise _UsageError("--interval must be a positive number of seconds")
     if args.retries < 1:
@@ -108,8 +119,8 @@ def _validate(args: argparse.Namespace, env: Mapping[str, str]) -> None:
         return
     if not args.server:
         raise _UsageError("no server: pass --server URL or set INVENTORY_SERVER")
-    if not args.token:
-        raise _UsageError("no token: pass --token TOKEN or set INVENTORY_TOKEN")
+    if not args.token and not args.enroll_secret:
+        raise _UsageError("no token: pass --token TOKEN (or set INVENTORY_TOKEN), or --enroll-secret SECRET to enroll")
     parts = urlsplit(args.server)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _UsageError(f"--server must be an http(s) URL, got {cmdline_redact([args.server])[0]!r}")
@@ -128,13 +139,46 @@ class Agent:
     def __init__(self, args: argparse.Namespace, *, stop: threading.Event, env: Mapping[str, str]) -> None:
         self.args = args
         self.stop = stop
-        state_dir = args.state_dir or default_state_dir(env=env)
-        self.sources = Sources(state_dir=state_dir)
-        self.spool = Spool(args.spool_dir or state_dir / "spool")
-        self.sender = Sender(server=args.server, token=args.token, ca_bundle=args.ca_bundle,
-                             connect_timeout=min(5.0, args.timeout), read_timeout=args.timeout,
-                             policy=RetryPolicy(attempts=args.retries), wait=stop.wait)
-        log.debug("server %s, token %s, state folder %s", self.sender.display_url, mask_token(args.token), state_dir)
+        self.state_dir = args.state_dir
+        self.sources = Sources(state_dir=self.state_dir)
+        self.spool = Spool(args.spool_dir or self.state_dir / "spool")
+        self.sender: Sender | None = self._sender(args.token) if args.token else None
+        log.debug("server %s, token %s, state folder %s", cmdline_redact([args.server])[0],
+                  mask_token(args.token) if args.token else "none yet (will enroll)", self.state_dir)
+
+    def _sender(self, token: str) -> Sender:
+        if getattr(self, "sender", None) is not None:
+            self.sender.close()
+        return Sender(server=self.args.server, token=token, ca_bundle=self.args.ca_bundle,
+                      connect_timeout=min(5.0, self.args.timeout), read_timeout=self.args.timeout,
+                      policy=RetryPolicy(attempts=self.args.retries), wait=self.stop.wait)
+
+    def _enroll(self, snapshot: dict[str, Any]) -> None:
+        """Get a per-host token with the enroll secret, keep it, and send with it from now on."""
+        token = enroll.enroll(server=self.args.server, secret=self.args.enroll_secret,
+                              host_id=snapshot["host"]["id"], hostname=snapshot["host"].get("hostname"),
+                              ca_bundle=self.args.ca_bundle, timeout=(min(5.0, self.args.timeout), self.args.timeout))
+        where = enroll.token_save(self.state_dir, token)
+        log.info("enrolled as host %s; token %s kept in %s", snapshot["host"]["id"], mask_token(token), where)
+        self.args.token, self.args.token_enrolled = token, True
+        self.sender = self._sender(token)
+
+    def _send(self, body: bytes, snapshot: dict[str, Any]) -> None:
+        """Send with the current token, enrolling first if there is none.
+
+        A refused token that came from an earlier enrollment (revoked, or the
+        server's database was rebuilt) is replaced by enrolling again, once.
+        """
+        if self.sender is None:
+            self._enroll(snapshot)
+        try:
+            self.sender.send(body)
+        except AuthRefused:
+            if not (self.args.enroll_secret and self.args.token_enrolled):
+                raise
+            log.warning("the enrolled token was refused; enrolling again")
+            self._enroll(snapshot)
+            self.sender.send(body)
 
     def run_once(self) -> ExitStatus:
         """Collect and send one snapshot, then the spool; return what happened."""
@@ -144,7 +188,7 @@ class Agent:
         body = _encode(snapshot)
         log.debug("snapshot %s: %d processes, %d bytes gzip", snapshot_id, len(snapshot["processes"]), len(body))
         try:
-            self.sender.send(body)
+            self._send(body, snapshot)
         except AuthRefused as exc:
             self.spool.put(snapshot_id=snapshot_id, body_gz=body)
             log.error("%s; the snapshot is spooled, fix the token and run again", exc)
@@ -245,7 +289,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return ExitStatus.USAGE
 
     if args.dry_run:
-        state_dir = args.state_dir or default_state_dir(env=env)
+        state_dir = args.state_dir
         snapshot = snapshot_collect(src=Sources(state_dir=state_dir), include_cmdline=not args.no_cmdline,
                                     sample_seconds=args.sample_seconds)
         # ASCII escapes: a Windows console or pipe (cp1252) cannot encode every process name.
@@ -263,6 +307,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except KeyboardInterrupt:
         return ExitStatus.DELIVERED
     finally:
-        agent.sender.close()
+        if agent.sender is not None:
+            agent.sender.close()
         for signum, previous in previous_handlers.items():
             signal.signal(signum, previous)

@@ -193,3 +193,67 @@ LOGGING["loggers"]["relevo.request"] = {"handlers": ["request_lines"], "level": 
 # the test database per run (pytest-django creates and drops it).
 if os.environ.get("RELEVO_TEST_DB_NAME") and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": os.environ["RELEVO_TEST_DB_NAME"]}
+# --- Security, read API, throttling (issue 5) ---------------------------------
+# Production runs behind a TLS-terminating proxy: set DJANGO_SECURE=true there
+# (HTTPS redirect, HSTS, secure cookies), and DJANGO_SECURE_PROXY_SSL_HEADER=true
+# ONLY if that proxy always sets X-Forwarded-Proto and clients cannot reach
+# gunicorn directly (otherwise any client could claim to be on HTTPS).
+# `manage.py check --deploy` is clean with those; see docs/security.md.
+DJANGO_SECURE = env_bool("DJANGO_SECURE", False)
+SECURE_SSL_REDIRECT = DJANGO_SECURE
+SESSION_COOKIE_SECURE = DJANGO_SECURE
+CSRF_COOKIE_SECURE = DJANGO_SECURE
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if DJANGO_SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", DJANGO_SECURE)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", DJANGO_SECURE)
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Health probes come from the proxy/orchestrator over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_HTTPONLY = True
+# Old keys still accepted for signatures (sessions) while rotating DJANGO_SECRET_KEY.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Sent on every response by reports.middleware.SecurityHeadersMiddleware (Django 5.2 has no CSP).
+INVENTORY_CONTENT_SECURITY_POLICY = os.environ.get(
+    "INVENTORY_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+MIDDLEWARE.insert(1, "reports.middleware.SecurityHeadersMiddleware")
+
+# Per-host enrollment: POST /enroll with one of these secrets returns a token
+# bound to the host id. Several may be listed (comma-separated) while rotating.
+INVENTORY_ENROLL_SECRETS = env_list("INVENTORY_ENROLL_SECRET")
+
+# Limits: "<count>/<period>" (s, min, h, day; "10/5s" works) or "off".
+# Counted in the database (reports.ThrottleCounter), or in Redis when REDIS_URL is set.
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+INVENTORY_THROTTLE_UPLOAD = os.environ.get("INVENTORY_THROTTLE_UPLOAD", "120/min")  # per token + address
+INVENTORY_THROTTLE_READ = os.environ.get("INVENTORY_THROTTLE_READ", "600/min")  # per user
+INVENTORY_THROTTLE_ENROLL = os.environ.get("INVENTORY_THROTTLE_ENROLL", "20/min")  # per address
+INVENTORY_THROTTLE_AUTH_FAILURES = os.environ.get("INVENTORY_THROTTLE_AUTH_FAILURES", "30/min")  # per address
+
+INSTALLED_APPS += ["django_filters", "drf_spectacular", "drf_spectacular_sidecar"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["reports.throttling.ReadThrottle"]
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Relevo API",
+    "DESCRIPTION": "Server inventory: agents upload snapshots, people read them. See docs/payload.md and docs/security.md.",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "reports.api.schema.add_payload_schema",
+    ],
+}

@@ -8,11 +8,14 @@ of secret bytes happens in Python at all.
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions, permissions
 
-from reports import rowsql, services
+from reports import rowsql, services, throttling
 from reports.models import AgentToken, ApiToken
 
 
@@ -73,6 +76,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
                 token.user = user
                 services.token_touch(token=token)
                 return token.user, token
+        throttling.auth_failure(request)
         raise exceptions.AuthenticationFailed("Invalid or revoked token.")
 
     def authenticate_header(self, request) -> str:
@@ -98,3 +102,30 @@ class IsReader(permissions.BasePermission):
         return bool(
             user and user.is_authenticated and not isinstance(user, AgentPrincipal) and user.is_active
         )
+
+
+# --- per-host credentials (enrollment) ---------------------------------------------
+
+class HostMismatch(exceptions.PermissionDenied):
+    default_code = "host_mismatch"
+
+
+def check_host_binding(token: AgentToken, host_id: str) -> None:
+    """A token made by /enroll uploads for its own host only; fleet tokens for any.
+
+    Called by the upload view after validation and before anything is
+    written, so a refused upload leaves no file and no row.
+    """
+    if token.host_id is not None and token.host_id != host_id:
+        raise HostMismatch(
+            f"This token is bound to another host; it cannot upload a snapshot for host.id {host_id!r}."
+        )
+
+
+def enroll_secret_valid(candidate: str) -> bool:
+    """Compare against every configured secret in constant time (no early exit)."""
+    given = candidate.encode("utf-8")
+    matched = False
+    for secret in settings.INVENTORY_ENROLL_SECRETS:
+        matched |= hmac.compare_digest(given, secret.encode("utf-8"))
+    return matched

@@ -89,3 +89,31 @@ def check_operations_settings(app_configs=None, **kwargs):
             id="reports.W002",
         ))
     return errors
+
+
+# --- security settings ----------------------------------------------------------------
+
+MIN_ENROLL_SECRET_CHARS = 16
+
+
+@checks.register(checks.Tags.security)
+def check_security_settings(app_configs=None, **kwargs):
+    """A bad rate would otherwise be a 500 on the first request; a short secret is guessable."""
+    from reports.throttling import parse_rate
+
+    errors = []
+    for name in ("INVENTORY_THROTTLE_UPLOAD", "INVENTORY_THROTTLE_READ", "INVENTORY_THROTTLE_ENROLL",
+                 "INVENTORY_THROTTLE_AUTH_FAILURES"):
+        try:
+            parse_rate(getattr(settings, name))
+        except ValueError as exc:
+            errors.append(checks.Error(f"{name}: {exc}", hint="Use e.g. 120/min, 10/s, 1000/hour or off.",
+                                       id="reports.E009"))
+    for secret in settings.INVENTORY_ENROLL_SECRETS:
+        if len(secret) < MIN_ENROLL_SECRET_CHARS:
+            errors.append(checks.Error(
+                f"An INVENTORY_ENROLL_SECRET entry is shorter than {MIN_ENROLL_SECRET_CHARS} characters.",
+                hint='Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"',
+                id="reports.E010",
+            ))
+    return errors

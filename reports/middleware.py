@@ -1,4 +1,6 @@
-"""One JSON line per request, and the upload counters of ``reports.metrics``.
+"""Request middleware: one JSON log line per request, and security headers.
+
+**Request log.** One JSON line per request, and the upload counters of ``reports.metrics``.
 
 The line holds what an operator needs to follow traffic and find a failing
 agent: method, path (never the query string), status, duration, the client's
@@ -7,6 +9,14 @@ day files) and, for uploads, the host id the snapshot named. It never holds a
 body, a header or a token. Lines go to the ``relevo.request`` logger, which
 settings send to stderr with nothing around the JSON, so a log shipper can
 parse every line as it is.
+
+**Security headers** Django 5.2 does not send by itself.
+
+``SecurityMiddleware`` covers HSTS, nosniff, Referrer-Policy and COOP, and
+``XFrameOptionsMiddleware`` covers framing; this adds a Content-Security-Policy
+(no inline scripts, no third-party origins: Swagger UI is served from local
+files) and a Permissions-Policy that turns off powerful browser features the
+pages never use.
 """
 
 from __future__ import annotations
@@ -90,3 +100,20 @@ class RequestLogMiddleware:
             line["error"] = reason
         level = logging.ERROR if status >= 500 else logging.INFO
         logger.log(level, msgspec.json.encode(line).decode())
+
+
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        policy = settings.INVENTORY_CONTENT_SECURITY_POLICY
+        if policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = policy
+        if "Permissions-Policy" not in response:
+            response["Permissions-Policy"] = PERMISSIONS_POLICY
+        return response

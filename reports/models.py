@@ -127,6 +127,13 @@ class AgentToken(TokenBase):
 
     PREFIX = "rlv_a_"
 
+    # Set by POST /enroll: the token may then upload only snapshots whose host.id
+    # is this value. Empty for fleet tokens made with `create_agent_token`.
+    host_id = models.CharField(
+        max_length=256, null=True, blank=True, db_index=True,
+        help_text="The only host.id this token may upload for (set by enrollment); empty = any host.",
+    )
+
     class Meta:
         ordering = ["name"]
 
@@ -146,3 +153,19 @@ class ApiToken(TokenBase):
 
     def __str__(self) -> str:
         return f"{self.name} for {self.user} ({self.key_prefix}…)"
+
+
+class ThrottleCounter(models.Model):
+    """One request counter of ``reports.throttling`` for the current fixed window.
+
+    A row per throttled key (scope and token/address), updated in place by a
+    single upsert, so counting costs one statement and every worker sees the
+    same count. Used when no Redis is configured.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)
+    window_start = models.BigIntegerField(help_text="Unix time the current window began.")
+    hits = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.hits} since {self.window_start}"

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from reports import payload as payload_schema
 from reports import rowsql, store
 from reports.durations import parse_duration
 from reports.models import Host, Snapshot
@@ -149,3 +150,50 @@ def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddres
         rows = rows.filter(day__lt=before)
     pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
     return [(store.parse_ip(ip), day) for ip, day in pairs]
+# --- read API (issue 5): host detail, a host's snapshots, documents, process matches -------
+
+def host_get(*, pk: int) -> Host | None:
+    return Host.objects.filter(pk=pk).defer("process_index").first()
+
+
+def snapshots_for_host(*, host: Host):
+    """A host's snapshots, newest first, without their compressed documents."""
+    return Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk").defer("document_zlib")
+
+
+def snapshot_document(*, snapshot: Snapshot) -> bytes:
+    """The stored document of one snapshot: from its day file, or from the row if the file is gone."""
+    document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
+    return document if document is not None else snapshot.document_bytes
+
+
+@dataclass(frozen=True)
+class ProcessMatch:
+    """A host whose newest snapshot runs matching processes, with those processes."""
+
+    host: Host
+    processes: list
+
+
+def process_matches(*, query: str, limit: int = 100) -> list[ProcessMatch]:
+    """``process_search`` plus the matching processes themselves, read from each newest snapshot."""
+    needle = query.strip().lower()
+    hosts = list(process_search(query=query, limit=limit))
+    latest = Snapshot.objects.in_bulk([h.latest_snapshot_id for h in hosts if h.latest_snapshot_id])
+    matches = []
+    for host in hosts:
+        snapshot = latest.get(host.latest_snapshot_id)
+        processes = []
+        if snapshot is not None:
+            stored = payload_schema.decode_stored(snapshot.document_bytes)
+            for process in stored.payload.processes:
+                cmdline = " ".join(process.cmdline or ())
+                if needle in (process.name or "").lower() or needle in cmdline.lower():
+                    processes.append(process)
+        matches.append(ProcessMatch(host=host, processes=processes))
+    return matches
+
+
+def with_latest_snapshot(hosts):
+    """Join each host's newest snapshot row (without its document) so lists cost one query."""
+    return hosts.select_related("latest_snapshot").defer("latest_snapshot__document_zlib")

@@ -268,6 +268,26 @@ def agent_token_revoke(*, token: AgentToken) -> None:
         token.refresh_from_db(fields=["revoked_at"])
 
 
+def agent_token_enroll(*, host_id: str, hostname: str = "") -> tuple[AgentToken, str]:
+    """A new token bound to *host_id*; the host's earlier enrolled tokens stop working.
+
+    One live enrolled token per host: an agent that lost its state folder
+    re-enrolls, and the token it lost cannot be used by whoever finds it.
+    Fleet tokens (no host binding) are left alone.
+    """
+    raw, prefix, digest = AgentToken.generate()
+    with transaction.atomic():
+        AgentToken.objects.filter(host_id=host_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        name = f"enrolled: {hostname or host_id}"[:100]
+        token = AgentToken.objects.create(name=name, key_prefix=prefix, key_hash=digest, host_id=host_id)
+    return token, raw
+
+
+def agent_tokens_revoke_for_host(*, host_id: str) -> int:
+    """Revoke every live token bound to *host_id*; returns how many were revoked."""
+    return AgentToken.objects.filter(host_id=host_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
 def api_token_create(*, user, name: str = "api") -> tuple[ApiToken, str]:
     """A new read token for *user*; the raw value is returned once and never stored."""
     raw, prefix, digest = ApiToken.generate()

@@ -58,6 +58,9 @@ _CODES = {
 
 
 def _code(exc: exceptions.APIException) -> str:
+    """DRF's own exceptions get the table's code; Relevo's subclasses name their own."""
+    if type(exc) not in _CODES and "default_code" in type(exc).__dict__:
+        return type(exc).default_code
     for cls in type(exc).__mro__:
         if cls in _CODES:
             return _CODES[cls]
@@ -72,7 +75,7 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         body = {"error": "invalid_parameters", "detail": "The request is not valid.", "fields": exc.detail}
     elif isinstance(exc, exceptions.APIException):
-        code = exc.default_code if isinstance(exc, (InvalidPayload, PayloadTooLarge, InvalidParameters)) else _code(exc)
+        code = _code(exc)
         body = {"error": code, "detail": str(exc.detail)}
         fields = getattr(exc, "fields", None)
         if fields:

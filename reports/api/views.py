@@ -11,28 +11,39 @@ import datetime as dt
 import json
 import re
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from rest_framework import exceptions, status
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
 from reports import metrics, selectors, services, store
+from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
+from reports.api import serializers
 from reports.api.errors import InvalidParameters, InvalidPayload, NothingStored
+from reports.api.filters import HostFilter, ProcessFilter
 from reports.api.parsers import SnapshotParser
-from reports.auth import IsAgent, IsReader
+from reports.auth import IsAgent, IsReader, check_host_binding, enroll_secret_valid
 from reports.middleware import note_host_id
+from reports.models import Host
 from reports.network import client_ip
+from reports.throttling import EnrollThrottle, UploadThrottle, auth_failure
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 
 
-class BaseAPIView(APIView):
+class WrongMethodFirstMixin:
     """Answers a wrong method with 405 before asking for credentials, as clients expect."""
 
     def initial(self, request, *args, **kwargs):
@@ -42,11 +53,29 @@ class BaseAPIView(APIView):
         super().initial(request, *args, **kwargs)
 
 
+class BaseAPIView(WrongMethodFirstMixin, APIView):
+    pass
+
+
+def _errors(*codes: int) -> dict:
+    return {code: serializers.ErrorSerializer for code in codes}
+
+
+@extend_schema(
+    summary="Upload one snapshot (agent token)",
+    description="The body is one schema-v1 snapshot (docs/payload.md), optionally gzip-compressed "
+                "(Content-Encoding: gzip). A host-bound token (from /enroll) may upload only its own host.id.",
+    request=None,  # reports.api.schema puts the msgspec-generated payload schema here
+    responses={201: serializers.UploadResultSerializer, 200: serializers.UploadResultSerializer,
+               **_errors(400, 401, 403, 405, 413, 415, 429)},
+    tags=["agents"],
+)
 class UploadView(BaseAPIView):
     """POST one snapshot (``docs/payload.md``); 201 when stored, 200 for a replayed snapshot_id."""
 
     permission_classes = [IsAgent]
     parser_classes = [SnapshotParser]
+    throttle_classes = [UploadThrottle]
 
     def post(self, request):
         if request.content_type.split(";")[0].strip().lower() != "application/json":
@@ -61,6 +90,7 @@ class UploadView(BaseAPIView):
         except payload_schema.PayloadError as exc:
             raise InvalidPayload(exc.message, exc.errors) from None
         note_host_id(request, snapshot.host.id)
+        check_host_binding(request.auth, snapshot.host.id)
         try:
             ip = client_ip(request.META)
         except ValueError:
@@ -94,6 +124,16 @@ def _query_params(params) -> tuple[store.IPAddress, dt.date | None, bool]:
     return ip, day, raw_latest in _TRUE
 
 
+@extend_schema(
+    summary="The snapshots stored for one IP address",
+    parameters=[
+        OpenApiParameter("ip", OpenApiTypes.STR, required=True, description="IPv4 or IPv6 address."),
+        OpenApiParameter("date", OpenApiTypes.DATE, description="YYYY-MM-DD; default: the newest day."),
+        OpenApiParameter("latest", OpenApiTypes.BOOL, description="Only the newest snapshot of that day."),
+    ],
+    responses={200: serializers.QueryResultSerializer, **_errors(400, 401, 403, 404, 429)},
+    tags=["read"],
+)
 class QueryView(BaseAPIView):
     """GET the snapshots stored for one address: a day (default the newest), or only the latest one."""
 
@@ -112,6 +152,119 @@ class QueryView(BaseAPIView):
         })
         body = head[:-1].encode() + b', "snapshots": ' + answer.snapshots_json + b"}"
         return HttpResponse(body, content_type="application/json")
+
+
+# --- enrollment ------------------------------------------------------------------------
+
+@extend_schema(
+    summary="Trade the fleet's enroll secret for a token bound to one host",
+    request=serializers.EnrollRequestSerializer,
+    responses={201: serializers.EnrollResultSerializer, **_errors(400, 401, 403, 405, 415, 429)},
+    auth=[],
+    tags=["agents"],
+)
+class EnrollView(BaseAPIView):
+    """POST {enroll_secret, host_id, hostname?}: 201 with a new host-bound agent token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [EnrollThrottle]
+
+    def post(self, request):
+        serializer = serializers.EnrollRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if not enroll_secret_valid(data["enroll_secret"]):
+            auth_failure(request)
+            raise exceptions.AuthenticationFailed("The enroll secret is not valid.")
+        token, raw = services.agent_token_enroll(host_id=data["host_id"], hostname=data["hostname"])
+        body = {"token": raw, "host_id": token.host_id, "token_name": token.name}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def get_authenticate_header(self, request) -> str:
+        return "EnrollSecret"  # a wrong secret is a 401, which needs a WWW-Authenticate challenge
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if not settings.INVENTORY_ENROLL_SECRETS:
+            raise exceptions.PermissionDenied("Enrollment is off: the server has no INVENTORY_ENROLL_SECRET.")
+
+
+# --- read API -----------------------------------------------------------------------------
+
+class ReadPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ReadAPIMixin(WrongMethodFirstMixin):
+    """Readers only (session or user API token); a wrong method is 405 before auth."""
+
+    permission_classes = [IsReader]
+    pagination_class = ReadPagination
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+
+@extend_schema(summary="Hosts: search, filter by OS and status, ordering, pages",
+               responses={200: serializers.HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
+               tags=["read"])
+class HostListView(ReadAPIMixin, generics.ListAPIView):
+    serializer_class = serializers.HostSerializer
+    queryset = Host.objects.none()  # the rows come from selectors.host_list via HostFilter
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = HostFilter
+
+    def get_queryset(self):
+        return Host.objects.all()
+
+
+@extend_schema(summary="One host", responses={200: serializers.HostSerializer, **_errors(401, 403, 404, 429)},
+               tags=["read"])
+class HostDetailView(ReadAPIMixin, APIView):
+    def get(self, request, pk: int):
+        host = selectors.host_get(pk=pk)
+        if host is None:
+            raise exceptions.NotFound("No host with this id.")
+        return Response(serializers.HostSerializer(host, context={"now": timezone.now()}).data)
+
+
+@extend_schema(summary="A host's snapshots, newest first",
+               responses={200: serializers.SnapshotSummarySerializer(many=True), **_errors(401, 403, 404, 429)},
+               tags=["read"])
+class HostSnapshotListView(ReadAPIMixin, generics.ListAPIView):
+    serializer_class = serializers.SnapshotSummarySerializer
+
+    def get_queryset(self):
+        host = selectors.host_get(pk=self.kwargs["pk"])
+        if host is None:
+            raise exceptions.NotFound("No host with this id.")
+        return selectors.snapshots_for_host(host=host)
+
+
+@extend_schema(summary="One snapshot with its stored document",
+               responses={200: serializers.SnapshotDetailSerializer, **_errors(401, 403, 404, 429)},
+               tags=["read"])
+class SnapshotDetailView(ReadAPIMixin, APIView):
+    def get(self, request, snapshot_id):
+        snapshot = selectors.snapshot_get(snapshot_id=snapshot_id)
+        if snapshot is None:
+            raise exceptions.NotFound("No snapshot with this id.")
+        return Response(serializers.SnapshotDetailSerializer(snapshot, context={"now": timezone.now()}).data)
+
+
+@extend_schema(summary="Hosts whose newest snapshot runs a process matching ?name=",
+               responses={200: serializers.ProcessMatchSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
+               tags=["read"])
+class ProcessSearchView(ReadAPIMixin, generics.ListAPIView):
+    serializer_class = serializers.ProcessMatchSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ProcessFilter
+
+    def get_queryset(self):
+        return Host.objects.all()
 
 
 @require_GET
