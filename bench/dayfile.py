@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     print(common.machine_line())
     base = Path(tempfile.mkdtemp(prefix="relevo-bench-dayfile-"))
     try:
-        inprocess.setup(base / "data")
+        inprocess.setup(base / "data", common.BENCH_RATES)
         from django.test import Client
 
         from reports import services

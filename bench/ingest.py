@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(common.machine_line())
     snapshot = collect_snapshot()
     base = Path(tempfile.mkdtemp(prefix="relevo-bench-ingest-"))
-    server = common.start_server(base, workers=args.workers, extra_env={"INVENTORY_FSYNC": "true"})
+    server = common.start_server(base, workers=args.workers, extra_env={"INVENTORY_FSYNC": "true", **common.BENCH_RATES})
     try:
         # Warm every worker (imports, database connection) outside the measured run.
         warm = run_loadgen(server, snapshot, connections=args.connections, count=20 * args.workers, duration=30)

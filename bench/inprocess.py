@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def setup(data_dir: Path) -> None:
+def setup(data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
     """Point the settings at *data_dir*, set Django up and migrate; call once, before any model import."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -23,6 +23,7 @@ def setup(data_dir: Path) -> None:
         del os.environ[name]
     os.environ["INVENTORY_DATA_DIR"] = str(data_dir)
     os.environ["INVENTORY_FSYNC"] = "true"
+    os.environ.update(extra_env or {})
     os.environ["DJANGO_SETTINGS_MODULE"] = "inventory_site.settings"
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + os.urandom(16).hex())
     import django

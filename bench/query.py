@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"query: only {free / 2**30:.1f} GiB free; loading {args.hosts} hosts instead (figures are NOT at full scale)")
     server = None
     try:
-        prepared = live.prepare(base)
+        prepared = live.prepare(base, common.BENCH_RATES)
         inprocess.setup(base / "data")
         from django.conf import settings
         from django.db import connection

@@ -6,8 +6,9 @@ steady upload load that turns a 1 ms wait into a 100 ms one (the p99 of the
 ingest benchmark was 730 ms). Taking an ``flock`` on a file beside the
 database first makes waiting writers queue in the kernel and wake the moment
 the previous one commits; the busy handler is then only a fallback for
-writers that do not take the lock (admin, management commands). On other
-databases this is a plain ``transaction.atomic()``.
+writers that do not take the lock (admin, management commands). The
+throttle's per-request counter write takes it too (``sqlite_writer_lock``).
+On other databases this is a plain ``transaction.atomic()``.
 """
 
 from __future__ import annotations
@@ -30,17 +31,27 @@ def _sqlite_lock_path() -> str | None:
 
 
 @contextlib.contextmanager
-def write_transaction() -> Iterator[None]:
-    """``transaction.atomic()``, entered only after this process holds the SQLite writer lock."""
+def sqlite_writer_lock() -> Iterator[None]:
+    """Hold the kernel lock that SQLite writers queue on (nothing on other databases).
+
+    For one write statement in autocommit (the throttle counter), so it waits
+    its turn like the upload transactions instead of in the busy handler.
+    Not re-entrant: never take it inside ``write_transaction``.
+    """
     path = _sqlite_lock_path()
     if path is None or connection.in_atomic_block:
-        with transaction.atomic():
-            yield
+        yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with transaction.atomic():
-            yield
+        yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
+def write_transaction() -> Iterator[None]:
+    """``transaction.atomic()``, entered only after this process holds the SQLite writer lock."""
+    with sqlite_writer_lock(), transaction.atomic():
+        yield

@@ -40,6 +40,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from rest_framework import exceptions, throttling
 
+from reports import dbwrite
 from reports.models import AgentToken, ThrottleCounter
 from reports.network import client_ip
 
@@ -92,8 +93,10 @@ class DatabaseCounter:
             previous = cursor.fetchone()[0]
             cursor.execute("PRAGMA synchronous=OFF")
             try:
-                cursor.execute(self._sql, [key, window_start])
-                return cursor.fetchone()[0]
+                # Queue with the upload transactions in the kernel, not in SQLite's sleeping busy handler.
+                with dbwrite.sqlite_writer_lock():
+                    cursor.execute(self._sql, [key, window_start])
+                    return cursor.fetchone()[0]
             finally:
                 cursor.execute(f"PRAGMA synchronous={int(previous)}")
 

@@ -2,7 +2,8 @@
 
 The day file is appended and fsynced before the database write lock is
 taken, and SQLite writers queue on a kernel lock beside the database file
-(reports/dbwrite.py) instead of in SQLite's sleeping busy handler.
+(reports/dbwrite.py) instead of in SQLite's sleeping busy handler; so does
+the upload throttle's counter write.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ def rows_for(server, snapshot_id: str) -> int:
         database.close()
 
 
-def test_uploads_wait_for_the_sqlite_writer_lock_with_their_document_already_on_disk(live_relevo):
+def hold_writer_lock(server) -> int:
+    fd = os.open(server.data_dir / "relevo.sqlite3.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_uploads_wait_for_the_sqlite_writer_lock_with_their_document_already_on_disk(relevo_server_factory):
+    # Without the upload throttle, whose counter write would queue on the same lock before the view runs.
+    live_relevo = relevo_server_factory(extra_env={"INVENTORY_THROTTLE_UPLOAD": "off"})
     payload = make_payload()
     headers = {"Authorization": f"Token {live_relevo.agent_token}", "Content-Type": "application/json"}
     answer: dict = {}
@@ -37,9 +46,8 @@ def test_uploads_wait_for_the_sqlite_writer_lock_with_their_document_already_on_
         answer["response"] = requests.post(f"{live_relevo.url}/upload", data=encode(payload), headers=headers,
                                            timeout=60)
 
-    lock_fd = os.open(live_relevo.data_dir / "relevo.sqlite3.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock_fd = hold_writer_lock(live_relevo)
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
         thread = threading.Thread(target=post)
         thread.start()
         deadline = time.monotonic() + 20
@@ -59,3 +67,24 @@ def test_uploads_wait_for_the_sqlite_writer_lock_with_their_document_already_on_
     assert rows_for(live_relevo, payload["snapshot_id"]) == 1
     stored = json.loads(day_files[0].read_bytes())
     assert [item["snapshot_id"] for item in stored] == [payload["snapshot_id"]]
+
+
+def test_the_throttle_counter_queues_on_the_same_writer_lock(live_relevo):
+    """With the upload throttle on (the default), its SQLite counter write waits for the lock too,
+    instead of polling in SQLite's busy handler; the upload then goes through."""
+    payload = make_payload()
+    headers = {"Authorization": f"Token {live_relevo.agent_token}", "Content-Type": "application/json"}
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(response=requests.post(
+        f"{live_relevo.url}/upload", data=encode(payload), headers=headers, timeout=60)))
+    lock_fd = hold_writer_lock(live_relevo)
+    try:
+        thread.start()
+        time.sleep(1.0)
+        assert thread.is_alive(), "the counter write must wait for the writer lock"
+        assert not list(live_relevo.data_dir.glob("127.0.0.1_*.json")), "nothing is written before the throttle passed"
+    finally:
+        os.close(lock_fd)
+    thread.join(timeout=30)
+    assert answer["response"].status_code == 201, answer["response"].text
+    assert rows_for(live_relevo, payload["snapshot_id"]) == 1
