@@ -7,6 +7,7 @@ a real file with the project's settings (WAL, synchronous=FULL), fsync on.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -30,4 +31,6 @@ def setup(data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
     from django.core.management import call_command
 
     django.setup()
+    # One JSON line per request on stderr would bury the figures.
+    logging.getLogger("relevo.request").setLevel(logging.WARNING)
     call_command("migrate", verbosity=0, interactive=False)
