@@ -1,10 +1,14 @@
-"""URL wiring: the agent/reader API at the root, the admin under /admin/."""
+"""URL wiring: the agent/reader API at the root, the dashboard pages, sign-in, the admin under /admin/."""
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("", include("reports.api.urls")),
+    path("", include("reports.urls")),
 ]
 
 handler404 = "reports.api.errors.not_found"
