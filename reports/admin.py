@@ -1,32 +1,193 @@
-"""Admin registrations (the full dashboard-grade admin comes with the pages)."""
-from django.contrib import admin
+"""The admin: declarative, read-mostly, and every write goes through ``reports.services``.
 
+Hosts and snapshots are made only by ingest, so their admin pages are for
+looking; nothing here edits a stored document. Changelists
+never load the large columns (``Host.process_index``, ``Snapshot.document_zlib``)
+and never count 300,000 rows more than once per page.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from reports import selectors, services
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 
 
+class HostStatusFilter(admin.SimpleListFilter):
+    """online / offline / stale, by the same thresholds as the dashboard."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(status, status.capitalize()) for status in selectors.HOST_STATUSES]
+
+    def queryset(self, request, queryset):
+        if self.value() not in selectors.HOST_STATUSES:
+            return queryset
+        offline_before, stale_before = selectors.status_thresholds()
+        return queryset.filter({
+            "online": Q(last_seen__gte=offline_before),
+            "offline": Q(last_seen__lt=offline_before, last_seen__gte=stale_before),
+            "stale": Q(last_seen__lt=stale_before),
+        }[self.value()])
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that only ingest creates: viewable and deletable, never added or edited here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting rows would leave their day files behind (and reindex would bring
+        # them back); removing old data is the prune command's job, which owns both.
+        return False
+
+
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
-    list_display = ["hostname", "last_ip", "os_name", "os_version", "process_count", "last_seen"]
-    search_fields = ["hostname", "host_id", "last_ip"]
-    list_filter = ["os_name"]
-    raw_id_fields = ["latest_snapshot"]
+class HostAdmin(ReadOnlyAdmin):
+    list_display = ["hostname", "status_badge", "last_ip", "os_name", "os_version", "process_count",
+                    "user_count", "last_seen", "dashboard_link"]
+    list_filter = [HostStatusFilter, "os_name"]
+    search_fields = ["hostname", "host_id", "=last_ip", "fqdn"]
+    date_hierarchy = "last_seen"
+    ordering = ["hostname"]
+    show_full_result_count = False
+    list_per_page = 100
+    exclude = ["process_index"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("process_index")
+
+    @admin.display(description="status")
+    def status_badge(self, host: Host) -> str:
+        return selectors.host_status(host)
+
+    @admin.display(description="dashboard")
+    def dashboard_link(self, host: Host) -> str:
+        return format_html('<a href="{}">open</a>', reverse("reports:host_detail", args=[host.pk]))
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(admin.ModelAdmin):
-    list_display = ["snapshot_id", "host", "ip", "day", "collected_at", "process_count"]
-    list_select_related = ["host"]
-    raw_id_fields = ["host"]
-    exclude = ["document_zlib"]
+class SnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["snapshot_id", "host_link", "ip", "collected_at", "received_at", "os_name",
+                    "process_count", "user_count"]
+    list_filter = ["os_name"]
+    search_fields = ["=ip", "host__hostname"]
+    date_hierarchy = "day"
+    show_full_result_count = False
+    list_per_page = 100
+    fields = ["snapshot_id", "host_link", "ip", "day", "collected_at", "received_at", "os_name", "os_version",
+              "cpu_model", "process_count", "user_count", "memory_total_bytes", "memory_available_bytes",
+              "file_name", "file_offset", "file_length", "document_pretty"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("host").defer("host__process_index")
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            queryset = queryset.defer("document_zlib")
+        return queryset
+
+    def get_search_results(self, request, queryset, search_term):
+        """A pasted snapshot id finds its snapshot; anything else searches address and hostname.
+
+        (``=snapshot_id`` in search_fields would fail on every term that is not a UUID.)
+        """
+        try:
+            snapshot_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(snapshot_id=snapshot_id), False
+
+    @admin.display(description="host", ordering="host__hostname")
+    def host_link(self, snapshot: Snapshot) -> str:
+        return format_html('<a href="{}">{}</a>', reverse("admin:reports_host_change", args=[snapshot.host_id]),
+                           snapshot.host.hostname)
+
+    @admin.display(description="document")
+    def document_pretty(self, snapshot: Snapshot) -> str:
+        """The stored document, pretty-printed; read from the row, so no day file is opened."""
+        text = json.dumps(json.loads(snapshot.document_bytes), indent=2, ensure_ascii=False)
+        return format_html('<pre style="white-space: pre-wrap; max-height: 40rem; overflow: auto">{}</pre>', text)
+
+
+class TokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
 
 
 @admin.register(AgentToken)
 class AgentTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "key_prefix", "created_at", "revoked_at", "last_used_at"]
-    readonly_fields = ["key_prefix", "created_at", "last_used_at"]
+    """Agent tokens are made by ``services.agent_token_create``; the raw value is shown once, on the next page."""
+
+    list_display = ["name", "key_prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [TokenStateFilter]
+    search_fields = ["name", "key_prefix"]
+    date_hierarchy = "created_at"
+    actions = ["revoke"]
+    fields = ["name", "key_prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["key_prefix", "created_at", "last_used_at", "revoked_at"] + (["name"] if obj else [])
+
+    def get_fields(self, request, obj=None):
+        return ["name"] if obj is None else self.fields
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, token: AgentToken) -> bool:
+        return token.is_active
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        token, raw = services.agent_token_create(name=form.cleaned_data["name"])
+        obj.pk, obj.key_prefix, obj.key_hash, obj.created_at = token.pk, token.key_prefix, token.key_hash, token.created_at
+        obj._state.adding = False
+        request._relevo_raw_token = raw
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Show the raw token now, once: it is not stored, not put in a message cookie, not cached."""
+        response = TemplateResponse(request, "admin/reports/agenttoken/created.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta, "token": obj, "raw_token": request._relevo_raw_token,
+            "title": "Agent token created", "server_url": request.build_absolute_uri("/").rstrip("/"),
+        })
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected tokens (agents using them can no longer upload)")
+    def revoke(self, request, queryset):
+        count = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            services.agent_token_revoke(token=token)
+            count += 1
+        self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.", messages.SUCCESS)
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "key_prefix", "created_at", "revoked_at"]
+    list_select_related = ["user"]
     readonly_fields = ["key_prefix", "created_at", "last_used_at"]
