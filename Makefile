@@ -30,6 +30,9 @@ run: install .env
 test: install .env
 	$(PY) -m pytest
 
+test-browser: install .env
+	$(PY) -m pytest -m browser
+
 test-windows: install .env
 	$(PY) -m pytest -m windows
 

@@ -80,13 +80,42 @@ class HostAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">open</a>', reverse("reports:host_detail", args=[host.pk]))
 
 
+class SnapshotOsFilter(admin.SimpleListFilter):
+    """Filter by OS, listing the names from the host table.
+
+    The stock filter would run ``SELECT DISTINCT os_name`` over every snapshot
+    (half a second at 300,000 rows) on every changelist view.
+    """
+
+    title = "OS"
+    parameter_name = "os_name"
+
+    def lookups(self, request, model_admin):
+        names = Host.objects.order_by("os_name").values_list("os_name", flat=True).distinct()
+        return [(name, name) for name in names if name]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(os_name=self.value()) if self.value() else queryset
+
+
 @admin.register(Snapshot)
 class SnapshotAdmin(ReadOnlyAdmin):
+    """Snapshots, newest row first.
+
+    Measured at 300,000 rows (bench/pages.py), the stock choices each cost a
+    full scan per page view: ``date_hierarchy`` (about 1 s for its DISTINCT
+    month query), an ``os_name`` filter (0.5 s) and ordering by ``collected_at``,
+    which has no index of its own (0.5 s). Hence: a date filter with fixed
+    ranges (no query to build it), the OS list from the host table, and the
+    default order by id, which is arrival order. Sorting by a column is still
+    one click away.
+    """
+
     list_display = ["snapshot_id", "host_link", "ip", "collected_at", "received_at", "os_name",
                     "process_count", "user_count"]
-    list_filter = ["os_name"]
+    list_filter = [("collected_at", admin.DateFieldListFilter), SnapshotOsFilter]
     search_fields = ["=ip", "host__hostname"]
-    date_hierarchy = "day"
+    ordering = ["-pk"]
     show_full_result_count = False
     list_per_page = 100
     fields = ["snapshot_id", "host_link", "ip", "day", "collected_at", "received_at", "os_name", "os_version",
