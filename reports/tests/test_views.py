@@ -345,3 +345,14 @@ def test_pages_use_only_local_static_files(signed_in, busy_host):
         html = signed_in.get(url).content.decode()
         assert not re.search(r'(src|href)="(https?:)?//', html), url
         assert "<script" not in html, f"{url} must work without JavaScript"
+
+
+def test_charts_are_plain_svg_with_a_text_summary_and_gaps():
+    from reports import charts
+
+    empty = charts.line_chart([], title="Processes")
+    assert "no data yet" in empty and 'aria-label="Processes: no data"' in empty
+    chart = charts.line_chart([10, 12, None, 11, 30], title="Processes", format_value=lambda v: f"{v:.0f}")
+    assert chart.count("<polyline") == 2, "a missing value breaks the line"
+    assert "latest 30, lowest 10, highest 30 over 4 snapshots" in chart
+    assert "<script" not in chart
