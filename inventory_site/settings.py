@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from inventory_site import envfile
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-envfile.load(BASE_DIR / ".env")
+envfile.load(Path(os.environ.get("RELEVO_ENV_FILE") or BASE_DIR / ".env"))
 
 
 def env_bool(name: str, default: bool = False) -> bool:

@@ -80,6 +80,7 @@ def server_env(base: Path, extra_env: dict[str, str] | None = None) -> dict[str,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "INVENTORY_DATA_DIR": str(base / "data"),
         "PYTHONUNBUFFERED": "1",
+        "RELEVO_ENV_FILE": str(base / "no-dotenv"),  # the developer's .env must not leak in
     })
     env.update(extra_env or {})
     return env
