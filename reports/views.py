@@ -97,6 +97,8 @@ def host_detail(request, pk: int):
         "host": host, "status": selectors.host_status(host), "document": document,
         "payload": document.payload if document else None,
         "form": form, "processes": processes[:PROCESS_ROWS_SHOWN], "tree": tree,
+        # One (depth, process) list for both views: a single template loop, no include per row.
+        "process_rows": tree or [(0, p) for p in processes[:PROCESS_ROWS_SHOWN]],
         "process_total": len(tree) if tree else len(processes), "process_shown": shown,
         "history": history, "day_files": selectors.host_day_files(host=host),
         "process_chart": charts.line_chart([p.process_count for p in series], title="Processes",

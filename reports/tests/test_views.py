@@ -356,3 +356,12 @@ def test_charts_are_plain_svg_with_a_text_summary_and_gaps():
     assert chart.count("<polyline") == 2, "a missing value breaks the line"
     assert "latest 30, lowest 10, highest 30 over 4 snapshots" in chart
     assert "<script" not in chart
+
+
+def test_process_names_and_command_lines_are_escaped(signed_in):
+    payload = make_payload(host_id="xss", hostname="xss", processes=0)
+    payload["processes"] = [process(66, "<script>alert(1)</script>", ["sh", "-c", "echo '<b>&'"])]
+    host = host_of(ingest(payload))
+    html = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "echo &#x27;&lt;b&gt;&amp;&#x27;" in html
