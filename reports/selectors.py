@@ -291,12 +291,24 @@ class SnapshotChanges:
 
 
 def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges | None:
-    """The diff between two snapshots of *host*; defaults are its last two (or the only one twice).
+    """The diff between two snapshots of *host*.
 
-    None when the host has no snapshot or an id is not one of this host's.
+    Without ids: its last two. With only *new_id*: that snapshot and the one
+    before it. A snapshot with no predecessor is compared with itself (the page
+    says there is nothing to compare yet). None when the host has no snapshot
+    or an id is not one of this host's.
     """
     if old_id and new_id:
         old, new = host_snapshot(host=host, snapshot_id=old_id), host_snapshot(host=host, snapshot_id=new_id)
+    elif new_id:
+        new = host_snapshot(host=host, snapshot_id=new_id)
+        if new is None:
+            return None
+        old = (
+            Snapshot.objects.filter(host=host)
+            .filter(Q(collected_at__lt=new.collected_at) | Q(collected_at=new.collected_at, pk__lt=new.pk))
+            .order_by("-collected_at", "-pk").first()
+        ) or new
     else:
         latest = list(Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk")[:2])
         if not latest:

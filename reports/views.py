@@ -27,9 +27,11 @@ PROCESS_ROWS_SHOWN = 500
 CHART_POINTS = 100
 PROCESS_SEARCH_LIMIT = 200
 
+# (sort field, header, CSS class): "opt" columns are hidden on a phone.
 HOST_COLUMNS = [
-    ("hostname", "Hostname"), ("last_ip", "Last IP"), ("os_name", "OS"), ("os_version", "Version"),
-    ("cpu_model", "CPU"), ("process_count", "Processes"), ("user_count", "Users"), ("last_seen", "Last seen"),
+    ("hostname", "Hostname", "c-host"), ("last_ip", "Last IP", "c-ip"), ("os_name", "OS", "c-os"),
+    ("os_version", "Version", "opt"), ("cpu_model", "CPU", "opt"), ("process_count", "Processes", "c-num"),
+    ("user_count", "Users", "c-num opt"), ("last_seen", "Last seen", "c-time"),
 ]
 
 
@@ -41,11 +43,11 @@ def _not_found(request, what: str) -> HttpResponse:
 def _sort_columns(columns, current: str) -> list[dict]:
     """Header links: clicking a column sorts by it, clicking it again reverses."""
     result = []
-    for field, label in columns:
+    for field, label, css in columns:
         active = current.lstrip("-") == field
         descending = active and current.startswith("-")
         result.append({
-            "label": label,
+            "label": label, "css": css,
             "sort": f"-{field}" if active and not descending else field,
             "aria_sort": ("descending" if descending else "ascending") if active else "none",
         })
@@ -66,7 +68,7 @@ def host_list(request):
     page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
     rows = [(host, selectors.host_status(host, now)) for host in page]
     return render(request, "reports/host_list.html", {
-        "form": form, "page": page, "rows": rows, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
+        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
         "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status")),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })
@@ -118,7 +120,7 @@ def host_changes(request, pk: int):
     choices = list(selectors.host_snapshots(host=host)[:200])
     old_id, new_id = request.GET.get("from", ""), request.GET.get("to", "")
     changes = selectors.snapshot_changes(host=host, old_id=old_id, new_id=new_id)
-    if changes is None and old_id and new_id:
+    if changes is None and (old_id or new_id):
         return _not_found(request, "snapshot")
     return render(request, "reports/host_changes.html", {
         "host": host, "changes": changes, "choices": choices,

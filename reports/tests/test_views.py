@@ -292,7 +292,8 @@ def test_changes_default_to_the_last_two_snapshots(signed_in):
 def test_changes_with_one_snapshot_say_there_is_nothing_to_compare(signed_in):
     host = host_of(ingest(make_payload(host_id="solo", hostname="solo")))
     response = signed_in.get(reverse("reports:host_changes", args=[host.pk]))
-    assert response.status_code == 200 and "only one snapshot" in text(response)
+    assert response.status_code == 200 and "Nothing to compare: this is the first snapshot" in text(response)
+    assert "after its next upload" in text(response)
 
 
 def test_changes_refuse_a_snapshot_of_another_host_or_a_bad_id(signed_in, busy_host, fleet):
@@ -365,3 +366,37 @@ def test_process_names_and_command_lines_are_escaped(signed_in):
     html = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "echo &#x27;&lt;b&gt;&amp;&#x27;" in html
+
+
+def test_a_history_link_compares_a_snapshot_with_the_one_before_it(signed_in):
+    payloads = []
+    for hours, name in ((3, "a"), (2, "b"), (1, "c")):
+        raw = make_payload(host_id="hist", hostname="hist", collected_at=ago(hours=hours), processes=0)
+        raw["processes"] = [process(10, name, [name])]
+        ingest(raw)
+        payloads.append(raw)
+    host = Host.objects.get(host_id="hist")
+    detail = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
+    link = f'{reverse("reports:host_changes", args=[host.pk])}?to={payloads[1]["snapshot_id"]}'
+    assert link in detail
+    diff = signed_in.get(link).context["diff"]
+    assert [c.name for c in diff.started] == ["b"] and [c.name for c in diff.stopped] == ["a"]
+    first = signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"to": payloads[0]["snapshot_id"]})
+    assert first.context["changes"].old == first.context["changes"].new
+    assert "Nothing to compare: this is the first snapshot" in text(first)
+    assert signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"to": str(uuid.uuid4())}).status_code == 404
+
+
+@pytest.mark.parametrize("seconds,expected", [(-5, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),
+                                              (3600, "1 h"), (86399, "23 h"), (86400 * 9, "9 d")])
+def test_ages_are_short(seconds, expected):
+    from reports.templatetags.relevo import age
+
+    assert age(seconds) == expected
+
+
+def test_host_rows_show_age_and_escape_hostnames(signed_in):
+    ingest(make_payload(host_id="odd", hostname="<i>odd</i>", collected_at=ago(hours=3)))
+    html = signed_in.get("/").content.decode()
+    assert "&lt;i&gt;odd&lt;/i&gt;" in html and "<i>odd</i>" not in html
+    assert re.search(r">3 h ago</time>", html)
