@@ -220,3 +220,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "key_prefix", "created_at", "revoked_at"]
     list_select_related = ["user"]
     readonly_fields = ["key_prefix", "created_at", "last_used_at"]
+
+admin.site.site_header = "Relevo administration"
+admin.site.site_title = "Relevo admin"
+admin.site.index_title = "Inventory and credentials"

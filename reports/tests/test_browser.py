@@ -85,6 +85,22 @@ def shoot(driver, name: str) -> None:
 
 def test_a_person_signs_in_and_browses_hosts_processes_and_changes(live_relevo, browser):
     server = live_relevo
+    driver = browser
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{server.url}/")
+    assert "/accounts/login/" in driver.current_url, "pages need a signed-in user"
+    shoot(driver, "01-login")
+    driver.find_element(By.ID, "id_username").send_keys("admin")
+    driver.find_element(By.ID, "id_password").send_keys(server.admin_password)
+    driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+    WebDriverWait(driver, 15).until(lambda d: "/accounts/login/" not in d.current_url)
+    assert driver.current_url.rstrip("/") == server.url, driver.current_url
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "No hosts yet: run the agent" in body and f"--server {server.url}" in body
+    shoot(driver, "00-empty")
+
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     first = make_payload(host_id="browser-web", hostname="web-browser-01",
                          collected_at=now - dt.timedelta(hours=1), processes=0)
@@ -103,18 +119,7 @@ def test_a_person_signs_in_and_browses_hosts_processes_and_changes(live_relevo, 
     upload(server, second)
     upload(server, make_payload(host_id="browser-db", hostname="db-browser-02", collected_at=now))
 
-    driver = browser
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     driver.get(f"{server.url}/")
-    assert "/accounts/login/" in driver.current_url, "pages need a signed-in user"
-    shoot(driver, "01-login")
-    driver.find_element(By.ID, "id_username").send_keys("admin")
-    driver.find_element(By.ID, "id_password").send_keys(server.admin_password)
-    driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
-    WebDriverWait(driver, 15).until(lambda d: "/accounts/login/" not in d.current_url)
-    assert driver.current_url.rstrip("/") == server.url, driver.current_url
     body = driver.find_element(By.TAG_NAME, "body").text
     assert "web-browser-01" in body and "db-browser-02" in body and "ONLINE" in body.upper()
     assert driver.find_elements(By.CSS_SELECTOR, "table.hosts thead th[scope=col]")
@@ -144,5 +149,19 @@ def test_a_person_signs_in_and_browses_hosts_processes_and_changes(live_relevo, 
     body = driver.find_element(By.TAG_NAME, "body").text
     assert "web-browser-01" in body and "db-browser-02" not in body
     shoot(driver, "05-process-search")
+
+    # The admin: make an agent token, see it once, and upload with it for real.
+    driver.get(f"{server.url}/admin/reports/agenttoken/add/")
+    driver.find_element(By.ID, "id_name").send_keys("from-the-browser")
+    driver.find_element(By.NAME, "_save").click()
+    WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.ID, "raw-token"))
+    raw = driver.find_element(By.ID, "raw-token").get_attribute("value")
+    assert raw.startswith("rlv_a_")
+    shoot(driver, "06-admin-token-created")
+    server.agent_token = raw
+    upload(server, make_payload(host_id="browser-new", hostname="made-with-admin-token"))
+    driver.get(f"{server.url}/admin/reports/host/")
+    assert "made-with-admin-token" in driver.find_element(By.TAG_NAME, "body").text
+    shoot(driver, "07-admin-hosts")
 
     assert console_errors(driver) == []
