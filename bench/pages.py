@@ -52,8 +52,7 @@ def prepare(base: Path, *, hosts: int, per_host: int, fresh: bool) -> tuple[dict
     django.setup()
     from bench.loader import load
     started = time.monotonic()
-    counts = load(hosts=hosts, snapshots_per_host=per_host,
-                  progress=lambda line: print(line) if "0000/" in line or line.endswith(f"{hosts}/{hosts} hosts") else None)
+    counts = load(hosts=hosts, snapshots_per_host=per_host, progress=lambda line: print(line, flush=True))
     print(f"pages: loaded {counts['hosts']} hosts, {counts['snapshots']} snapshots "
           f"({counts['document_bytes'] / 1e9:.2f} GB compressed documents) in {time.monotonic() - started:.0f} s")
     marker.write_text(json.dumps({"env": env, "credentials": credentials}))

@@ -167,9 +167,53 @@ class TokenStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CreatedOnceTokenAdmin(admin.ModelAdmin):
+    """Tokens are made by a service; the raw value is shown once, on the page that answers the form.
+
+    It is not stored (only its hash is), not put in a message (messages may
+    travel in a cookie), and that page is ``Cache-Control: no-store``.
+    """
+
+    add_fields: list[str] = ["name"]
+    readonly_on_change = ["key_prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def get_fields(self, request, obj=None):
+        return self.add_fields if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_on_change + self.add_fields if obj else []
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, token) -> bool:
+        return token.is_active
+
+    def create_token(self, data: dict):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        token, raw = self.create_token(form.cleaned_data)
+        obj.pk, obj.key_prefix, obj.key_hash, obj.created_at = token.pk, token.key_prefix, token.key_hash, token.created_at
+        obj._state.adding = False
+        request._relevo_raw_token = raw
+
+    def response_add(self, request, obj, post_url_continue=None):
+        opts = self.model._meta
+        response = TemplateResponse(request, "admin/reports/token_created.html", {
+            **self.admin_site.each_context(request),
+            "opts": opts, "token": obj, "raw_token": request._relevo_raw_token,
+            "title": f"{opts.verbose_name.capitalize()} created", "is_agent_token": isinstance(obj, AgentToken),
+            "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+            "server_url": request.build_absolute_uri("/").rstrip("/"),
+        })
+        response["Cache-Control"] = "no-store"
+        return response
+
+
 @admin.register(AgentToken)
-class AgentTokenAdmin(admin.ModelAdmin):
-    """Agent tokens are made by ``services.agent_token_create``; the raw value is shown once, on the next page."""
+class AgentTokenAdmin(CreatedOnceTokenAdmin):
+    """Made by ``services.agent_token_create``; revoked by ``services.agent_token_revoke``."""
 
     list_display = ["name", "key_prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
     list_filter = [TokenStateFilter]
@@ -178,33 +222,8 @@ class AgentTokenAdmin(admin.ModelAdmin):
     actions = ["revoke"]
     fields = ["name", "key_prefix", "created_at", "last_used_at", "revoked_at"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return ["key_prefix", "created_at", "last_used_at", "revoked_at"] + (["name"] if obj else [])
-
-    def get_fields(self, request, obj=None):
-        return ["name"] if obj is None else self.fields
-
-    @admin.display(boolean=True, description="active")
-    def is_active(self, token: AgentToken) -> bool:
-        return token.is_active
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return
-        token, raw = services.agent_token_create(name=form.cleaned_data["name"])
-        obj.pk, obj.key_prefix, obj.key_hash, obj.created_at = token.pk, token.key_prefix, token.key_hash, token.created_at
-        obj._state.adding = False
-        request._relevo_raw_token = raw
-
-    def response_add(self, request, obj, post_url_continue=None):
-        """Show the raw token now, once: it is not stored, not put in a message cookie, not cached."""
-        response = TemplateResponse(request, "admin/reports/agenttoken/created.html", {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta, "token": obj, "raw_token": request._relevo_raw_token,
-            "title": "Agent token created", "server_url": request.build_absolute_uri("/").rstrip("/"),
-        })
-        response["Cache-Control"] = "no-store"
-        return response
+    def create_token(self, data: dict):
+        return services.agent_token_create(name=data["name"])
 
     @admin.action(description="Revoke the selected tokens (agents using them can no longer upload)")
     def revoke(self, request, queryset):
@@ -216,10 +235,20 @@ class AgentTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "key_prefix", "created_at", "revoked_at"]
+class ApiTokenAdmin(CreatedOnceTokenAdmin):
+    """Made by ``services.api_token_create`` (saving the bare model would store a token with no hash)."""
+
+    list_display = ["name", "user", "key_prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
     list_select_related = ["user"]
-    readonly_fields = ["key_prefix", "created_at", "last_used_at"]
+    list_filter = [TokenStateFilter]
+    search_fields = ["name", "key_prefix", "user__username"]
+    add_fields = ["name", "user"]
+    fields = ["name", "user", "key_prefix", "created_at", "last_used_at", "revoked_at"]
+    raw_id_fields = ["user"]
+
+    def create_token(self, data: dict):
+        return services.api_token_create(user=data["user"], name=data["name"])
+
 
 admin.site.site_header = "Relevo administration"
 admin.site.site_title = "Relevo admin"

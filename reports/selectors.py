@@ -294,12 +294,15 @@ def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges
     """The diff between two snapshots of *host*.
 
     Without ids: its last two. With only *new_id*: that snapshot and the one
-    before it. A snapshot with no predecessor is compared with itself (the page
+    before it. With only *old_id*: that snapshot and the newest. A snapshot with no predecessor is compared with itself (the page
     says there is nothing to compare yet). None when the host has no snapshot
     or an id is not one of this host's.
     """
     if old_id and new_id:
         old, new = host_snapshot(host=host, snapshot_id=old_id), host_snapshot(host=host, snapshot_id=new_id)
+    elif old_id:
+        old = host_snapshot(host=host, snapshot_id=old_id)
+        new = Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk").first()
     elif new_id:
         new = host_snapshot(host=host, snapshot_id=new_id)
         if new is None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from reports import payload as payload_schema
 from reports import services, store
-from reports.models import AgentToken, Host, Snapshot
+from reports.models import AgentToken, ApiToken, Host, Snapshot
 from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
@@ -131,3 +131,13 @@ def test_host_admin_is_read_only(admin_client_):
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
     assert admin_client_.post(f"/admin/reports/host/{host.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Host.objects.filter(pk=host.pk).exists()
+
+
+def test_creating_an_api_token_goes_through_the_service(admin_client_, django_user_model):
+    reader = django_user_model.objects.create_user("reader", password="a-long-test-password")
+    response = admin_client_.post("/admin/reports/apitoken/add/", {"name": "scripts", "user": reader.pk})
+    assert response.status_code == 200
+    raw = re.search(r'value="(rlv_u_[A-Za-z0-9_\-]+)"', response.content.decode()).group(1)
+    token = ApiToken.objects.get(name="scripts")
+    assert token.user == reader and token.key_hash == ApiToken.hash(raw)
+    assert raw not in admin_client_.get(f"/admin/reports/apitoken/{token.pk}/change/").content.decode()

@@ -8,6 +8,7 @@ of each page at a laptop and a phone width go to ``build/screenshots/``.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -45,7 +46,9 @@ def upload(server, payload: dict) -> None:
 def browser():
     require(os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER),
             "Chromium is missing: apt-get install -y chromium chromium-driver (as .ci/run does)")
-    webdriver = pytest.importorskip("selenium.webdriver")
+    require(importlib.util.find_spec("selenium") is not None,
+            "selenium is missing: pip install -r requirements-dev.txt")
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="relevo-chromium-")

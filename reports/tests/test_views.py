@@ -400,3 +400,15 @@ def test_host_rows_show_age_and_escape_hostnames(signed_in):
     html = signed_in.get("/").content.decode()
     assert "&lt;i&gt;odd&lt;/i&gt;" in html and "<i>odd</i>" not in html
     assert re.search(r">3 h ago</time>", html)
+
+
+def test_changes_from_an_old_snapshot_default_to_the_newest(signed_in):
+    ids = []
+    for hours, name in ((3, "a"), (2, "b"), (1, "c")):
+        raw = make_payload(host_id="from-only", hostname="from-only", collected_at=ago(hours=hours), processes=0)
+        raw["processes"] = [process(10, name, [name])]
+        ingest(raw)
+        ids.append(raw["snapshot_id"])
+    host = Host.objects.get(host_id="from-only")
+    diff = signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"from": ids[0]}).context["diff"]
+    assert [c.name for c in diff.started] == ["c"] and [c.name for c in diff.stopped] == ["a"]
