@@ -169,7 +169,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                 plans.append((document, last_seen, ip, os_pick, total))
             Host.objects.bulk_create(batch_hosts)
             snapshots, latest_of = [], []
-            for host, (document, last_seen, ip, os_pick, total) in zip(batch_hosts, plans):
+            for host, (document, last_seen, ip, os_pick, total) in zip(batch_hosts, plans, strict=True):
                 for back in range(snapshots_per_host - 1, -1, -1):
                     collected_at = last_seen - interval * back
                     if back == 0:
@@ -193,7 +193,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                     ))
                 latest_of.append(snapshots[-1])
             Snapshot.objects.bulk_create(snapshots, batch_size=500)
-            for host, latest in zip(batch_hosts, latest_of):
+            for host, latest in zip(batch_hosts, latest_of, strict=True):
                 host.latest_snapshot_id = latest.pk
             Host.objects.bulk_update(batch_hosts, ["latest_snapshot"], batch_size=500)
         made_hosts += len(batch_hosts)

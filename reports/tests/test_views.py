@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from reports import diff as snapshot_diff_module
 from reports import payload as payload_schema
-from reports import selectors, services, store
+from reports import charts, selectors, services, store
 from reports.models import Host, Snapshot
+from reports.templatetags.relevo import age
 from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
@@ -349,8 +350,6 @@ def test_pages_use_only_local_static_files(signed_in, busy_host):
 
 
 def test_charts_are_plain_svg_with_a_text_summary_and_gaps():
-    from reports import charts
-
     empty = charts.line_chart([], title="Processes")
     assert "no data yet" in empty and 'aria-label="Processes: no data"' in empty
     chart = charts.line_chart([10, 12, None, 11, 30], title="Processes", format_value=lambda v: f"{v:.0f}")
@@ -390,8 +389,6 @@ def test_a_history_link_compares_a_snapshot_with_the_one_before_it(signed_in):
 @pytest.mark.parametrize("seconds,expected", [(-5, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),
                                               (3600, "1 h"), (86399, "23 h"), (86400 * 9, "9 d")])
 def test_ages_are_short(seconds, expected):
-    from reports.templatetags.relevo import age
-
     assert age(seconds) == expected
 
 
