@@ -176,3 +176,20 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+
+# --- Scale-out and operations -------------------------------------------------
+# Retention for `manage.py prune` without --older-than (0 keeps everything).
+INVENTORY_RETENTION_DAYS = env_int("INVENTORY_RETENTION_DAYS", 0)
+# GET /metrics answers these client networks, or anyone with the bearer token.
+INVENTORY_METRICS_ALLOWED = env_list("INVENTORY_METRICS_ALLOWED", "127.0.0.1/32,::1/128")
+INVENTORY_METRICS_TOKEN = os.environ.get("INVENTORY_METRICS_TOKEN", "")
+# One JSON line per request on stderr (reports.middleware); off only for noisy benchmarks.
+INVENTORY_REQUEST_LOG = env_bool("INVENTORY_REQUEST_LOG", True)
+MIDDLEWARE.insert(0, "reports.middleware.RequestLogMiddleware")
+LOGGING["formatters"] = {**LOGGING.get("formatters", {}), "json_line": {"format": "%(message)s"}}
+LOGGING["handlers"]["request_lines"] = {"class": "logging.StreamHandler", "formatter": "json_line"}
+LOGGING["loggers"]["relevo.request"] = {"handlers": ["request_lines"], "level": "INFO", "propagate": False}
+# Test runs on one shared PostgreSQL must not collide: `make test-postgres` names
+# the test database per run (pytest-django creates and drops it).
+if os.environ.get("RELEVO_TEST_DB_NAME") and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["RELEVO_TEST_DB_NAME"]}

@@ -63,3 +63,29 @@ def check_inventory_settings(app_configs=None, **kwargs):
             id="reports.W001",
         ))
     return errors
+
+
+@checks.register(checks.Tags.security)
+def check_operations_settings(app_configs=None, **kwargs):
+    """Retention and /metrics access: a typo here would silently keep or expose too much."""
+    errors = []
+    for entry in settings.INVENTORY_METRICS_ALLOWED:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            errors.append(checks.Error(
+                f"INVENTORY_METRICS_ALLOWED has {entry!r}, which is not an address or network.",
+                id="reports.E007",
+            ))
+    if settings.INVENTORY_RETENTION_DAYS < 0:
+        errors.append(checks.Error(
+            "INVENTORY_RETENTION_DAYS must be 0 (keep everything) or a number of days.", id="reports.E008",
+        ))
+    token = settings.INVENTORY_METRICS_TOKEN
+    if token and len(token) < 24:
+        errors.append(checks.Warning(
+            "INVENTORY_METRICS_TOKEN is shorter than 24 characters.",
+            hint="Use a long random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+            id="reports.W002",
+        ))
+    return errors

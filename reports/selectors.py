@@ -345,3 +345,14 @@ def process_search_matches(*, query: str, limit: int = 100, lines_per_host: int 
         shown = [tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:lines_per_host]]
         results.append(ProcessMatch(host=host, matches=shown, match_count=len(lines)))
     return results
+
+
+# --- data lifecycle ---------------------------------------------------------------
+
+def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddress, dt.date]]:
+    """Every (address, day) that has rows, oldest first; with *before*, only days before it."""
+    rows = Snapshot.objects.all()
+    if before is not None:
+        rows = rows.filter(day__lt=before)
+    pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
+    return [(store.parse_ip(ip), day) for ip, day in pairs]

@@ -3,7 +3,8 @@
 ``snapshot_ingest`` is the heart of Relevo. Its order of work is what makes a
 201 mean "kept":
 
-1. Take the day file's exclusive lock (one writer per file, across workers).
+1. Take the day file's exclusive lock (one writer per file, across workers;
+   on PostgreSQL also across nodes, see ``reports.locks``).
 2. Open one database transaction (SQLite: ``BEGIN IMMEDIATE``).
 3. Adopt a document that a crashed worker fsynced but never recorded.
 4. Return the original result if the ``snapshot_id`` is already stored.
@@ -19,14 +20,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 import zlib
 from dataclasses import dataclass
 
+import msgspec
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import store
+from reports import locks, store
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ def snapshot_ingest(
     day = snapshot_day(payload.collected_at)
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
 
-    with store.locked_for_append(ip, day) as writer:
+    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
         appended: store.Appended | None = None
         try:
             with transaction.atomic():
@@ -261,3 +264,99 @@ def token_touch(*, token: AgentToken | ApiToken) -> None:
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > dt.timedelta(hours=1):
         type(token).objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+# --- data lifecycle: prune, reindex, export -------------------------------------
+# Each works on one day file at a time, holding the same locks as an upload of
+# that file (flock, then the cross-node lock), so it can run beside live traffic.
+
+
+@dataclass(frozen=True)
+class DayChange:
+    """What a lifecycle service did (or, with ``dry_run``, would do) to one day."""
+
+    file: str
+    snapshots: int
+    action: str
+
+
+def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
+    """Remove one day: its file and its rows, together; hosts left with no snapshot go too.
+
+    The file is unlinked inside the transaction, just before the commit: if
+    the unlink fails nothing is deleted; if the commit fails the rows outlive
+    the file, and the next prune (which also looks at days known only to the
+    database) removes them.
+    """
+    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
+        rows = Snapshot.objects.filter(ip=str(ip), day=day)
+        count = max(rows.count(), sum(1 for _ in writer.documents()))
+        if dry_run:
+            return DayChange(writer.path.name, count, "would remove")
+        with transaction.atomic():
+            host_ids = set(rows.values_list("host_id", flat=True))
+            rows.delete()
+            Host.objects.filter(pk__in=host_ids, snapshots__isnull=True).delete()
+            writer.remove()
+    return DayChange(writer.path.name, count, "removed")
+
+
+def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
+    """Record every document of a day file that has no row yet (disaster recovery; idempotent)."""
+    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day), transaction.atomic():
+        known = set(Snapshot.objects.filter(ip=str(ip), day=day).values_list("snapshot_id", flat=True))
+        added = 0
+        for offset, document in writer.documents():
+            try:
+                stored = payload_schema.decode_stored(document)
+            except payload_schema.PayloadError as exc:
+                logger.error("skipping an unreadable document at %s:%d: %s", writer.path.name, offset, exc.message)
+                continue
+            if stored.payload.snapshot_id in known:
+                continue
+            if Snapshot.objects.filter(snapshot_id=stored.payload.snapshot_id).exists():
+                logger.warning("snapshot %s in %s is recorded under another day file; kept there",
+                               stored.payload.snapshot_id, writer.path.name)
+                continue
+            _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
+                    appended=store.Appended(writer.path.name, offset, len(document), 0), document=document)
+            known.add(stored.payload.snapshot_id)
+            added += 1
+    return DayChange(writer.path.name, added, "recorded" if added else "up to date")
+
+
+class _DocumentId(msgspec.Struct):
+    """Only the id of a stored document; msgspec skips the rest without building it."""
+
+    snapshot_id: uuid.UUID
+
+
+def day_export(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
+    """Write a day file back from the database rows (their compressed documents), in file order.
+
+    A file that holds a snapshot the database does not know is left alone:
+    rewriting it would lose that snapshot (run ``reindex`` first). The rows'
+    offsets are updated to the written file, so ``latest`` reads stay direct.
+    """
+    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
+        rows = list(
+            Snapshot.objects.filter(ip=str(ip), day=day).order_by("file_offset", "received_at", "pk")
+            .only("snapshot_id", "file_name", "file_offset", "file_length", "document_zlib")
+        )
+        in_file = {msgspec.json.decode(document, type=_DocumentId).snapshot_id for _, document in writer.documents()}
+        unknown = in_file - {row.snapshot_id for row in rows}
+        if unknown:
+            return DayChange(writer.path.name, len(unknown), "skipped: not in the database, run reindex first")
+        documents = [row.document_bytes for row in rows]
+        current = [document for _, document in writer.documents()]
+        if current == documents:
+            return DayChange(writer.path.name, len(rows), "up to date")
+        if dry_run:
+            return DayChange(writer.path.name, len(rows), "would write")
+        with transaction.atomic():
+            positions = writer.replace_all(documents)
+            for row, (offset, length) in zip(rows, positions, strict=True):
+                row.file_name, row.file_offset, row.file_length = writer.path.name, offset, length
+            Snapshot.objects.bulk_update(rows, ["file_name", "file_offset", "file_length"], batch_size=500)
+    return DayChange(writer.path.name, len(rows), "written")
+

@@ -36,12 +36,15 @@ import ipaddress
 import os
 import re
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 from django.conf import settings
+
+from reports import metrics
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -286,6 +289,7 @@ class DayFileWriter:
         """Write one document (a compact JSON object with no raw newline) and fsync it."""
         if b"\n" in document or not document.startswith(b"{"):
             raise ValueError("a stored document is one JSON object on one line")
+        started = time.perf_counter()
         previous = self._size
         if previous == 0:
             data = OPEN_TAIL + document + CLOSE_TAIL
@@ -299,6 +303,7 @@ class DayFileWriter:
         _fsync(self._fd)
         if previous == 0:
             _fsync_dir(self.path.parent)
+        metrics.DAY_FILE_APPEND_SECONDS.observe(time.perf_counter() - started)
         return Appended(self.path.name, offset, len(document), previous)
 
     def undo(self, appended: Appended) -> None:
@@ -313,6 +318,76 @@ class DayFileWriter:
         os.ftruncate(self._fd, appended.previous_size)
         _fsync(self._fd)
         self._size = appended.previous_size
+
+
+    # --- whole-file operations, for prune, reindex and export (still under the lock) ---
+
+    def documents(self) -> Iterator[tuple[int, bytes]]:
+        """Every document with its offset, in file order, read through the locked descriptor.
+
+        ``iter_documents`` cannot be used here: it takes the shared lock on a
+        second descriptor, which would wait forever for our own exclusive lock.
+        """
+        if not self._size:
+            return
+        content = _pread_exact(self._fd, self._size, 0)
+        yield from _split_documents(content)
+
+    def replace_all(self, documents: Iterable[bytes]) -> list[tuple[int, int]]:
+        """Write the file anew from *documents* (temp file, fsync, rename); returns (offset, length) each.
+
+        Writers waiting for the lock of the old file notice the rename when
+        they get it (``_open_locked`` compares inodes) and start again on the
+        new one, so nothing is appended to the replaced file.
+        """
+        parts, positions, offset = [OPEN_TAIL], [], len(OPEN_TAIL)
+        for index, document in enumerate(documents):
+            if b"\n" in document or not document.startswith(b"{"):
+                raise ValueError("a stored document is one JSON object on one line")
+            if index:
+                parts.append(b"\n,")
+                offset += 2
+            parts.append(document)
+            positions.append((offset, len(document)))
+            offset += len(document)
+        if not positions:
+            self.remove()
+            return []
+        parts.append(CLOSE_TAIL)
+        data = b"".join(parts)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        try:
+            _pwrite_all(fd, data, 0)
+            _fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self.path.parent)
+        self._size = len(data)
+        return positions
+
+    def remove(self) -> None:
+        """Delete the day file (retention); the lock is held until the caller is done."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        _fsync_dir(self.path.parent)
+        self._size = 0
+
+
+def _split_documents(content: bytes) -> Iterator[tuple[int, bytes]]:
+    offset = len(OPEN_TAIL)
+    for line in content[len(OPEN_TAIL):-len(CLOSE_TAIL)].split(b"\n"):
+        if line.startswith(b","):
+            yield offset + 1, line[1:]
+        else:
+            yield offset, line
+        offset += len(line) + 1
 
 
 @contextlib.contextmanager
@@ -388,13 +463,7 @@ def iter_documents(path: Path) -> Iterator[tuple[int, bytes]]:
     content = read_day(*ip_day)
     if content is None:
         return
-    offset = len(OPEN_TAIL)
-    for line in content[len(OPEN_TAIL):-len(CLOSE_TAIL)].split(b"\n"):
-        if line.startswith(b","):
-            yield offset + 1, line[1:]
-        else:
-            yield offset, line
-        offset += len(line) + 1
+    yield from _split_documents(content)
 
 
 def iter_day_files() -> Iterator[tuple[IPAddress, dt.date, Path]]:

@@ -10,4 +10,5 @@ urlpatterns = [
     path("query", views.QueryView.as_view(), name="query"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
 ]

@@ -20,10 +20,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
-from reports import selectors, services, store
+from reports import metrics, selectors, services, store
 from reports.api.errors import InvalidParameters, InvalidPayload, NothingStored
 from reports.api.parsers import SnapshotParser
 from reports.auth import IsAgent, IsReader
+from reports.middleware import note_host_id
 from reports.network import client_ip
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -59,6 +60,7 @@ class UploadView(BaseAPIView):
             snapshot = payload_schema.decode(raw, now=timezone.now())
         except payload_schema.PayloadError as exc:
             raise InvalidPayload(exc.message, exc.errors) from None
+        note_host_id(request, snapshot.host.id)
         try:
             ip = client_ip(request.META)
         except ValueError:
@@ -130,3 +132,18 @@ def readyz(request):
         checks["database"] = False
     ready = all(checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+@require_GET
+def metrics_view(request):
+    """Prometheus metrics, for allowed addresses or the metrics token (see ``reports.metrics``)."""
+    try:
+        address = client_ip(request.META)
+    except ValueError:
+        address = None
+    if not metrics.scrape_allowed(client_ip=address, authorization=request.META.get("HTTP_AUTHORIZATION", "")):
+        return JsonResponse({"error": "permission_denied",
+                             "detail": "Metrics are served to allowed addresses or with the metrics token."},
+                            status=403)
+    body, content_type = metrics.render()
+    return HttpResponse(body, content_type=content_type)

@@ -1,13 +1,15 @@
 """A real Relevo server for system tests: gunicorn on a free loopback port.
 
 Each server gets its own data folder and SQLite database (or the PostgreSQL
-database named by ``DATABASE_URL`` in ``extra_env``), runs the real
+database named by ``DATABASE_URL`` in ``extra_env``; when the test run itself
+is on PostgreSQL, a fresh database of its own, dropped afterwards), runs the real
 migrations, and gets a real agent token, admin user and reader token through
 the management commands, exactly as an operator would make them.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import signal
@@ -18,7 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import requests
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +61,11 @@ class LiveRelevo:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        self.drop_database()
+
+    def drop_database(self) -> None:
+        """Drop the PostgreSQL database made for this server, if any (after stop)."""
+        drop_database(self.env.get("DATABASE_URL", ""))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -71,6 +80,48 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+# --- a fresh PostgreSQL database per server, when the test run is on PostgreSQL ---
+
+LIVE_DB_PREFIX = "relevo_live_"
+_created_databases: set[str] = set()
+
+
+def _admin_url(url: str) -> str:
+    """The same server's maintenance database, for CREATE/DROP DATABASE."""
+    return url.rsplit("/", 1)[0] + "/postgres"
+
+
+def run_on_postgres() -> str | None:
+    """The test run's PostgreSQL URL (``make test-postgres`` sets DATABASE_URL), or None."""
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith(("postgres://", "postgresql://")) else None
+
+
+def create_database(url: str) -> str:
+    """Create an empty database on *url*'s server; returns its URL (dropped at exit at the latest)."""
+    name = f"{LIVE_DB_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(_admin_url(url), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    _created_databases.add(url.rsplit("/", 1)[0] + "/" + name)
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    """Drop a database that ``create_database`` made; any other URL is left alone."""
+    if url not in _created_databases:
+        return
+    with psycopg.connect(_admin_url(url), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(url.rsplit("/", 1)[1])))
+    _created_databases.discard(url)
+
+
+@atexit.register
+def _drop_created_databases() -> None:
+    for url in list(_created_databases):
+        drop_database(url)
+
+
 def server_env(base: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "INVENTORY_", "DATABASE_URL"))}
     env.update({
@@ -83,6 +134,8 @@ def server_env(base: Path, extra_env: dict[str, str] | None = None) -> dict[str,
         "RELEVO_ENV_FILE": str(base / "no-dotenv"),  # the developer's .env must not leak in
     })
     env.update(extra_env or {})
+    if "DATABASE_URL" not in env and run_on_postgres():
+        env["DATABASE_URL"] = create_database(run_on_postgres())
     return env
 
 

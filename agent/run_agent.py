@@ -1,0 +1,268 @@
+"""Command line of the agent: collect, send, spool, and report with an exit code.
+
+``main(argv=None, env=None) -> int`` never calls ``sys.exit`` itself, so tests
+call it directly with their own argv and environment. Each run sends the fresh
+snapshot first, then delivers the spool oldest first; whatever cannot be
+delivered is spooled, and a snapshot the server refuses as malformed is set
+aside so it never loops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import gzip
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from . import __version__
+from .collector import DEFAULT_SAMPLE_SECONDS, Sources, snapshot_collect
+from .redact import cmdline_redact
+from .sender import (
+    AuthRefused,
+    DeliveryError,
+    RequestRefused,
+    RetryPolicy,
+    Sender,
+    ServerUnavailable,
+    SnapshotRejected,
+    mask_token,
+)
+from .spool import Spool
+from .state import default_state_dir
+
+log = logging.getLogger("agent")
+
+
+class ExitStatus(enum.IntEnum):
+    """Exit codes a service manager or a wrapper script can act on."""
+
+    DELIVERED = 0
+    ERROR = 1
+    USAGE = 2
+    SPOOLED = 3
+    AUTH_REFUSED = 4
+    REJECTED = 5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI definition; environment fallbacks are applied in :func:`main`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m agent",
+        description="Collect an inventory snapshot of this host and send it to a Relevo server.",
+    )
+    parser.add_argument("--server", help="server base URL, e.g. https://relevo.example (env INVENTORY_SERVER)")
+    parser.add_argument("--token", help="agent token (env INVENTORY_TOKEN); prefer the environment or --token-file")
+    parser.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="read the token from a file readable only by the agent (env INVENTORY_TOKEN_FILE)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="collect and send once, then exit (default)")
+    mode.add_argument("--interval", type=float, metavar="SECONDS",
+                      help="run forever, one snapshot every SECONDS (±10%% jitter)")
+    parser.add_argument("--spool-dir", type=Path, help="where undelivered snapshots wait (default: STATE_DIR/spool)")
+    parser.add_argument("--state-dir", type=Path, help="state folder (default: /var/lib/relevo-agent as root, "
+                        "the user's state directory otherwise, %%ProgramData%%\\Relevo on Windows)")
+    parser.add_argument("--dry-run", action="store_true", help="print the snapshot as JSON on stdout, send nothing")
+    parser.add_argument("--no-cmdline", action="store_true", help="do not collect process command lines at all")
+    parser.add_argument("--ca-bundle", help="CA bundle (PEM) to verify the server's TLS certificate")
+    parser.add_argument("--retries", type=int, default=RetryPolicy.attempts, metavar="N",
+                        help="delivery attempts per snapshot before it is spooled (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="read timeout of one request (default %(default)s; connect timeout is 5 s)")
+    parser.add_argument("--sample-seconds", type=float, default=DEFAULT_SAMPLE_SECONDS, help=argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    parser.add_argument("--version", action="version", version=f"relevo-agent {__version__}")
+    return parser
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _validate(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    args.server = args.server or env.get("INVENTORY_SERVER")
+    token_file = args.token_file or (None if env.get("INVENTORY_TOKEN") else env.get("INVENTORY_TOKEN_FILE"))
+    if not args.token and token_file:
+        try:
+            args.token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise _UsageError(f"cannot read the token file {token_file}: {exc.strerror}") from None
+    args.token = args.token or env.get("INVENTORY_TOKEN")
+    if args.interval is not None and args.interval <= 0:
+        raise _UsageError("--interval must be a positive number of seconds")
+    if args.retries < 1:
+        raise _UsageError("--retries must be at least 1")
+    if args.timeout <= 0:
+        raise _UsageError("--timeout must be positive")
+    if args.sample_seconds < 0:
+        raise _UsageError("--sample-seconds must not be negative")
+    if args.dry_run:
+        return
+    if not args.server:
+        raise _UsageError("no server: pass --server URL or set INVENTORY_SERVER")
+    if not args.token:
+        raise _UsageError("no token: pass --token TOKEN or set INVENTORY_TOKEN")
+    parts = urlsplit(args.server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _UsageError(f"--server must be an http(s) URL, got {cmdline_redact([args.server])[0]!r}")
+    if args.ca_bundle and not Path(args.ca_bundle).is_file():
+        raise _UsageError(f"--ca-bundle {args.ca_bundle!r} is not a file")
+
+
+def _encode(snapshot: dict[str, Any]) -> bytes:
+    raw = json.dumps(snapshot, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return gzip.compress(raw, compresslevel=6)
+
+
+class Agent:
+    """One configured agent: collects, delivers and drains its spool."""
+
+    def __init__(self, args: argparse.Namespace, *, stop: threading.Event, env: Mapping[str, str]) -> None:
+        self.args = args
+        self.stop = stop
+        state_dir = args.state_dir or default_state_dir(env=env)
+        self.sources = Sources(state_dir=state_dir)
+        self.spool = Spool(args.spool_dir or state_dir / "spool")
+        self.sender = Sender(server=args.server, token=args.token, ca_bundle=args.ca_bundle,
+                             connect_timeout=min(5.0, args.timeout), read_timeout=args.timeout,
+                             policy=RetryPolicy(attempts=args.retries), wait=stop.wait)
+        log.debug("server %s, token %s, state folder %s", self.sender.display_url, mask_token(args.token), state_dir)
+
+    def run_once(self) -> ExitStatus:
+        """Collect and send one snapshot, then the spool; return what happened."""
+        snapshot = snapshot_collect(src=self.sources, include_cmdline=not self.args.no_cmdline,
+                                    sample_seconds=self.args.sample_seconds, sleep=self.stop.wait)
+        snapshot_id = snapshot["snapshot_id"]
+        body = _encode(snapshot)
+        log.debug("snapshot %s: %d processes, %d bytes gzip", snapshot_id, len(snapshot["processes"]), len(body))
+        try:
+            self.sender.send(body)
+        except AuthRefused as exc:
+            self.spool.put(snapshot_id=snapshot_id, body_gz=body)
+            log.error("%s; the snapshot is spooled, fix the token and run again", exc)
+            return ExitStatus.AUTH_REFUSED
+        except SnapshotRejected as exc:
+            where = self.spool.set_aside(snapshot_id=snapshot_id, body_gz=body, error=str(exc))
+            log.error("%s; set aside in %s", exc, where)
+            status = self.drain()
+            return ExitStatus.REJECTED if status is ExitStatus.DELIVERED else status
+        except (ServerUnavailable, RequestRefused) as exc:
+            self.spool.put(snapshot_id=snapshot_id, body_gz=body)
+            log.warning("delivery failed (%s); snapshot %s spooled in %s", exc, snapshot_id, self.spool.directory)
+            return ExitStatus.SPOOLED
+        log.info("snapshot %s delivered to %s", snapshot_id, self.sender.display_url)
+        return self.drain()
+
+    def drain(self) -> ExitStatus:
+        """Deliver spooled snapshots oldest first; stop at the first sign the server is unwell."""
+        for entry in self.spool.pending():
+            if self.stop.is_set():
+                return ExitStatus.SPOOLED
+            try:
+                body = entry.read()
+            except FileNotFoundError:
+                continue  # another run delivered it meanwhile
+            try:
+                self.sender.send(body)
+            except SnapshotRejected as exc:
+                where = self.spool.set_aside(snapshot_id=entry.snapshot_id, body_gz=body, error=str(exc), entry=entry)
+                log.error("spooled %s; set aside in %s", exc, where)
+                continue
+            except AuthRefused as exc:
+                log.error("%s", exc)
+                return ExitStatus.AUTH_REFUSED
+            except DeliveryError as exc:
+                log.warning("spool delivery paused (%s); %d snapshot(s) wait", exc, len(self.spool.pending()))
+                return ExitStatus.SPOOLED
+            self.spool.remove(entry)
+            log.info("spooled snapshot %s delivered", entry.snapshot_id)
+        return ExitStatus.DELIVERED
+
+    def run_forever(self, interval: float) -> ExitStatus:
+        """Daemon mode: one run per interval ±10% until SIGTERM / Ctrl-C or a refused token."""
+        rng = random.Random()
+        while not self.stop.is_set():
+            status = self.run_once()
+            if status is ExitStatus.AUTH_REFUSED:
+                return status
+            # Jitter spreads a fleet started at the same moment across the interval.
+            if self.stop.wait(interval * rng.uniform(0.9, 1.1)):
+                break
+        log.info("stopping")
+        return ExitStatus.DELIVERED
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+    """Turn SIGTERM / Ctrl-C into a stop request; return the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d received, stopping after the current step", signum)
+        stop.set()
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
+
+
+def _configure_logging(verbose: bool) -> None:
+    # A handler on our own logger, bound to the current stderr, so repeated
+    # main() calls (tests, an embedding program) neither stack nor go stale.
+    logger = logging.getLogger("agent")
+    for old in [h for h in logger.handlers if getattr(h, "_relevo", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._relevo = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of ``python -m agent``; returns an :class:`ExitStatus`."""
+    env = os.environ if env is None else env
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return ExitStatus.DELIVERED if exc.code == 0 else ExitStatus.USAGE
+    _configure_logging(args.verbose)
+    try:
+        _validate(args, env)
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+
+    if args.dry_run:
+        state_dir = args.state_dir or default_state_dir(env=env)
+        snapshot = snapshot_collect(src=Sources(state_dir=state_dir), include_cmdline=not args.no_cmdline,
+                                    sample_seconds=args.sample_seconds)
+        # ASCII escapes: a Windows console or pipe (cp1252) cannot encode every process name.
+        json.dump(snapshot, sys.stdout, ensure_ascii=True, indent=2)
+        sys.stdout.write("\n")
+        return ExitStatus.DELIVERED
+
+    stop = threading.Event()
+    previous_handlers = _install_signal_handlers(stop)
+    agent = Agent(args, stop=stop, env=env)
+    try:
+        if args.interval is not None:
+            return agent.run_forever(args.interval)
+        return agent.run_once()
+    except KeyboardInterrupt:
+        return ExitStatus.DELIVERED
+    finally:
+        agent.sender.close()
+        for signum, previous in previous_handlers.items():
+            signal.signal(signum, previous)

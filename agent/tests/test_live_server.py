@@ -1,0 +1,43 @@
+"""The real agent on this Linux machine against the real server (gunicorn, via live_relevo)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from .prerequisites import live_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_agent_snapshot_is_accepted_and_stored_by_the_server(request, tmp_path):
+    relevo = live_server(request)
+    env = {**os.environ, "INVENTORY_SERVER": relevo.url, "INVENTORY_TOKEN": relevo.agent_token}
+    result = subprocess.run([sys.executable, "-m", "agent", "--once", "--state-dir", str(tmp_path), "-v"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert relevo.agent_token not in result.stderr
+
+    answer = requests.get(f"{relevo.url}/query", params={"ip": "127.0.0.1", "latest": "true"},
+                          headers={"Authorization": f"Token {relevo.reader_token}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    [stored] = answer.json()["snapshots"]
+    assert stored["os"]["name"] == "Linux"
+    assert stored["host"]["hostname"]
+    assert any(p["name"] and "python" in p["name"] for p in stored["processes"])
+
+
+def test_wrong_token_is_refused_with_its_exit_code(request, tmp_path):
+    relevo = live_server(request)
+    result = subprocess.run([sys.executable, "-m", "agent", "--once", "--server", relevo.url, "--token",
+                             "not-a-real-token-000000", "--state-dir", str(tmp_path), "--sample-seconds", "0"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 4, result.stderr  # ExitStatus.AUTH_REFUSED
+    assert "refused the agent token" in result.stderr

@@ -1,0 +1,1 @@
+"""Harness that runs the agent on Windows CPython under Wine."""

@@ -1,0 +1,35 @@
+"""``manage.py reindex``: rebuild the database mirror from the day files.
+
+For disaster recovery: with the day files and an empty, migrated database,
+this brings back every snapshot and host, so ``/query`` answers exactly as
+before. Documents that already have rows are skipped, so it is idempotent and
+safe to run beside live uploads. Progress is printed every few seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand
+
+from reports import services, store
+
+PROGRESS_EVERY_SECONDS = 2.0
+
+
+class Command(BaseCommand):
+    help = "Record in the database every snapshot of the day files that it does not have (idempotent)."
+
+    def handle(self, *args, **options):
+        files = list(store.iter_day_files())
+        added = 0
+        last_report = time.monotonic()
+        for done, (ip, day, _path) in enumerate(files, start=1):
+            change = services.day_reindex(ip=ip, day=day)
+            added += change.snapshots
+            if options["verbosity"] >= 2:
+                self.stdout.write(f"{change.action} {change.file} ({change.snapshots} added)")
+            if options["verbosity"] >= 1 and time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
+                self.stdout.write(f"{done}/{len(files)} day files, {added} snapshots recorded so far")
+                last_report = time.monotonic()
+        self.stdout.write(f"reindexed {len(files)} day files: {added} snapshots recorded")

@@ -1,0 +1,92 @@
+"""One JSON line per request, and the upload counters of ``reports.metrics``.
+
+The line holds what an operator needs to follow traffic and find a failing
+agent: method, path (never the query string), status, duration, the client's
+address (``X-Forwarded-For`` honoured only from trusted proxies, as for the
+day files) and, for uploads, the host id the snapshot named. It never holds a
+body, a header or a token. Lines go to the ``relevo.request`` logger, which
+settings send to stderr with nothing around the JSON, so a log shipper can
+parse every line as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+
+import msgspec
+from django.conf import settings
+
+from reports import metrics
+from reports.network import client_ip
+
+logger = logging.getLogger("relevo.request")
+
+HOST_ID_KEY = "relevo.host_id"
+UPLOAD_PATH = "/upload"
+
+
+def note_host_id(request, host_id: str) -> None:
+    """Let the request's log line name the host an upload came from (called by the upload view)."""
+    request.META[HOST_ID_KEY] = host_id
+
+
+def _error_code(response) -> str | None:
+    """The ``error`` code of an error answer (every Relevo error body has one)."""
+    data = getattr(response, "data", None)
+    if isinstance(data, dict):
+        code = data.get("error")
+        return code if isinstance(code, str) else None
+    if getattr(response, "streaming", False) or response.get("Content-Type", "") != "application/json":
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    code = body.get("error") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+class RequestLogMiddleware:
+    """Outermost middleware: times the whole request and logs the final status."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        seconds = time.perf_counter() - started
+        status = response.status_code
+        is_upload = request.path == UPLOAD_PATH and request.method == "POST"
+        reason = _error_code(response) if status >= 400 else None
+        if is_upload:
+            metrics.record_upload(status=status, reason=reason, seconds=seconds)
+        if settings.INVENTORY_REQUEST_LOG:
+            self._log(request, status, seconds, reason)
+        return response
+
+    @staticmethod
+    def _log(request, status: int, seconds: float, reason: str | None) -> None:
+        try:
+            address = str(client_ip(request.META))
+        except ValueError:
+            address = None
+        line = {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "event": "request",
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "client_ip": address,
+        }
+        host_id = request.META.get(HOST_ID_KEY)
+        if host_id is not None:
+            line["host_id"] = host_id
+        if reason:
+            line["error"] = reason
+        level = logging.ERROR if status >= 500 else logging.INFO
+        logger.log(level, msgspec.json.encode(line).decode())
