@@ -41,6 +41,7 @@ def prepare(base: Path, *, hosts: int, per_host: int, fresh: bool) -> tuple[dict
     if marker.exists() and not fresh:
         saved = json.loads(marker.read_text())
         print(f"pages: reusing the loaded database in {base} (--fresh to rebuild)")
+        live.manage(saved["env"], "migrate", "--noinput", "-v", "0")  # the code may have moved on since
         return saved["env"], saved["credentials"]
     if base.exists():
         for path in sorted(base.rglob("*"), reverse=True):
