@@ -215,12 +215,13 @@ class CreatedOnceTokenAdmin(admin.ModelAdmin):
 class AgentTokenAdmin(CreatedOnceTokenAdmin):
     """Made by ``services.agent_token_create``; revoked by ``services.agent_token_revoke``."""
 
-    list_display = ["name", "key_prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "key_prefix", "host_id", "is_active", "created_at", "last_used_at", "revoked_at"]
     list_filter = [TokenStateFilter]
-    search_fields = ["name", "key_prefix"]
+    search_fields = ["name", "key_prefix", "host_id"]
     date_hierarchy = "created_at"
     actions = ["revoke"]
-    fields = ["name", "key_prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "key_prefix", "host_id", "created_at", "last_used_at", "revoked_at"]
+    readonly_on_change = [*CreatedOnceTokenAdmin.readonly_on_change, "host_id"]
 
     def create_token(self, data: dict):
         return services.agent_token_create(name=data["name"])

@@ -150,7 +150,7 @@ def process_search(*, query: str, limit: int = 100):
 
 SNAPSHOT_SUMMARY_FIELDS = (
     "id", "snapshot_id", "host_id", "ip", "day", "collected_at", "received_at", "os_name", "os_version",
-    "cpu_model", "process_count", "user_count", "memory_total_bytes", "memory_available_bytes",
+    "cpu_model", "process_count", "user_count", "memory_total_bytes", "memory_available_bytes", "file_name",
 )
 PROCESS_ORDERINGS = {
     "cpu": (lambda p: p.cpu_percent or 0.0, True),
@@ -328,6 +328,8 @@ def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges
 
 @dataclass(frozen=True)
 class ProcessMatch:
+    """A host whose newest snapshot runs matching processes, as ``(name, cmdline)`` lines of its index."""
+
     host: Host
     matches: list[tuple[str, str]]
     match_count: int
@@ -356,32 +358,25 @@ def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddres
         rows = rows.filter(day__lt=before)
     pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
     return [(store.parse_ip(ip), day) for ip, day in pairs]
-# --- read API (issue 5): host detail, a host's snapshots, documents, process matches -------
-
-def host_get(*, pk: int) -> Host | None:
-    return Host.objects.filter(pk=pk).defer("process_index").first()
 
 
-def snapshots_for_host(*, host: Host):
-    """A host's snapshots, newest first, without their compressed documents."""
-    return Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk").defer("document_zlib")
+# --- read API: raw documents and matching processes --------------------------------------
 
-
-def snapshot_document(*, snapshot: Snapshot) -> bytes:
-    """The stored document of one snapshot: from its day file, or from the row if the file is gone."""
+def snapshot_document_json(*, snapshot: Snapshot) -> bytes:
+    """The stored document of one snapshot as JSON bytes: from its day file, or from the row if the file is gone."""
     document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
     return document if document is not None else snapshot.document_bytes
 
 
 @dataclass(frozen=True)
-class ProcessMatch:
+class HostProcesses:
     """A host whose newest snapshot runs matching processes, with those processes."""
 
     host: Host
     processes: list
 
 
-def process_matches(*, query: str, limit: int = 100) -> list[ProcessMatch]:
+def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
     """``process_search`` plus the matching processes themselves, read from each newest snapshot."""
     needle = query.strip().lower()
     hosts = list(process_search(query=query, limit=limit))
@@ -396,7 +391,7 @@ def process_matches(*, query: str, limit: int = 100) -> list[ProcessMatch]:
                 cmdline = " ".join(process.cmdline or ())
                 if needle in (process.name or "").lower() or needle in cmdline.lower():
                     processes.append(process)
-        matches.append(ProcessMatch(host=host, processes=processes))
+        matches.append(HostProcesses(host=host, processes=processes))
     return matches
 
 
