@@ -49,6 +49,9 @@ test-postgres: install .env
 	  echo "SKIPPED the PostgreSQL run: nothing answers at $(PG_URL) (start PostgreSQL or set PG_URL=...)"; \
 	fi
 
+test-browser: install .env
+	$(PY) -m pytest -m browser
+
 test-windows: install .env
 	$(PY) -m pytest -m windows
 

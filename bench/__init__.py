@@ -1,0 +1,1 @@
+"""Benchmarks: scripts anyone can rerun; each prints its own figures."""

@@ -12,11 +12,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from reports import payload as payload_schema
 from reports import rowsql, store
+from reports.diff import SnapshotDiff, snapshot_diff
 from reports.durations import parse_duration
 from reports.models import Host, Snapshot
 
@@ -141,6 +143,209 @@ def process_search(*, query: str, limit: int = 100):
     return Host.objects.filter(process_index__contains=query).order_by("hostname", "pk").defer("process_index")[:limit]
 
 
+# --- host detail, history, changes (the pages; the API may reuse them) -----------
+
+SNAPSHOT_SUMMARY_FIELDS = (
+    "id", "snapshot_id", "host_id", "ip", "day", "collected_at", "received_at", "os_name", "os_version",
+    "cpu_model", "process_count", "user_count", "memory_total_bytes", "memory_available_bytes", "file_name",
+)
+PROCESS_ORDERINGS = {
+    "cpu": (lambda p: p.cpu_percent or 0.0, True),
+    "memory": (lambda p: p.memory_rss_bytes or 0, True),
+    "name": (lambda p: ((p.name or "").lower(), p.pid), False),
+    "user": (lambda p: ((p.username or "").lower(), (p.name or "").lower(), p.pid), False),
+    "pid": (lambda p: p.pid, False),
+}
+
+
+def host_get(*, pk: int) -> Host | None:
+    """One host by its database id (the pages' URLs), without the large process index."""
+    return Host.objects.filter(pk=pk).defer("process_index").first()
+
+
+def host_snapshots(*, host: Host):
+    """The host's snapshots, newest first, as summary rows (documents are not loaded)."""
+    return Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk").only(*SNAPSHOT_SUMMARY_FIELDS)
+
+
+def host_snapshot(*, host: Host, snapshot_id) -> Snapshot | None:
+    """One snapshot of *host* by its snapshot_id, with its document; None if it is not this host's."""
+    try:
+        return Snapshot.objects.filter(host=host, snapshot_id=snapshot_id).first()
+    except (ValueError, ValidationError):
+        return None
+
+
+def snapshot_document(*, snapshot: Snapshot) -> payload_schema.StoredSnapshot:
+    """The full stored snapshot, decoded from the row's compressed copy (no day file is opened)."""
+    return payload_schema.decode_stored(snapshot.document_bytes)
+
+
+def snapshot_processes(*, processes: list[payload_schema.Process], search: str = "",
+                       ordering: str = "cpu") -> list[payload_schema.Process]:
+    """The process table: a case-insensitive filter over name, user and command line, then a sort.
+
+    ``ordering`` is a key of PROCESS_ORDERINGS (cpu and memory sort biggest first);
+    prefix ``-`` to reverse. Unknown orderings fall back to cpu.
+    """
+    needle = search.strip().lower()
+    if needle:
+        processes = [
+            p for p in processes
+            if needle in (p.name or "").lower() or needle in (p.username or "").lower()
+            or needle in " ".join(p.cmdline or ()).lower()
+        ]
+    reverse_requested = ordering.startswith("-")
+    key, descending = PROCESS_ORDERINGS.get(ordering.lstrip("-"), PROCESS_ORDERINGS["cpu"])
+    return sorted(processes, key=key, reverse=descending != reverse_requested)
+
+
+def process_tree(processes: list[payload_schema.Process]) -> list[tuple[int, payload_schema.Process]]:
+    """(depth, process) in parent/child order; a process whose parent is not listed is a root.
+
+    Iterative, and safe against pid cycles (a reused pid can make a process
+    appear to be its own ancestor in a snapshot taken mid-fork).
+    """
+    by_pid = {p.pid: p for p in processes}
+    children: dict[int, list[payload_schema.Process]] = {}
+    roots = []
+    for process in processes:
+        if process.ppid is not None and process.ppid != process.pid and process.ppid in by_pid:
+            children.setdefault(process.ppid, []).append(process)
+        else:
+            roots.append(process)
+    ordered: list[tuple[int, payload_schema.Process]] = []
+    seen: set[int] = set()
+    stack = [(0, p) for p in sorted(roots, key=lambda p: p.pid, reverse=True)]
+    while stack:
+        depth, process = stack.pop()
+        if process.pid in seen:
+            continue
+        seen.add(process.pid)
+        ordered.append((depth, process))
+        for child in sorted(children.get(process.pid, ()), key=lambda p: p.pid, reverse=True):
+            stack.append((depth + 1, child))
+    # Members of a pid cycle have no root; list them flat rather than lose them.
+    ordered.extend((0, p) for p in processes if p.pid not in seen)
+    return ordered
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    collected_at: dt.datetime
+    process_count: int
+    memory_used_bytes: int | None
+
+
+def host_series(*, host: Host, limit: int = 100) -> list[SeriesPoint]:
+    """Process count and memory in use over the host's last *limit* snapshots, oldest first.
+
+    Read from the summary columns, so charting a month of history decompresses nothing.
+    """
+    rows = (
+        Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk")
+        .values_list("collected_at", "process_count", "memory_total_bytes", "memory_available_bytes")[:limit]
+    )
+    points = []
+    for collected_at, process_count, total, available in reversed(list(rows)):
+        used = total - available if total is not None and available is not None else None
+        points.append(SeriesPoint(collected_at, process_count, used))
+    return points
+
+
+@dataclass(frozen=True)
+class DayFile:
+    ip: str
+    day: dt.date
+    snapshots: int
+
+
+def host_day_files(*, host: Host) -> list[DayFile]:
+    """The day files holding this host's snapshots, newest first, with how many are its own."""
+    rows = (
+        Snapshot.objects.filter(host=host).values_list("day", "ip").annotate(n=Count("pk"))
+        .order_by("-day", "ip")
+    )
+    return [DayFile(ip=ip, day=day, snapshots=n) for day, ip, n in rows]
+
+
+def host_day_file(*, host: Host, ip: str, day: dt.date) -> bytes | None:
+    """A day file's bytes, only if *host* has a snapshot in it (so a page cannot fetch arbitrary files)."""
+    try:
+        address = store.parse_ip(ip)
+    except ValueError:
+        return None
+    if not Snapshot.objects.filter(host=host, ip=str(address), day=day).exists():
+        return None
+    return store.read_day(address, day)
+
+
+@dataclass(frozen=True)
+class SnapshotChanges:
+    old: Snapshot
+    new: Snapshot
+    diff: SnapshotDiff
+
+
+def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges | None:
+    """The diff between two snapshots of *host*.
+
+    Without ids: its last two. With only *new_id*: that snapshot and the one
+    before it. With only *old_id*: that snapshot and the newest. A snapshot with no predecessor is compared with itself (the page
+    says there is nothing to compare yet). None when the host has no snapshot
+    or an id is not one of this host's.
+    """
+    if old_id and new_id:
+        old, new = host_snapshot(host=host, snapshot_id=old_id), host_snapshot(host=host, snapshot_id=new_id)
+    elif old_id:
+        old = host_snapshot(host=host, snapshot_id=old_id)
+        new = Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk").first()
+    elif new_id:
+        new = host_snapshot(host=host, snapshot_id=new_id)
+        if new is None:
+            return None
+        old = (
+            Snapshot.objects.filter(host=host)
+            .filter(Q(collected_at__lt=new.collected_at) | Q(collected_at=new.collected_at, pk__lt=new.pk))
+            .order_by("-collected_at", "-pk").first()
+        ) or new
+    else:
+        latest = list(Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk")[:2])
+        if not latest:
+            return None
+        new = latest[0]
+        old = latest[-1]
+    if old is None or new is None:
+        return None
+    return SnapshotChanges(
+        old=old, new=new,
+        diff=snapshot_diff(snapshot_document(snapshot=old).payload, snapshot_document(snapshot=new).payload),
+    )
+
+
+@dataclass(frozen=True)
+class ProcessMatch:
+    """A host whose newest snapshot runs matching processes, as ``(name, cmdline)`` lines of its index."""
+
+    host: Host
+    matches: list[tuple[str, str]]
+    match_count: int
+
+
+def process_search_matches(*, query: str, limit: int = 100, lines_per_host: int = 5) -> list[ProcessMatch]:
+    """``process_search`` plus the matching ``name<TAB>cmdline`` lines of each host, for the page."""
+    needle = query.strip().lower()
+    if not needle:
+        return []
+    hosts = Host.objects.filter(process_index__contains=needle).order_by("hostname", "pk")[:limit]
+    results = []
+    for host in hosts:
+        lines = [line for line in host.process_index.split("\n") if needle in line]
+        shown = [tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:lines_per_host]]
+        results.append(ProcessMatch(host=host, matches=shown, match_count=len(lines)))
+    return results
+
+
 # --- data lifecycle ---------------------------------------------------------------
 
 def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddress, dt.date]]:
@@ -150,32 +355,25 @@ def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddres
         rows = rows.filter(day__lt=before)
     pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
     return [(store.parse_ip(ip), day) for ip, day in pairs]
-# --- read API (issue 5): host detail, a host's snapshots, documents, process matches -------
-
-def host_get(*, pk: int) -> Host | None:
-    return Host.objects.filter(pk=pk).defer("process_index").first()
 
 
-def snapshots_for_host(*, host: Host):
-    """A host's snapshots, newest first, without their compressed documents."""
-    return Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk").defer("document_zlib")
+# --- read API: raw documents and matching processes --------------------------------------
 
-
-def snapshot_document(*, snapshot: Snapshot) -> bytes:
-    """The stored document of one snapshot: from its day file, or from the row if the file is gone."""
+def snapshot_document_json(*, snapshot: Snapshot) -> bytes:
+    """The stored document of one snapshot as JSON bytes: from its day file, or from the row if the file is gone."""
     document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
     return document if document is not None else snapshot.document_bytes
 
 
 @dataclass(frozen=True)
-class ProcessMatch:
+class HostProcesses:
     """A host whose newest snapshot runs matching processes, with those processes."""
 
     host: Host
     processes: list
 
 
-def process_matches(*, query: str, limit: int = 100) -> list[ProcessMatch]:
+def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
     """``process_search`` plus the matching processes themselves, read from each newest snapshot."""
     needle = query.strip().lower()
     hosts = list(process_search(query=query, limit=limit))
@@ -190,7 +388,7 @@ def process_matches(*, query: str, limit: int = 100) -> list[ProcessMatch]:
                 cmdline = " ".join(process.cmdline or ())
                 if needle in (process.name or "").lower() or needle in cmdline.lower():
                     processes.append(process)
-        matches.append(ProcessMatch(host=host, processes=processes))
+        matches.append(HostProcesses(host=host, processes=processes))
     return matches
 
 

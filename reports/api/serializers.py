@@ -97,7 +97,7 @@ class SnapshotDetailSerializer(SnapshotSummarySerializer):
 
     @extend_schema_field({"$ref": "#/components/schemas/StoredSnapshot"})
     def get_document(self, snapshot: Snapshot):
-        return json.loads(selectors.snapshot_document(snapshot=snapshot))
+        return json.loads(selectors.snapshot_document_json(snapshot=snapshot))
 
 
 class ProcessSerializer(serializers.Serializer):

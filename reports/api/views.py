@@ -241,7 +241,7 @@ class HostSnapshotListView(ReadAPIMixin, generics.ListAPIView):
         host = selectors.host_get(pk=self.kwargs["pk"])
         if host is None:
             raise exceptions.NotFound("No host with this id.")
-        return selectors.snapshots_for_host(host=host)
+        return selectors.host_snapshots(host=host)
 
 
 @extend_schema(summary="One snapshot with its stored document",

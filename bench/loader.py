@@ -1,0 +1,202 @@
+"""Fill the database fast with a realistic fleet, for benchmarks (not for tests).
+
+``load(hosts=10_000, snapshots_per_host=30)`` bulk-inserts Host and Snapshot
+rows straight through the ORM, skipping ``snapshot_ingest`` (which fsyncs every
+upload and would need hours for 300,000 snapshots). What it makes looks like
+ingest's output: summary columns, ``process_index`` and a zlib-compressed
+schema-v1 document of 80 to 350 processes with Linux-like names and command
+lines. Two shortcuts, both invisible to the pages being timed:
+
+- The newest snapshot of each host carries a document of its own (its host id,
+  hostname and snapshot id). Older snapshots share one of a pool of 64
+  compressed documents, so loading stays bounded in minutes.
+- No day files are written: rows name a day file and offset, but the files do
+  not exist (``/query`` and raw downloads of these hosts answer "not found").
+
+Call it with Django set up, against an empty (migrated) database::
+
+    from bench.loader import load
+    load(hosts=10_000, snapshots_per_host=30)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import random
+import uuid
+import zlib
+
+from django.db import transaction
+from django.utils import timezone
+
+from reports import payload as payload_schema
+from reports import services
+from reports.models import Host, Snapshot
+
+POOL_SIZE = 64
+BATCH = 2_000
+
+_DAEMONS = [
+    ("systemd", ["/sbin/init"]), ("systemd-journald", ["/lib/systemd/systemd-journald"]),
+    ("systemd-udevd", ["/lib/systemd/systemd-udevd"]), ("systemd-logind", ["/lib/systemd/systemd-logind"]),
+    ("dbus-daemon", ["/usr/bin/dbus-daemon", "--system", "--address=systemd:", "--nofork"]),
+    ("sshd", ["sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"]),
+    ("cron", ["/usr/sbin/cron", "-f"]), ("rsyslogd", ["/usr/sbin/rsyslogd", "-n", "-iNONE"]),
+    ("chronyd", ["/usr/sbin/chronyd", "-F", "1"]), ("agetty", ["/sbin/agetty", "-o", "-p -- \\u", "--noclear", "tty1"]),
+    ("containerd", ["/usr/bin/containerd"]), ("dockerd", ["/usr/bin/dockerd", "-H", "fd://"]),
+    ("node_exporter", ["/usr/local/bin/node_exporter", "--collector.systemd"]),
+    ("python3", ["/usr/bin/python3", "-m", "agent", "--server", "https://relevo.internal"]),
+]
+_SERVICES = [
+    [("nginx", ["nginx: master process /usr/sbin/nginx -g daemon on; master_process on;"])]
+    + [("nginx", ["nginx: worker process"])] * 4,
+    [("postgres", ["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main"])]
+    + [("postgres", [f"postgres: 15/main: {w}"]) for w in
+       ("checkpointer", "background writer", "walwriter", "autovacuum launcher", "logical replication launcher")],
+    [("java", ["/usr/bin/java", "-Xms2g", "-Xmx2g", "-jar", "/opt/app/service.jar", "--spring.profiles.active=prod"])],
+    [("redis-server", ["/usr/bin/redis-server", "127.0.0.1:6379"])],
+    [("gunicorn", ["/srv/app/.venv/bin/python", "/srv/app/.venv/bin/gunicorn", "app.wsgi", "-w", "4"])] * 5,
+    [("node", ["/usr/bin/node", "/srv/web/server.js", "--port", "3000"])] * 2,
+    [("mysqld", ["/usr/sbin/mysqld"])],
+]
+
+
+def _processes(rng: random.Random, count: int) -> list[dict]:
+    names: list[tuple[str, list[str]]] = list(_DAEMONS)
+    for service in rng.sample(_SERVICES, k=rng.randint(1, 3)):
+        names.extend(service)
+    users = ["alice", "bob", "deploy"]
+    for i in range(rng.randint(0, 6)):
+        names.append(("bash", ["-bash"]))
+        names.append(("sshd", [f"sshd: {rng.choice(users)}@pts/{i}"]))
+    cpu = 0
+    while len(names) < count:
+        names.append((f"kworker/{cpu % 8}:{rng.randint(0, 3)}{rng.choice(['', 'H', '-events'])}", []))
+        cpu += 1
+    processes = []
+    pid = 1
+    for index, (name, cmdline) in enumerate(names[:count]):
+        pid += rng.randint(1, 40)
+        processes.append({
+            "pid": 1 if index == 0 else pid, "ppid": 0 if index == 0 else (2 if not cmdline else 1),
+            "name": name, "username": "root" if not cmdline or index < 14 else rng.choice(["www-data", "postgres", "root"]),
+            "status": "sleeping", "create_time": "2026-11-20T06:12:03+00:00",
+            "cpu_percent": round(rng.expovariate(1.0), 1) if cmdline else 0.0,
+            "memory_rss_bytes": rng.randint(2_000, 400_000) * 1024 if cmdline else 0,
+            "memory_percent": round(rng.random() * 3, 2), "num_threads": rng.randint(1, 40),
+            "exe": f"/usr/bin/{name}" if cmdline else None, "cmdline": cmdline,
+        })
+    return processes
+
+
+def _document(rng: random.Random, *, host_id: str, hostname: str, ip: str, collected_at: dt.datetime,
+              processes: list[dict], memory_total: int, memory_available: int, os_pick: tuple) -> dict:
+    os_name, distribution, version, kernel = os_pick
+    return {
+        "schema_version": 1, "snapshot_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "collected_at": collected_at.isoformat(), "agent": {"version": "1.0.0"},
+        "host": {"id": host_id, "hostname": hostname, "fqdn": f"{hostname}.example.internal", "ips": [ip],
+                 "boot_time": "2026-11-20T06:12:00+00:00"},
+        "os": {"name": os_name, "version": f"#1 SMP {distribution} {kernel}", "release": kernel, "build": None,
+               "distribution": distribution, "distribution_version": version, "kernel": kernel, "arch": "x86_64"},
+        "cpu": {"model": rng.choice(_CPUS), "vendor": "GenuineIntel", "arch": "x86_64", "physical_cores": 4,
+                "logical_cores": 8, "frequency_mhz": 2300.0, "usage_percent": round(rng.random() * 60, 1)},
+        "memory": {"total_bytes": memory_total, "available_bytes": memory_available},
+        "users": [{"name": "alice", "terminal": "pts/0", "host": "10.0.0.7", "started": "2026-11-27T07:40:00+00:00"}]
+        if rng.random() < 0.3 else [],
+        "users_source": "utmp", "processes": processes,
+        "received_at": collected_at.isoformat(), "ip": ip,
+    }
+
+
+_CPUS = ["Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz", "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz",
+         "AMD EPYC 7R13 Processor", "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"]
+_OSES = [("Linux", "Debian GNU/Linux", "12", "6.1.0-30-amd64"), ("Linux", "Ubuntu", "22.04", "5.15.0-126-generic"),
+         ("Linux", "Rocky Linux", "9.4", "5.14.0-427.el9.x86_64"), ("Windows", "Windows Server 2022 Standard", "21H2", "10.0.20348")]
+
+
+def _encode(document: dict) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _index_of(processes: list[dict]) -> str:
+    structs = [payload_schema.Process(pid=p["pid"], name=p["name"], cmdline=p["cmdline"]) for p in processes]
+    return services.process_index(structs)
+
+
+def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
+         now: dt.datetime | None = None, interval: dt.timedelta = dt.timedelta(minutes=30),
+         progress=print) -> dict[str, int]:
+    """Insert *hosts* hosts with *snapshots_per_host* snapshots each; returns row counts and bytes."""
+    rng = random.Random(seed)
+    now = now or timezone.now()
+    pool = []
+    for _ in range(POOL_SIZE):
+        processes = _processes(rng, rng.randint(80, 350))
+        total = rng.choice([4, 8, 16, 32, 64]) * 1024**3
+        document = _document(rng, host_id="pool", hostname="pool", ip="10.0.0.1", collected_at=now,
+                             processes=processes, memory_total=total, memory_available=int(total * 0.4),
+                             os_pick=rng.choice(_OSES))
+        pool.append((processes, zlib.compress(_encode(document), services.DOCUMENT_COMPRESSION_LEVEL)))
+    stored_bytes = 0
+    made_hosts = made_snapshots = 0
+    for start in range(0, hosts, BATCH):
+        with transaction.atomic():
+            batch_hosts, plans = [], []
+            for number in range(start, min(start + BATCH, hosts)):
+                ip = str(ipaddress.IPv4Address("10.0.0.0") + 256 + number)
+                roll = rng.random()
+                age = (dt.timedelta(seconds=rng.randint(0, 900)) if roll < 0.8
+                       else dt.timedelta(hours=rng.randint(1, 100)) if roll < 0.95
+                       else dt.timedelta(days=rng.randint(8, 60)))
+                last_seen = (now - age).replace(microsecond=0)
+                processes = _processes(rng, rng.randint(80, 350))
+                total = rng.choice([4, 8, 16, 32, 64]) * 1024**3
+                os_pick = rng.choice(_OSES)
+                hostname = f"{rng.choice(['web', 'db', 'app', 'cache', 'build', 'mail'])}-{number:05d}"
+                document = _document(rng, host_id=f"machine-{number:08x}", hostname=hostname, ip=ip,
+                                     collected_at=last_seen, processes=processes, memory_total=total,
+                                     memory_available=int(total * rng.uniform(0.1, 0.8)), os_pick=os_pick)
+                first_seen = last_seen - interval * (snapshots_per_host - 1)
+                batch_hosts.append(Host(
+                    host_id=document["host"]["id"], hostname=hostname, fqdn=document["host"]["fqdn"], last_ip=ip,
+                    os_name=os_pick[0], os_version=f"{os_pick[1]} {os_pick[2]}", cpu_model=document["cpu"]["model"],
+                    memory_total_bytes=total, process_count=len(processes), user_count=len(document["users"]),
+                    first_seen=first_seen, last_seen=last_seen, process_index=_index_of(processes),
+                ))
+                plans.append((document, last_seen, ip, os_pick, total))
+            Host.objects.bulk_create(batch_hosts)
+            snapshots, latest_of = [], []
+            for host, (document, last_seen, ip, os_pick, total) in zip(batch_hosts, plans, strict=True):
+                for back in range(snapshots_per_host - 1, -1, -1):
+                    collected_at = last_seen - interval * back
+                    if back == 0:
+                        blob, count = zlib.compress(_encode(document), services.DOCUMENT_COMPRESSION_LEVEL), len(document["processes"])
+                        available = document["memory"]["available_bytes"]
+                        snapshot_id = uuid.UUID(document["snapshot_id"])
+                    else:
+                        processes, blob = pool[rng.randrange(POOL_SIZE)]
+                        count = len(processes)
+                        available = int(total * rng.uniform(0.1, 0.8))
+                        snapshot_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+                    day = timezone.localtime(collected_at).date()
+                    stored_bytes += len(blob)
+                    snapshots.append(Snapshot(
+                        snapshot_id=snapshot_id, host=host, ip=ip, day=day, collected_at=collected_at,
+                        received_at=collected_at, os_name=os_pick[0], os_version=host.os_version,
+                        cpu_model=host.cpu_model, process_count=count, user_count=host.user_count,
+                        memory_total_bytes=total, memory_available_bytes=available,
+                        file_name=f"{ip}_{day.isoformat()}.json", file_offset=0, file_length=len(blob),
+                        document_zlib=blob,
+                    ))
+                latest_of.append(snapshots[-1])
+            Snapshot.objects.bulk_create(snapshots, batch_size=500)
+            for host, latest in zip(batch_hosts, latest_of, strict=True):
+                host.latest_snapshot_id = latest.pk
+            Host.objects.bulk_update(batch_hosts, ["latest_snapshot"], batch_size=500)
+        made_hosts += len(batch_hosts)
+        made_snapshots += len(snapshots)
+        progress(f"loader: {made_hosts}/{hosts} hosts, {made_snapshots} snapshots")
+    return {"hosts": made_hosts, "snapshots": made_snapshots, "document_bytes": stored_bytes}

@@ -1,0 +1,411 @@
+"""The dashboard pages, against real ingested snapshots (real day files, real SQLite)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from reports import diff as snapshot_diff_module
+from reports import payload as payload_schema
+from reports import charts, selectors, services, store
+from reports.models import Host, Snapshot
+from reports.templatetags.relevo import age
+from reports.tests.factories import encode, make_payload
+
+pytestmark = pytest.mark.django_db
+
+
+def ingest(payload: dict, ip: str = "10.0.0.5"):
+    now = timezone.now()
+    return services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=now),
+                                    ip=store.parse_ip(ip))
+
+
+def process(pid: int, name: str, cmdline: list[str], *, ppid: int = 1, user: str = "root",
+            cpu: float = 0.0, rss: int = 1_000_000) -> dict:
+    return {"pid": pid, "ppid": ppid, "name": name, "username": user, "status": "sleeping",
+            "create_time": None, "cpu_percent": cpu, "memory_rss_bytes": rss, "memory_percent": 0.1,
+            "num_threads": 1, "exe": None, "cmdline": cmdline}
+
+
+def ago(**kwargs) -> dt.datetime:
+    return (timezone.now() - dt.timedelta(**kwargs)).replace(microsecond=0)
+
+
+@pytest.fixture
+def signed_in(client, django_user_model):
+    user = django_user_model.objects.create_user("ops", password="a-long-test-password")
+    client.force_login(user)
+    return client
+
+
+def host_of(result) -> Host:
+    return Snapshot.objects.get(snapshot_id=result.snapshot_id).host
+
+
+def text(response) -> str:
+    """The page's visible text, whitespace collapsed, for readable assertions."""
+    body = re.sub(r"<[^>]+>", " ", response.content.decode())
+    return re.sub(r"\s+", " ", body)
+
+
+# --- sign-in ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("reports:host_list", {}), ("reports:process_search", {}), ("reports:host_detail", {"pk": 1}),
+    ("reports:host_changes", {"pk": 1}),
+    ("reports:host_day_file", {"pk": 1, "ip": "10.0.0.5", "day": dt.date(2026, 11, 27)}),
+])
+def test_every_page_redirects_anonymous_users_to_the_login_page(client, name, kwargs):
+    url = reverse(name, kwargs=kwargs)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={url}"
+
+
+def test_the_login_page_is_styled_like_the_site_and_signs_in(client, django_user_model):
+    django_user_model.objects.create_user("ops", password="a-long-test-password")
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "reports/relevo.css" in html and '<label for="id_password">' in html
+    bad = client.post("/accounts/login/", {"username": "ops", "password": "wrong"})
+    assert bad.status_code == 200 and "did not match" in bad.content.decode()
+    good = client.post("/accounts/login/", {"username": "ops", "password": "a-long-test-password", "next": "/processes/"})
+    assert good.status_code == 302 and good["Location"] == "/processes/"
+    assert client.get("/").status_code == 200
+
+
+def test_sign_out_is_a_post_and_ends_the_session(signed_in):
+    assert signed_in.post("/accounts/logout/").status_code == 302
+    assert signed_in.get("/").status_code == 302
+
+
+# --- host list ---------------------------------------------------------------------
+
+def test_a_fresh_install_explains_how_to_add_the_first_host(signed_in):
+    response = signed_in.get("/")
+    assert response.status_code == 200
+    assert "No hosts yet: run the agent" in text(response)
+    assert "python -m agent --server http://testserver --token TOKEN" in text(response)
+
+
+@pytest.fixture
+def fleet():
+    """Three hosts: online Linux, offline Windows, stale Linux."""
+    web = ingest(make_payload(host_id="id-web", hostname="web-01", collected_at=ago(minutes=1), processes=4))
+    win = make_payload(host_id="id-win", hostname="win-db", collected_at=ago(hours=3))
+    win["os"] = {"name": "Windows", "version": "10.0.19045", "release": "10", "build": "19045",
+                 "distribution": "Windows 10 Pro", "distribution_version": "22H2", "kernel": None, "arch": "AMD64"}
+    win = ingest(win, ip="10.0.0.9")
+    old = ingest(make_payload(host_id="id-old", hostname="legacy-box", collected_at=ago(days=9)), ip="10.0.0.77")
+    return {"web": host_of(web), "win": host_of(win), "old": host_of(old)}
+
+
+def test_the_host_list_shows_every_host_with_status_and_counts(signed_in, fleet):
+    response = signed_in.get("/")
+    page = text(response)
+    for hostname in ("web-01", "win-db", "legacy-box"):
+        assert hostname in page
+    assert response.context["counts"] == {
+        "os": {"Linux": 2, "Windows": 1}, "status": {"online": 1, "offline": 1, "stale": 1},
+    }
+    statuses = {host.hostname: status for host, status in response.context["rows"]}
+    assert statuses == {"web-01": "online", "win-db": "offline", "legacy-box": "stale"}
+    assert "Windows 10 Pro 22H2" in page and "10.0.0.9" in page
+    assert reverse("reports:host_detail", args=[fleet["web"].pk]) in response.content.decode()
+
+
+@pytest.mark.parametrize("query,expected", [
+    ({"q": "WEB"}, ["web-01"]),
+    ({"q": "10.0.0.9"}, ["win-db"]),
+    ({"q": "id-old"}, ["legacy-box"]),
+    ({"os": "Windows"}, ["win-db"]),
+    ({"status": "online"}, ["web-01"]),
+    ({"status": "offline"}, ["win-db"]),
+    ({"status": "stale"}, ["legacy-box"]),
+    ({"os": "Linux", "status": "stale"}, ["legacy-box"]),
+    ({"sort": "-hostname"}, ["win-db", "web-01", "legacy-box"]),
+    ({"sort": "last_seen"}, ["legacy-box", "win-db", "web-01"]),
+    ({"sort": "-process_count"}, ["web-01", "legacy-box", "win-db"]),
+    ({"sort": "no_such_column"}, ["legacy-box", "web-01", "win-db"]),
+    ({"status": "bogus"}, ["legacy-box", "web-01", "win-db"]),
+])
+def test_the_host_list_searches_filters_and_sorts(signed_in, fleet, query, expected):
+    response = signed_in.get("/", query)
+    assert response.status_code == 200
+    assert [host.hostname for host, _ in response.context["rows"]] == expected
+
+
+def test_a_filter_that_matches_nothing_says_so(signed_in, fleet):
+    response = signed_in.get("/", {"q": "nothing-like-this"})
+    assert "No hosts match" in text(response)
+
+
+def test_the_host_list_paginates(signed_in):
+    for i in range(53):
+        ingest(make_payload(host_id=f"h{i:02d}", hostname=f"node-{i:02d}", processes=0), ip=f"10.1.0.{i + 1}")
+    first = signed_in.get("/")
+    assert len(first.context["rows"]) == 50 and "Page 1 of 2" in text(first)
+    second = signed_in.get("/", {"page": 2})
+    assert [h.hostname for h, _ in second.context["rows"]] == ["node-50", "node-51", "node-52"]
+    assert signed_in.get("/", {"page": "abc"}).status_code == 200
+
+
+def test_sort_headers_toggle_and_keep_the_filters(signed_in, fleet):
+    html = signed_in.get("/", {"os": "Linux", "sort": "hostname"}).content.decode()
+    assert 'href="?os=Linux&amp;sort=-hostname"' in html
+    assert 'aria-sort="ascending"' in html
+
+
+# --- host detail ---------------------------------------------------------------------
+
+@pytest.fixture
+def busy_host():
+    payload = make_payload(host_id="id-busy", hostname="busy", collected_at=ago(minutes=5), processes=0)
+    payload["processes"] = [
+        process(1, "systemd", ["/sbin/init"], ppid=0, rss=12_000_000),
+        process(400, "nginx", ["nginx: master process"], ppid=1, cpu=1.0, rss=5_000_000),
+        process(401, "nginx", ["nginx: worker process"], ppid=400, user="www-data", cpu=30.0, rss=9_000_000),
+        process(900, "postgres", ["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/pg"], ppid=1,
+                user="postgres", cpu=5.0, rss=80_000_000),
+    ]
+    payload["users"] = [{"name": "alice", "terminal": "pts/0", "host": "10.0.0.7", "started": None}]
+    first = ingest(payload)
+    second = dict(payload, snapshot_id=str(uuid.uuid4()), collected_at=ago(minutes=1).isoformat())
+    ingest(second)
+    return host_of(first)
+
+
+def test_host_detail_shows_identity_users_processes_history_and_charts(signed_in, busy_host):
+    response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]))
+    assert response.status_code == 200
+    page = text(response)
+    assert "busy" in page and "id-busy" in page and "10.0.0.5" in page
+    assert "Intel(R) Xeon(R) CPU E5-2686 v4" in page and "Debian GNU/Linux 12" in page
+    assert "alice" in page and "pts/0" in page
+    names = [p.name for p in response.context["processes"]]
+    assert names == ["nginx", "postgres", "nginx", "systemd"], "default sort: CPU, busiest first"
+    assert len(response.context["history"].object_list) == 2
+    html = response.content.decode()
+    assert html.count('<svg class="chart"') == 2 and "<polyline" in html
+    day = timezone.localtime(busy_host.last_seen).date().isoformat()
+    assert f"/hosts/{busy_host.pk}/days/10.0.0.5/{day}.json" in html
+
+
+@pytest.mark.parametrize("query,expected", [
+    ({"psort": "memory"}, ["postgres", "systemd", "nginx", "nginx"]),
+    ({"psort": "name"}, ["nginx", "nginx", "postgres", "systemd"]),
+    ({"psort": "user"}, ["postgres", "nginx", "systemd", "nginx"]),
+    ({"pq": "WORKER"}, ["nginx"]),
+    ({"pq": "www-data"}, ["nginx"]),
+    ({"pq": "/var/lib/pg"}, ["postgres"]),
+])
+def test_the_process_table_filters_and_sorts(signed_in, busy_host, query, expected):
+    response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]), query)
+    assert [p.name for p in response.context["processes"]] == expected
+
+
+def test_the_parent_child_view_nests_children_under_their_parent(signed_in, busy_host):
+    response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]), {"tree": "on"})
+    assert [(depth, p.pid) for depth, p in response.context["tree"]] == [(0, 1), (1, 400), (2, 401), (1, 900)]
+
+
+def test_process_tree_survives_pid_cycles():
+    a = payload_schema.Process(pid=10, ppid=11, name="a")
+    b = payload_schema.Process(pid=11, ppid=10, name="b")
+    c = payload_schema.Process(pid=12, ppid=12, name="self-parent")
+    assert sorted(p.pid for _, p in selectors.process_tree([a, b, c])) == [10, 11, 12]
+
+
+def test_an_unknown_host_is_an_html_404(signed_in):
+    for name in ("reports:host_detail", "reports:host_changes"):
+        response = signed_in.get(reverse(name, args=[999999]))
+        assert response.status_code == 404
+        assert "No such host" in text(response)
+
+
+def test_the_raw_day_file_downloads_through_the_store(signed_in, busy_host, data_dir):
+    day = timezone.localtime(busy_host.last_seen).date()
+    response = signed_in.get(reverse("reports:host_day_file", args=[busy_host.pk, "10.0.0.5", day]))
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="10.0.0.5_{day.isoformat()}.json"'
+    assert response.content == (data_dir / f"10.0.0.5_{day.isoformat()}.json").read_bytes()
+    assert len(json.loads(response.content)) == 2
+
+
+def test_a_day_file_of_another_host_or_a_bad_address_is_not_served(signed_in, busy_host, fleet):
+    day = timezone.localtime(busy_host.last_seen).date()
+    for ip in ("10.0.0.9", "../../etc", "not-an-ip"):
+        response = signed_in.get(f"/hosts/{busy_host.pk}/days/{ip}/{day.isoformat()}.json")
+        assert response.status_code == 404
+    assert signed_in.get(f"/hosts/{busy_host.pk}/days/10.0.0.5/2026-13-45.json").status_code == 404
+
+
+# --- changes -------------------------------------------------------------------------
+
+def test_changes_default_to_the_last_two_snapshots(signed_in):
+    base = make_payload(host_id="id-chg", hostname="chg", collected_at=ago(hours=2), processes=0)
+    base["processes"] = [process(100, "sshd", ["/usr/sbin/sshd", "-D"]), process(200, "cron", ["/usr/sbin/cron"]),
+                         process(300, "old-job", ["/opt/job", "--nightly"])]
+    older = ingest(base)
+    middle = dict(base, snapshot_id=str(uuid.uuid4()), collected_at=ago(hours=1).isoformat())
+    ingest(middle)
+    newest = dict(middle, snapshot_id=str(uuid.uuid4()), collected_at=ago(minutes=1).isoformat())
+    newest["processes"] = [
+        process(100, "sshd", ["/usr/sbin/sshd", "-D"]),
+        process(5123, "cron", ["/usr/sbin/cron"]),           # same service, new pid: not started
+        process(300, "redis-server", ["redis-server", "*:6379"]),  # pid reused by another program
+    ]
+    newest["users"] = [{"name": "bob", "terminal": "pts/1", "host": "10.0.0.8", "started": None}]
+    newest["memory"] = {"total_bytes": 16_000_000_000, "available_bytes": 6_012_345_344}
+    newest["os"] = dict(base["os"], kernel="6.1.0-31-amd64", release="6.1.0-31-amd64")
+    ingest(newest)
+    host = host_of(older)
+    response = signed_in.get(reverse("reports:host_changes", args=[host.pk]))
+    assert response.status_code == 200
+    changes = response.context["changes"]
+    assert str(changes.new.snapshot_id) == newest["snapshot_id"]
+    assert str(changes.old.snapshot_id) == middle["snapshot_id"]
+    diff = changes.diff
+    assert [(c.name, c.cmdline) for c in diff.started] == [("redis-server", "redis-server *:6379")]
+    assert [(c.name, c.cmdline) for c in diff.stopped] == [("old-job", "/opt/job --nightly")]
+    assert [u.name for u in diff.logged_in] == ["bob"] and [u.name for u in diff.logged_out] == ["alice"]
+    assert {(c.label, c.old, c.new) for c in diff.fields} == {
+        ("Release", "6.1.0-30-amd64", "6.1.0-31-amd64"), ("Kernel", "6.1.0-30-amd64", "6.1.0-31-amd64"),
+        ("Total bytes", 8_245_592_064, 16_000_000_000),
+    }
+    page = text(response)
+    assert "redis-server" in page and "old-job" in page and "bob" in page and "6.1.0-31-amd64" in page
+    assert "cron" not in " ".join(c.name for c in diff.started)
+
+    explicit = signed_in.get(reverse("reports:host_changes", args=[host.pk]),
+                             {"from": older.snapshot_id, "to": middle["snapshot_id"]})
+    assert explicit.context["diff"].is_empty and "Nothing changed" in text(explicit)
+
+
+def test_changes_with_one_snapshot_say_there_is_nothing_to_compare(signed_in):
+    host = host_of(ingest(make_payload(host_id="solo", hostname="solo")))
+    response = signed_in.get(reverse("reports:host_changes", args=[host.pk]))
+    assert response.status_code == 200 and "Nothing to compare: this is the first snapshot" in text(response)
+    assert "after its next upload" in text(response)
+
+
+def test_changes_refuse_a_snapshot_of_another_host_or_a_bad_id(signed_in, busy_host, fleet):
+    other = fleet["web"].latest_snapshot.snapshot_id
+    mine = busy_host.latest_snapshot.snapshot_id
+    url = reverse("reports:host_changes", args=[busy_host.pk])
+    assert signed_in.get(url, {"from": other, "to": mine}).status_code == 404
+    assert signed_in.get(url, {"from": "not-a-uuid", "to": mine}).status_code == 404
+
+
+def test_diff_counts_duplicates_and_ignores_pids():
+    def payload(processes, users=()):
+        raw = make_payload(processes=0)
+        raw["processes"], raw["users"] = processes, list(users)
+        return payload_schema.decode(encode(raw), now=timezone.now())
+
+    worker = ["nginx: worker process"]
+    old = payload([process(10, "nginx", worker), process(11, "nginx", worker), process(12, "bash", ["-bash"])])
+    new = payload([process(20, "nginx", worker), process(21, "nginx", worker), process(22, "nginx", worker),
+                   process(23, "nginx", worker), process(12, "bash", ["-bash", "-l"])])
+    result = snapshot_diff_module.snapshot_diff(old, new)
+    assert [(c.name, c.count) for c in result.started] == [("bash", 1), ("nginx", 2)]
+    assert [(c.name, c.cmdline, c.count) for c in result.stopped] == [("bash", "-bash", 1)]
+    assert result.unchanged_processes == 2
+    assert snapshot_diff_module.snapshot_diff(old, old).is_empty
+
+
+# --- process search ----------------------------------------------------------------
+
+def test_process_search_finds_hosts_running_a_program(signed_in, busy_host, fleet):
+    response = signed_in.get(reverse("reports:process_search"), {"q": "POSTGRES"})
+    assert response.status_code == 200
+    assert [r.host.hostname for r in response.context["results"]] == ["busy"]
+    assert ("postgres", "/usr/lib/postgresql/15/bin/postgres -d /var/lib/pg") in response.context["results"][0].matches
+    assert reverse("reports:host_detail", args=[busy_host.pk]) in response.content.decode()
+
+    by_cmdline = signed_in.get(reverse("reports:process_search"), {"q": "--flag"})
+    assert {r.host.hostname for r in by_cmdline.context["results"]} == {"web-01", "win-db", "legacy-box"}
+
+
+def test_process_search_explains_empty_queries_and_misses(signed_in, fleet):
+    assert "Type part of a process name" in text(signed_in.get(reverse("reports:process_search")))
+    miss = signed_in.get(reverse("reports:process_search"), {"q": "no-such-daemon"})
+    assert "No host runs a process matching" in text(miss)
+
+
+def test_pages_use_only_local_static_files(signed_in, busy_host):
+    for url in ("/", reverse("reports:host_detail", args=[busy_host.pk]),
+                reverse("reports:host_changes", args=[busy_host.pk]), reverse("reports:process_search")):
+        html = signed_in.get(url).content.decode()
+        assert not re.search(r'(src|href)="(https?:)?//', html), url
+        assert "<script" not in html, f"{url} must work without JavaScript"
+
+
+def test_charts_are_plain_svg_with_a_text_summary_and_gaps():
+    empty = charts.line_chart([], title="Processes")
+    assert "no data yet" in empty and 'aria-label="Processes: no data"' in empty
+    chart = charts.line_chart([10, 12, None, 11, 30], title="Processes", format_value=lambda v: f"{v:.0f}")
+    assert chart.count("<polyline") == 2, "a missing value breaks the line"
+    assert "latest 30, lowest 10, highest 30 over 4 snapshots" in chart
+    assert "<script" not in chart
+
+
+def test_process_names_and_command_lines_are_escaped(signed_in):
+    payload = make_payload(host_id="xss", hostname="xss", processes=0)
+    payload["processes"] = [process(66, "<script>alert(1)</script>", ["sh", "-c", "echo '<b>&'"])]
+    host = host_of(ingest(payload))
+    html = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "echo &#x27;&lt;b&gt;&amp;&#x27;" in html
+
+
+def test_a_history_link_compares_a_snapshot_with_the_one_before_it(signed_in):
+    payloads = []
+    for hours, name in ((3, "a"), (2, "b"), (1, "c")):
+        raw = make_payload(host_id="hist", hostname="hist", collected_at=ago(hours=hours), processes=0)
+        raw["processes"] = [process(10, name, [name])]
+        ingest(raw)
+        payloads.append(raw)
+    host = Host.objects.get(host_id="hist")
+    detail = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
+    link = f'{reverse("reports:host_changes", args=[host.pk])}?to={payloads[1]["snapshot_id"]}'
+    assert link in detail
+    diff = signed_in.get(link).context["diff"]
+    assert [c.name for c in diff.started] == ["b"] and [c.name for c in diff.stopped] == ["a"]
+    first = signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"to": payloads[0]["snapshot_id"]})
+    assert first.context["changes"].old == first.context["changes"].new
+    assert "Nothing to compare: this is the first snapshot" in text(first)
+    assert signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"to": str(uuid.uuid4())}).status_code == 404
+
+
+@pytest.mark.parametrize("seconds,expected", [(-5, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),
+                                              (3600, "1 h"), (86399, "23 h"), (86400 * 9, "9 d")])
+def test_ages_are_short(seconds, expected):
+    assert age(seconds) == expected
+
+
+def test_host_rows_show_age_and_escape_hostnames(signed_in):
+    ingest(make_payload(host_id="odd", hostname="<i>odd</i>", collected_at=ago(hours=3)))
+    html = signed_in.get("/").content.decode()
+    assert "&lt;i&gt;odd&lt;/i&gt;" in html and "<i>odd</i>" not in html
+    assert re.search(r">3 h ago</time>", html)
+
+
+def test_changes_from_an_old_snapshot_default_to_the_newest(signed_in):
+    ids = []
+    for hours, name in ((3, "a"), (2, "b"), (1, "c")):
+        raw = make_payload(host_id="from-only", hostname="from-only", collected_at=ago(hours=hours), processes=0)
+        raw["processes"] = [process(10, name, [name])]
+        ingest(raw)
+        ids.append(raw["snapshot_id"])
+    host = Host.objects.get(host_id="from-only")
+    diff = signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"from": ids[0]}).context["diff"]
+    assert [c.name for c in diff.started] == ["c"] and [c.name for c in diff.stopped] == ["a"]

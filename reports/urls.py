@@ -1,0 +1,29 @@
+"""The dashboard's page routes (app_name ``reports``); the API has its own in reports/api/urls.py."""
+import datetime as dt
+
+from django.urls import path, register_converter
+
+from reports import views
+
+
+class DateConverter:
+    regex = r"\d{4}-\d{2}-\d{2}"
+
+    def to_python(self, value):
+        return dt.date.fromisoformat(value)
+
+    def to_url(self, value):
+        return value.isoformat()
+
+
+register_converter(DateConverter, "isodate")
+
+app_name = "reports"
+
+urlpatterns = [
+    path("", views.host_list, name="host_list"),
+    path("hosts/<int:pk>/", views.host_detail, name="host_detail"),
+    path("hosts/<int:pk>/changes/", views.host_changes, name="host_changes"),
+    path("hosts/<int:pk>/days/<str:ip>/<isodate:day>.json", views.host_day_file, name="host_day_file"),
+    path("processes/", views.process_search, name="process_search"),
+]

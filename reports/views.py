@@ -1,0 +1,151 @@
+"""The dashboard pages: thin views that parse the query string, call selectors and render.
+
+Every page needs a signed-in user. Reads live in ``reports.selectors`` (shared
+with the API); the only file access, the raw day-file download, goes through
+``selectors.host_day_file`` and so through ``reports.store``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from reports import charts, selectors
+from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm
+
+HOSTS_PER_PAGE = 50
+SNAPSHOTS_PER_PAGE = 25
+PROCESS_ROWS_SHOWN = 500
+CHART_POINTS = 100
+PROCESS_SEARCH_LIMIT = 200
+
+# (sort field, header, CSS class): "opt" columns are hidden on a phone.
+HOST_COLUMNS = [
+    ("hostname", "Hostname", "c-host"), ("last_ip", "Last IP", "c-ip"), ("os_name", "OS", "c-os"),
+    ("os_version", "Version", "opt"), ("cpu_model", "CPU", "opt"), ("process_count", "Processes", "c-num"),
+    ("user_count", "Users", "c-num opt"), ("last_seen", "Last seen", "c-time"),
+]
+
+
+def _not_found(request, what: str) -> HttpResponse:
+    """An HTML 404 for the pages (the site-wide handler answers JSON, for API clients)."""
+    return render(request, "reports/not_found.html", {"what": what}, status=404)
+
+
+def _sort_columns(columns, current: str) -> list[dict]:
+    """Header links: clicking a column sorts by it, clicking it again reverses."""
+    result = []
+    for field, label, css in columns:
+        active = current.lstrip("-") == field
+        descending = active and current.startswith("-")
+        result.append({
+            "label": label, "css": css,
+            "sort": f"-{field}" if active and not descending else field,
+            "aria_sort": ("descending" if descending else "ascending") if active else "none",
+        })
+    return result
+
+
+@login_required
+@require_GET
+def host_list(request):
+    now = timezone.now()
+    counts = selectors.host_counts(now)
+    form = HostFilterForm(request.GET or None, os_names=list(counts["os"]))
+    sort = form.value("sort") or "hostname"
+    if sort.lstrip("-") not in selectors.HOST_ORDERINGS:
+        sort = "hostname"
+    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), status=form.value("status"),
+                                ordering=sort, now=now)
+    page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
+    rows = [(host, selectors.host_status(host, now)) for host in page]
+    return render(request, "reports/host_list.html", {
+        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
+        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status")),
+        "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
+    })
+
+
+@login_required
+@require_GET
+def host_detail(request, pk: int):
+    host = selectors.host_get(pk=pk)
+    if host is None:
+        return _not_found(request, "host")
+    form = ProcessFilterForm(request.GET)
+    document = None
+    processes: list = []
+    tree: list = []
+    if host.latest_snapshot_id:
+        document = selectors.snapshot_document(snapshot=host.latest_snapshot)
+        chosen = selectors.snapshot_processes(processes=document.payload.processes, search=form.value("pq"),
+                                              ordering=form.value("psort") or "cpu")
+        if form.value("tree"):
+            tree = selectors.process_tree(chosen)[:PROCESS_ROWS_SHOWN]
+        else:
+            processes = chosen
+    history = Paginator(selectors.host_snapshots(host=host), SNAPSHOTS_PER_PAGE).get_page(request.GET.get("page"))
+    series = selectors.host_series(host=host, limit=CHART_POINTS)
+    shown = len(tree) if tree else min(len(processes), PROCESS_ROWS_SHOWN)
+    return render(request, "reports/host_detail.html", {
+        "host": host, "status": selectors.host_status(host), "document": document,
+        "payload": document.payload if document else None,
+        "form": form, "processes": processes[:PROCESS_ROWS_SHOWN], "tree": tree,
+        # One (depth, process) list for both views: a single template loop, no include per row.
+        "process_rows": tree or [(0, p) for p in processes[:PROCESS_ROWS_SHOWN]],
+        "process_total": len(tree) if tree else len(processes), "process_shown": shown,
+        "history": history, "day_files": selectors.host_day_files(host=host),
+        "process_chart": charts.line_chart([p.process_count for p in series], title="Processes",
+                                           format_value=lambda v: f"{v:.0f}"),
+        "memory_chart": charts.line_chart([p.memory_used_bytes for p in series], title="Memory in use",
+                                          format_value=filesizeformat),
+        "chart_points": len(series),
+    })
+
+
+@login_required
+@require_GET
+def host_changes(request, pk: int):
+    host = selectors.host_get(pk=pk)
+    if host is None:
+        return _not_found(request, "host")
+    choices = list(selectors.host_snapshots(host=host)[:200])
+    old_id, new_id = request.GET.get("from", ""), request.GET.get("to", "")
+    changes = selectors.snapshot_changes(host=host, old_id=old_id, new_id=new_id)
+    if changes is None and (old_id or new_id):
+        return _not_found(request, "snapshot")
+    return render(request, "reports/host_changes.html", {
+        "host": host, "changes": changes, "choices": choices,
+        "diff": changes.diff if changes else None,
+    })
+
+
+@login_required
+@require_GET
+def host_day_file(request, pk: int, ip: str, day: dt.date):
+    host = selectors.host_get(pk=pk)
+    content = selectors.host_day_file(host=host, ip=ip, day=day) if host else None
+    if content is None:
+        return _not_found(request, "day file")
+    response = HttpResponse(content, content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{ip}_{day.isoformat()}.json"'
+    return response
+
+
+@login_required
+@require_GET
+def process_search(request):
+    form = ProcessSearchForm(request.GET)
+    query = form.cleaned_data["q"].strip() if form.is_valid() else ""
+    results = selectors.process_search_matches(query=query, limit=PROCESS_SEARCH_LIMIT) if query else []
+    return render(request, "reports/process_search.html", {
+        "form": form, "query": query, "results": results, "limit": PROCESS_SEARCH_LIMIT,
+    })
