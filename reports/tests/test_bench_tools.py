@@ -43,3 +43,24 @@ def test_the_load_generator_writes_one_day_file_per_connection(live_relevo):
     files = sorted(live_relevo.data_dir.glob("127.0.1.*_*.json"))
     assert [path.name.split("_")[0] for path in files] == ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
     assert sum(len(json.loads(path.read_bytes())) for path in files) == 30
+
+
+def test_run_all_reads_figures_in_both_forms_and_ignores_prose():
+    from bench import run_all
+
+    figure = run_all.LINE.match("ingest.uploads_per_s: 196.972 uploads/s  [target >= 300, MISSED]")
+    assert figure["name"] == "ingest.uploads_per_s" and float(figure["value"]) == 196.972
+    assert (figure["unit"], figure["target"], figure["verdict"]) == ("uploads/s", ">= 300", "MISSED")
+    other = run_all.LINE.match("agent peak RSS: 32.7 MB (target <= 40 MB)")
+    assert (other["name"], other["value"], other["unit"], other["target"]) == ("agent peak RSS", "32.7", "MB", "<= 40 MB")
+    assert run_all.LINE.match("machine: 2 cores, 24 GiB, Intel Xeon; load average 1.70") is None
+    assert run_all.LINE.match("query.latest: 400 requests, 0 errors, median body 122943 bytes") is None
+
+
+def test_run_all_finds_every_benchmark_script_but_not_the_helpers():
+    from bench import run_all
+
+    names = [name for name, _, _ in run_all.all_scripts()]
+    assert names[:3] == ["ingest.py", "dayfile.py", "query.py"]
+    assert not set(names) & run_all.HELPERS
+    assert all((run_all.BENCH / name).exists() for name in names if name not in ("agent.py", "pages.py"))
