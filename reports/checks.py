@@ -15,6 +15,16 @@ from django.core import checks
 from reports.durations import parse_duration
 
 
+def _network_errors(name: str, entries: list[str], error_id: str) -> list[checks.CheckMessage]:
+    errors = []
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            errors.append(checks.Error(f"{name} has {entry!r}, which is not an address or network.", id=error_id))
+    return errors
+
+
 @checks.register(checks.Tags.compatibility, deploy=False)
 def check_data_dir(app_configs=None, **kwargs):
     data_dir = settings.INVENTORY_DATA_DIR
@@ -40,15 +50,7 @@ def check_data_dir(app_configs=None, **kwargs):
 
 @checks.register(checks.Tags.security)
 def check_inventory_settings(app_configs=None, **kwargs):
-    errors = []
-    for entry in settings.INVENTORY_TRUSTED_PROXIES:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            errors.append(checks.Error(
-                f"INVENTORY_TRUSTED_PROXIES has {entry!r}, which is not an address or network.",
-                id="reports.E004",
-            ))
+    errors = _network_errors("INVENTORY_TRUSTED_PROXIES", settings.INVENTORY_TRUSTED_PROXIES, "reports.E004")
     if settings.INVENTORY_MAX_UPLOAD_BYTES < 1024:
         errors.append(checks.Error("INVENTORY_MAX_UPLOAD_BYTES must be at least 1024.", id="reports.E005"))
     for name in ("INVENTORY_OFFLINE_AFTER", "INVENTORY_STALE_AFTER"):
@@ -68,15 +70,7 @@ def check_inventory_settings(app_configs=None, **kwargs):
 @checks.register(checks.Tags.security)
 def check_operations_settings(app_configs=None, **kwargs):
     """Retention and /metrics access: a typo here would silently keep or expose too much."""
-    errors = []
-    for entry in settings.INVENTORY_METRICS_ALLOWED:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            errors.append(checks.Error(
-                f"INVENTORY_METRICS_ALLOWED has {entry!r}, which is not an address or network.",
-                id="reports.E007",
-            ))
+    errors = _network_errors("INVENTORY_METRICS_ALLOWED", settings.INVENTORY_METRICS_ALLOWED, "reports.E007")
     if settings.INVENTORY_RETENTION_DAYS < 0:
         errors.append(checks.Error(
             "INVENTORY_RETENTION_DAYS must be 0 (keep everything) or a number of days.", id="reports.E008",

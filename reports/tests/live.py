@@ -71,6 +71,21 @@ class LiveRelevo:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path, *, timeout: float = 30.0) -> None:
+    """Wait for ``/healthz`` to answer 200; kill *process* and raise with its log if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the server did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.1)
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -169,16 +184,6 @@ def start(base: Path, *, workers: int = 2, extra_env: dict[str, str] | None = No
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.1)
+    wait_until_healthy(url, process, log_path, timeout=timeout)
     return LiveRelevo(url=url, data_dir=Path(env["INVENTORY_DATA_DIR"]), env=env, process=process,
                       log_path=log_path, **credentials)

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,16 +64,7 @@ def test_the_entrypoint_migrates_and_starts_gunicorn(tmp_path):
     process = subprocess.Popen(["sh", str(ROOT / "deploy" / "entrypoint.sh")], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert process.poll() is None, (tmp_path / "entrypoint.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "entrypoint.log").read_text()
-            time.sleep(0.2)
+        live.wait_until_healthy(f"http://127.0.0.1:{port}", process, tmp_path / "entrypoint.log", timeout=60)
         ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "data_dir": True}
         assert "[ ] " not in live.manage(env, "showmigrations", "reports")  # every migration applied
