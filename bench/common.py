@@ -13,12 +13,10 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -82,17 +80,7 @@ def start_server(base: Path, *, workers: int | None = None, extra_env: dict[str,
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.1)
+    live.wait_until_healthy(url, process, log_path, timeout=timeout)
     return Server(url=url, port=port, process=process, env=env, data_dir=Path(env["INVENTORY_DATA_DIR"]),
                   log_path=log_path, agent_token=credentials["agent_token"],
                   reader_token=credentials["reader_token"])
