@@ -205,7 +205,7 @@ def process_index(processes: list[payload_schema.Process]) -> str:
     return "\n".join(lines)
 
 
-def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date):
+def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date) -> uuid.UUID | None:
     """Record the file's last document if a crash kept it from reaching the database.
 
     Only the last document can be in that state: every writer checks this
