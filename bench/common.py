@@ -74,7 +74,7 @@ def start_server(base: Path, *, workers: int | None = None, extra_env: dict[str,
     port = live.free_port()
     log_path = base / f"gunicorn-{port}.log"
     command = [sys.executable, "-m", "gunicorn", "inventory_site.wsgi",
-               "--config", str(ROOT / "inventory_site" / "gunicorn.conf.py"),
+               "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
                "--bind", f"127.0.0.1:{port}", "--workers", str(workers or default_workers())]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -1,19 +1,28 @@
-"""gunicorn settings for the Docker image and the EC2 systemd unit.
+"""gunicorn settings for Relevo: the Docker image, the EC2 unit and the benchmarks.
 
-Workers come from ``WEB_CONCURRENCY`` (2 x cores is a fair start: an upload
-spends most of its time in fsync). gunicorn's own access log stays off:
+``gunicorn -c deploy/gunicorn.conf.py inventory_site.wsgi``. Sync workers,
+``WEB_CONCURRENCY`` of them (default 2 x cores + 1: an upload is short CPU
+work plus two fsyncs, so a few more workers than cores keep the CPUs busy
+while others wait on the disk; gthread workers with keep-alive measured
+worse). Flags on the command line or ``GUNICORN_CMD_ARGS`` override any
+value here. gunicorn's own access log stays off:
 ``reports.middleware`` writes one JSON line per request instead. The hooks
 keep prometheus_client's multiprocess files consistent with the workers.
 """
 
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * multiprocessing.cpu_count() + 1)
+worker_class = "sync"
 timeout = 60
 graceful_timeout = 20
+# gunicorn 25+ opens a control socket in ~/.gunicorn by default; several
+# servers on one machine (tests, benchmarks) would fight over it.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 # Relevo honours X-Forwarded-For itself, only from INVENTORY_TRUSTED_PROXIES.

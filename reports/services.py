@@ -145,18 +145,26 @@ def _record(
         "user_count": len(payload.users),
         "memory_total_bytes": memory.total_bytes if memory else None,
     }
-    host = rowsql.select_one(Host, ["id", "last_seen", "first_seen"], where={"host_id": payload.host.id},
-                             for_update=True)
+    host = _host_for_update(payload.host.id)
     if host is None:
-        host = Host.objects.create(
-            host_id=payload.host.id,
-            hostname=payload.host.hostname[:255],
-            fqdn=(payload.host.fqdn or "")[:255],
-            last_ip=str(ip),
-            first_seen=payload.collected_at,
-            last_seen=payload.collected_at,
-            **summary,
-        )
+        try:
+            # A savepoint: the first uploads of a new host through two day
+            # files (two addresses) can race here on PostgreSQL; the loser
+            # takes the winner's row instead of failing.
+            with transaction.atomic():
+                host = Host.objects.create(
+                    host_id=payload.host.id,
+                    hostname=payload.host.hostname[:255],
+                    fqdn=(payload.host.fqdn or "")[:255],
+                    last_ip=str(ip),
+                    first_seen=payload.collected_at,
+                    last_seen=payload.collected_at,
+                    **summary,
+                )
+        except IntegrityError:
+            host = _host_for_update(payload.host.id)
+            if host is None:
+                raise
     snapshot_pk = rowsql.insert(Snapshot, {
         "snapshot_id": payload.snapshot_id,
         "host": host.pk,
@@ -187,6 +195,10 @@ def _record(
     if changes:
         rowsql.update(Host, host.pk, changes)
     return snapshot_pk
+
+
+def _host_for_update(host_id: str) -> Host | None:
+    return rowsql.select_one(Host, ["id", "last_seen", "first_seen"], where={"host_id": host_id}, for_update=True)
 
 
 PROCESS_INDEX_CMDLINE_CHARS = 200

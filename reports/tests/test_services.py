@@ -136,3 +136,41 @@ def test_a_replay_that_races_past_the_first_check_is_undone_by_the_unique_constr
     assert sorted(p.name for p in data_dir.iterdir()) == [first.file], "the second copy must be cut back out"
     assert Snapshot.objects.count() == 1
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_first_uploads_of_a_new_host_from_two_addresses_at_once_both_succeed(data_dir):
+    """On PostgreSQL both transactions can see no Host row and insert one: the loser must reuse the winner's."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def upload(address: str) -> None:
+        try:
+            payload = payload_schema.decode(encode(make_payload(host_id="brand-new", collected_at=NOW)), now=NOW)
+            barrier.wait(timeout=10)
+            results.append(services.snapshot_ingest(payload=payload, ip=store.parse_ip(address)))
+        except Exception as exc:  # reported below; a thread's exception would otherwise vanish
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # SQLite serialises writers (BEGIN IMMEDIATE), so the race cannot happen there, and the
+    # in-memory test database refuses concurrent threads: there the two uploads take turns.
+    concurrent = connection.vendor != "sqlite"
+    if not concurrent:
+        barrier = threading.Barrier(1)
+    for _ in range(5):
+        threads = [threading.Thread(target=upload, args=(address,)) for address in ("10.0.0.1", "10.0.0.2")]
+        for thread in threads:
+            thread.start()
+            if not concurrent:
+                thread.join(30)
+        for thread in threads:
+            thread.join(30)
+    assert errors == [] and len(results) == 10 and all(r.created for r in results)
+    assert Host.objects.filter(host_id="brand-new").count() == 1
+    assert Snapshot.objects.filter(host__host_id="brand-new").count() == 10
