@@ -119,7 +119,7 @@ def test_killing_workers_during_uploads_loses_no_acknowledged_snapshot(relevo_se
 
     def killer() -> None:
         while not stop.is_set() and len(kills) < 25:
-            time.sleep(0.25 + random.random() * 0.35)
+            time.sleep(0.08 + random.random() * 0.2)
             pids = server.worker_pids()  # only children of this test's own gunicorn
             if pids:
                 pid = random.choice(pids)
