@@ -210,11 +210,12 @@ def process_index(processes: list[payload_schema.Process]) -> str:
     One text column on Host answers "which hosts run X now" with a single
     LIKE scan over the newest snapshot of every host, without a row per process.
     """
-    lines = []
-    for process in processes:
-        cmdline = " ".join(process.cmdline or ())[:PROCESS_INDEX_CMDLINE_CHARS]
-        lines.append(f"{process.name or ''}\t{cmdline}".replace("\n", " ").lower())
-    return "\n".join(lines)
+    limit = PROCESS_INDEX_CMDLINE_CHARS
+    # Lines are joined with a separator no name can hold (the payload refuses NUL), so
+    # newlines inside names and command lines are blanked and the text lower-cased in
+    # three passes over the whole string instead of three calls per process.
+    text = "\0".join([f"{p.name or ''}\t{' '.join(p.cmdline)[:limit] if p.cmdline else ''}" for p in processes])
+    return text.replace("\n", " ").replace("\0", "\n").lower()
 
 
 def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date) -> uuid.UUID | None:

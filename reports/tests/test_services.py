@@ -174,3 +174,13 @@ def test_first_uploads_of_a_new_host_from_two_addresses_at_once_both_succeed(dat
     assert errors == [] and len(results) == 10 and all(r.created for r in results)
     assert Host.objects.filter(host_id="brand-new").count() == 1
     assert Snapshot.objects.filter(host__host_id="brand-new").count() == 10
+
+
+def test_the_process_index_is_one_lower_cased_line_per_process():
+    processes = [
+        payload_schema.Process(pid=1, name="Nginx", cmdline=["nginx:", "master\nprocess"]),
+        payload_schema.Process(pid=2),
+        payload_schema.Process(pid=3, name="odd\nname", cmdline=["x" * 300]),
+    ]
+    lines = services.process_index(processes).split("\n")
+    assert lines == ["nginx\tnginx: master process", "\t", "odd name\t" + "x" * services.PROCESS_INDEX_CMDLINE_CHARS]
