@@ -166,7 +166,9 @@ def _check_semantics(payload: SnapshotPayload, *, now: dt.datetime, raw: bytes) 
         except ValueError:
             raise _field_error(f"host.ips[{index}]", f"{address!r} is not an IP address.") from None
     for index, process in enumerate(payload.processes):
-        if process.cmdline and sum(map(len, process.cmdline)) > MAX_CMDLINE_CHARS:
+        # One argument is already capped at MAX_CMDLINE_CHARS by its type; only lists need a sum.
+        cmdline = process.cmdline
+        if cmdline and len(cmdline) > 1 and sum(map(len, cmdline)) > MAX_CMDLINE_CHARS:
             raise _field_error(f"processes[{index}].cmdline", f"cmdline is longer than {MAX_CMDLINE_CHARS} characters in all.")
     # A NUL can only arrive as the escape \u0000; look for it in the raw bytes
     # first so that the common case costs one scan in C.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -23,15 +24,23 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="relevo-bench-throttle-"))
+    try:
+        return run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="throttle hits per backend")
     parser.add_argument("--uploads", type=int, default=300, help="uploads per variant")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="relevo-bench-throttle-"))
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "inventory_site.settings", "DJANGO_SECRET_KEY": "bench-only-not-secret",
         "INVENTORY_DATA_DIR": str(tmp), "DJANGO_ALLOWED_HOSTS": "testserver",
+        "INVENTORY_REQUEST_LOG": "false",  # a JSON line per upload would bury the figures
     })
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
