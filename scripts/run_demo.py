@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{args.host}:{args.port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "inventory_site.wsgi", "--bind", f"{args.host}:{args.port}",
-         "--workers", str(args.workers), "--no-control-socket", "--access-logfile", "-"],
+         "--workers", str(args.workers), "--no-control-socket"],
         cwd=ROOT,
     )
     try:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             "\nRelevo is running.\n"
             f"  Dashboard:  {url}/\n"
             f"  Admin:      {url}/admin/\n"
-            f"  Query API:  {url}/query?ip=127.0.0.1\n"
+            f"  Query API:  {url}/query?ip=127.0.0.1   (API docs: {url}/api/docs/)\n"
             f"  Sign in as: admin / {password or '(the password you set)'}\n"
             f"  Agent token (INVENTORY_TOKEN in .env): {token[:10] + '...' if token else 'none'}\n"
             "Press Ctrl-C to stop.\n",
