@@ -20,6 +20,11 @@ import requests
 from reports.tests.factories import encode, make_payload
 
 
+# What these tests prove is SQLite's writer queue, so their servers use SQLite on
+# both legs of `make test` (an empty DATABASE_URL means the embedded database).
+SQLITE = {"DATABASE_URL": ""}
+
+
 def rows_for(server, snapshot_id: str) -> int:
     database = sqlite3.connect(f"file:{server.data_dir / 'relevo.sqlite3'}?mode=ro", uri=True, timeout=30)
     try:
@@ -37,7 +42,7 @@ def hold_writer_lock(server) -> int:
 
 def test_uploads_wait_for_the_sqlite_writer_lock_with_their_document_already_on_disk(relevo_server_factory):
     # Without the upload throttle, whose counter write would queue on the same lock before the view runs.
-    live_relevo = relevo_server_factory(extra_env={"INVENTORY_THROTTLE_UPLOAD": "off"})
+    live_relevo = relevo_server_factory(extra_env={**SQLITE, "INVENTORY_THROTTLE_UPLOAD": "off"})
     payload = make_payload()
     headers = {"Authorization": f"Token {live_relevo.agent_token}", "Content-Type": "application/json"}
     answer: dict = {}
@@ -69,9 +74,10 @@ def test_uploads_wait_for_the_sqlite_writer_lock_with_their_document_already_on_
     assert [item["snapshot_id"] for item in stored] == [payload["snapshot_id"]]
 
 
-def test_the_throttle_counter_queues_on_the_same_writer_lock(live_relevo):
+def test_the_throttle_counter_queues_on_the_same_writer_lock(relevo_server_factory):
     """With the upload throttle on (the default), its SQLite counter write waits for the lock too,
     instead of polling in SQLite's busy handler; the upload then goes through."""
+    live_relevo = relevo_server_factory(extra_env=SQLITE)
     payload = make_payload()
     headers = {"Authorization": f"Token {live_relevo.agent_token}", "Content-Type": "application/json"}
     answer: dict = {}
