@@ -8,7 +8,6 @@ them back without knowing the script.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -57,13 +56,7 @@ class Server:
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        live.stop_process(self.process, timeout=20)
 
 
 def start_server(base: Path, *, workers: int | None = None, extra_env: dict[str, str] | None = None,

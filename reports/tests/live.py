@@ -54,13 +54,7 @@ class LiveRelevo:
         return [int(pid) for pid in out.split()]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process, timeout=15)
         self.drop_database()
 
     def drop_database(self) -> None:
@@ -69,6 +63,17 @@ class LiveRelevo:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def stop_process(process: subprocess.Popen, *, timeout: float) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL if it has not exited within *timeout*."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path, *, timeout: float = 30.0) -> None:
