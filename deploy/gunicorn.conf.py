@@ -7,9 +7,11 @@ while others wait on the disk; gthread workers with keep-alive measured
 worse). Flags on the command line or ``GUNICORN_CMD_ARGS`` override any
 value here. gunicorn's own access log stays off:
 ``reports.middleware`` writes one JSON line per request instead. The hooks
-keep prometheus_client's multiprocess files consistent with the workers.
+keep prometheus_client's multiprocess files consistent with the workers and
+take the loaded application out of the garbage collector's sight.
 """
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -35,6 +37,24 @@ def on_starting(server):
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
         Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def post_worker_init(worker):
+    """Freeze what the worker has loaded, so full garbage collections skip it.
+
+    An upload decodes a few thousand objects, enough to start a full
+    collection every few hundred uploads; each walked the ~100,000 objects of
+    Django, DRF and the project: 60 ms on the benchmark machine, about 0.2 ms
+    per upload, and the worst outliers of the latency. ``gc.freeze()`` moves
+    them to a generation the collector never scans (a frozen full collection
+    took 1 ms). The URL configuration is loaded first so that every view
+    module is among them. Nothing frozen is leaked: these objects live as
+    long as the worker anyway.
+    """
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns
+    gc.freeze()
 
 
 def child_exit(server, worker):

@@ -121,3 +121,17 @@ def test_the_nginx_site_keeps_admin_and_metrics_to_the_allowed_range_once_filled
     user_data = (ROOT / "deploy" / "ec2" / "user-data.sh").read_text()
     assert 's|RELEVO_SERVER_NAME|' in user_data and 's|ADMIN_ALLOWED_CIDR|' in user_data
     assert "X-Forwarded-For $remote_addr" in (ROOT / "deploy" / "ec2" / "relevo-proxy.conf").read_text()
+
+
+def test_the_gunicorn_worker_hook_freezes_the_loaded_application():
+    """post_worker_init leaves Django's objects out of every later collection."""
+    import gc
+    import runpy
+
+    config = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    before = gc.get_freeze_count()
+    try:
+        config["post_worker_init"](worker=None)
+        assert gc.get_freeze_count() > before + 10_000
+    finally:
+        gc.unfreeze()
