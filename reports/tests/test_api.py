@@ -154,6 +154,8 @@ def test_a_reader_cannot_upload(reader_token, data_dir):
     (encode({**make_payload(), "host": {"id": "x", "hostname": "h", "ips": ["../../etc"]}}), "host.ips[0]"),
     (encode({**make_payload(), "cpu": {"usage_percent": 101}}), "cpu.usage_percent"),
     (encode({**make_payload(), "processes": [{"pid": 1, "cmdline": ["a" * 5000, "b" * 5000]}]}), "processes[0].cmdline"),
+    (encode({**make_payload(), "processes": [{"pid": 1, "cmdline": ["x"]}, {"pid": 2},
+                                              {"pid": 3, "cmdline": ["a" * 4097, "b" * 4096]}]}), "processes[2].cmdline"),
     (encode({**make_payload(), "nested": [[[[[]]]]] * 1}).replace(b"[[[[[]]]]]", b"[" * 50_000 + b"]" * 50_000), None),
 ])
 def test_invalid_payloads_are_400_with_the_field_and_store_nothing(agent_token, data_dir, body, field):
@@ -162,6 +164,11 @@ def test_invalid_payloads_are_400_with_the_field_and_store_nothing(agent_token, 
     if field:
         assert field in error["fields"], error
     assert_nothing_stored(data_dir)
+
+
+def test_a_cmdline_of_exactly_the_budget_is_accepted(agent_token, data_dir):
+    body = encode({**make_payload(), "processes": [{"pid": 3, "cmdline": ["a" * 4096, "b" * 4096]}]})
+    assert upload(agent_token, body=body).status_code == 201
 
 
 def test_bodies_over_the_limit_are_413(agent_token, data_dir, settings):
