@@ -39,8 +39,10 @@ def _select_sql(model: type[models.Model], fields: tuple[str, ...], where: tuple
                 order_by: tuple[str, ...], for_update: bool, alias: str) -> _Select:
     connection = connections[alias]
     meta, quote = model._meta, connections[alias].ops.quote_name
-    names = [meta.pk.name, *(name for name in fields if name != meta.pk.name)]
-    selected = [meta.get_field(name) for name in names]
+    # Model.from_db() takes a partial row in the model's field order, whatever
+    # order the caller named the fields in.
+    wanted = {meta.get_field(name) for name in (meta.pk.name, *fields)}
+    selected = [field for field in meta.concrete_fields if field in wanted]
     columns = ", ".join(quote(field.column) for field in selected)
     conditions, params = [], []
     for name, is_null in where:

@@ -49,6 +49,13 @@ def test_select_one_converts_values_like_the_orm_and_loads_only_what_was_asked()
     assert rowsql.select_one(Host, ["last_seen"], where={"host_id": "nobody"}) is None
 
 
+def test_select_one_gives_each_field_its_own_value_whatever_order_they_are_named_in():
+    make_host(first_seen=T0 - dt.timedelta(days=9), last_seen=T0, hostname="web-01", last_ip="10.0.0.9")
+    host = rowsql.select_one(Host, ["last_ip", "last_seen", "hostname", "first_seen"], where={"host_id": "h-1"})
+    assert host.first_seen == T0 - dt.timedelta(days=9) and host.last_seen == T0
+    assert host.hostname == "web-01" and host.last_ip == "10.0.0.9"
+
+
 def test_select_one_filters_on_uuid_and_null_and_orders():
     host = make_host()
     first = snapshot_values(host, file_offset=2)

@@ -61,6 +61,15 @@ def test_a_late_snapshot_lands_in_the_file_of_its_collection_day(data_dir):
     assert host.first_seen == NOW - dt.timedelta(days=2)
 
 
+def test_a_snapshot_between_the_first_and_the_newest_changes_neither(data_dir):
+    ingest(make_payload(collected_at=NOW - dt.timedelta(days=4), hostname="first-name"))
+    newest = ingest(make_payload(collected_at=NOW))
+    ingest(make_payload(collected_at=NOW - dt.timedelta(days=2), hostname="old-name"))
+    host = Host.objects.get()
+    assert str(host.latest_snapshot.snapshot_id) == newest.snapshot_id and host.hostname == "web-01"
+    assert host.first_seen == NOW - dt.timedelta(days=4) and host.last_seen == NOW
+
+
 def test_the_day_follows_the_server_time_zone(settings):
     settings.TIME_ZONE = "America/New_York"
     result = ingest(make_payload(collected_at=dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)))
