@@ -181,15 +181,20 @@ def _record(
     })
     changes: dict[str, object] = {}
     if payload.collected_at >= host.last_seen:
-        changes.update(
-            latest_snapshot=snapshot_pk,
-            hostname=payload.host.hostname[:255],
-            fqdn=(payload.host.fqdn or "")[:255],
-            last_ip=str(ip),
-            last_seen=payload.collected_at,
-            process_index=process_index(payload.processes),
+        newest = {
+            "hostname": payload.host.hostname[:255],
+            "fqdn": (payload.host.fqdn or "")[:255],
+            "last_ip": str(ip),
             **summary,
-        )
+        }
+        # Only what differs is written: every indexed column in the SET list
+        # costs SQLite an index page in the WAL even when its value is the
+        # same, and a host's name, address and OS rarely change between
+        # uploads. The process index is not read back to compare (16 KB);
+        # SQLite leaves its overflow pages alone when their bytes are equal.
+        changes.update({name: value for name, value in newest.items() if getattr(host, name) != value})
+        changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
+                       process_index=process_index(payload.processes))
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     if changes:
@@ -197,8 +202,15 @@ def _record(
     return snapshot_pk
 
 
+# What _record compares before writing a host: its times and every column it would overwrite.
+_HOST_UPDATE_FIELDS = [
+    "last_seen", "first_seen", "hostname", "fqdn", "last_ip",
+    "os_name", "os_version", "cpu_model", "process_count", "user_count", "memory_total_bytes",
+]
+
+
 def _host_for_update(host_id: str) -> Host | None:
-    return rowsql.select_one(Host, ["id", "last_seen", "first_seen"], where={"host_id": host_id}, for_update=True)
+    return rowsql.select_one(Host, _HOST_UPDATE_FIELDS, where={"host_id": host_id}, for_update=True)
 
 
 PROCESS_INDEX_CMDLINE_CHARS = 200
