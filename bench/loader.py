@@ -3,7 +3,7 @@
 ``load(hosts=10_000, snapshots_per_host=30)`` bulk-inserts Host and Snapshot
 rows straight through the ORM, skipping ``snapshot_ingest`` (which fsyncs every
 upload and would need hours for 300,000 snapshots). What it makes looks like
-ingest's output: summary columns, ``process_index`` and a zlib-compressed
+ingest's output: summary columns, ``process_index`` and a compressed
 schema-v1 document of 80 to 350 processes with Linux-like names and command
 lines. Two shortcuts, both invisible to the pages being timed:
 
@@ -26,13 +26,12 @@ import ipaddress
 import json
 import random
 import uuid
-import zlib
 
 from django.db import transaction
 from django.utils import timezone
 
+from reports import documents, services
 from reports import payload as payload_schema
-from reports import services
 from reports.models import Host, Snapshot
 
 POOL_SIZE = 64
@@ -139,7 +138,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
         document = _document(rng, host_id="pool", hostname="pool", ip="10.0.0.1", collected_at=now,
                              processes=processes, memory_total=total, memory_available=int(total * 0.4),
                              os_pick=rng.choice(_OSES))
-        pool.append((processes, zlib.compress(_encode(document), services.DOCUMENT_COMPRESSION_LEVEL)))
+        pool.append((processes, documents.pack(_encode(document))))
     stored_bytes = 0
     made_hosts = made_snapshots = 0
     for start in range(0, hosts, BATCH):
@@ -173,7 +172,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                 for back in range(snapshots_per_host - 1, -1, -1):
                     collected_at = last_seen - interval * back
                     if back == 0:
-                        blob, count = zlib.compress(_encode(document), services.DOCUMENT_COMPRESSION_LEVEL), len(document["processes"])
+                        blob, count = documents.pack(_encode(document)), len(document["processes"])
                         available = document["memory"]["available_bytes"]
                         snapshot_id = uuid.UUID(document["snapshot_id"])
                     else:
@@ -189,7 +188,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                         cpu_model=host.cpu_model, process_count=count, user_count=host.user_count,
                         memory_total_bytes=total, memory_available_bytes=available,
                         file_name=f"{ip}_{day.isoformat()}.json", file_offset=0, file_length=len(blob),
-                        document_zlib=blob,
+                        document_compressed=blob,
                     ))
                 latest_of.append(snapshots[-1])
             Snapshot.objects.bulk_create(snapshots, batch_size=500)

@@ -37,7 +37,7 @@ TARGETS = {
     "day": (20.0, None),
 }
 TARGET_DB_KB = 25.0
-# A 400-process snapshot stored in the database (zlib) plus in a day file
+# A 400-process snapshot stored in the database (compressed) plus in a day file
 # (about 150 KB) needs room: refuse rather than fill a shared disk.
 BYTES_PER_SNAPSHOT_ESTIMATE = 20_000
 BYTES_PER_FILE_ESTIMATE = 160_000

@@ -4,8 +4,9 @@
 snapshots, so this loader writes what ingest would have written, directly:
 
 - Every snapshot gets its Snapshot row with the summary columns and a
-  zlib-compressed 400-process stored document, and every host its Host row
-  with ``latest_snapshot`` and ``process_index``, as ``_record`` makes them.
+  400-process stored document compressed by ``reports.documents.pack``, and
+  every host its Host row with ``latest_snapshot`` and ``process_index``, as
+  ``_record`` makes them.
 - ``file_hosts`` hosts (the ones the benchmark queries) also get their real
   day files, written through ``reports.store`` (fsync off: the loader's own
   durability is not what is measured), with the rows pointing at the exact
@@ -23,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-import zlib
 from dataclasses import dataclass
 
 import msgspec
@@ -31,8 +31,8 @@ import msgspec
 from django.db import connection, transaction
 from django.test import override_settings
 
+from reports import documents, services, store
 from reports import payload as payload_schema
-from reports import services, store
 from reports.models import Host, Snapshot
 
 _ID = "00000000-0000-4000-8000-000000000000"
@@ -99,7 +99,7 @@ def _sqlite_row(values: list) -> list:
 _SNAPSHOT_COLUMNS = (
     "snapshot_id", "host", "ip", "day", "collected_at", "received_at", "os_name", "os_version", "cpu_model",
     "process_count", "user_count", "memory_total_bytes", "memory_available_bytes", "file_name",
-    "file_offset", "file_length", "document_zlib",
+    "file_offset", "file_length", "document_compressed",
 )
 HOSTS_PER_TRANSACTION = 200
 
@@ -111,7 +111,7 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
     address = store.parse_ip(ip)
     template = _StoredTemplate(_host_snapshot(base_snapshot, index, rng), ip)
     payload = template.payload
-    shared_zlib = None if with_files else zlib.compress(template.document(uuid.uuid4(), dt.datetime.now(dt.timezone.utc)), 1)
+    shared_blob = None if with_files else documents.pack(template.document(uuid.uuid4(), dt.datetime.now(dt.timezone.utc)))
     summary = {
         "os_name": payload.os.name[:64], "os_version": (payload.os.distribution or "")[:255],
         "cpu_model": (payload.cpu.model or "")[:255], "process_count": len(payload.processes),
@@ -130,17 +130,17 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
         collected_at = dt.datetime.combine(day, dt.time(12, 0), dt.timezone.utc) + dt.timedelta(seconds=index % 3_600)
         name = store.file_name(address, day)
         offset, length = len(store.OPEN_TAIL), len(template.raw)  # the replaced fields keep their width
-        document_zlib = shared_zlib
+        blob = shared_blob
         if with_files:
             document = template.document(snapshot_id, collected_at)
             with store.locked_for_append(address, day) as writer:
                 appended = writer.append(document)
             name, offset, length = appended.file_name, appended.offset, appended.length
-            document_zlib = zlib.compress(document, 1)
+            blob = documents.pack(document)
         rows.append(_sqlite_row([
             snapshot_id, host.pk, ip, day, collected_at, collected_at, summary["os_name"], summary["os_version"],
             summary["cpu_model"], summary["process_count"], summary["user_count"], summary["memory_total_bytes"],
-            payload.memory.available_bytes if payload.memory else None, name, offset, length, document_zlib,
+            payload.memory.available_bytes if payload.memory else None, name, offset, length, blob,
         ]))
     return LoadedHost(ip=ip, days=days, has_files=with_files), rows
 

@@ -2,7 +2,7 @@
 
 Hosts and snapshots are made only by ingest, so their admin pages are for
 looking; nothing here edits a stored document. Changelists
-never load the large columns (``Host.process_index``, ``Snapshot.document_zlib``)
+never load the large columns (``Host.process_index``, ``Snapshot.document_compressed``)
 and never count 300,000 rows more than once per page.
 """
 
@@ -126,7 +126,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("host").defer("host__process_index")
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
-            queryset = queryset.defer("document_zlib")
+            queryset = queryset.defer("document_compressed")
         return queryset
 
     def get_search_results(self, request, queryset, search_term):

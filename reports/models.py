@@ -2,20 +2,22 @@
 
 The day files (``reports.store``) are the record of what was received; these
 tables make it searchable and are rebuilt from the files by ``manage.py
-reindex``. A snapshot's full document is kept zlib-compressed in its row, so
-either store can rebuild the other; the process list is never exploded into
-one row per process (400 inserts per upload would cap ingest near 50/s).
+reindex``. A snapshot's full document is kept compressed in its row
+(``reports.documents``), so either store can rebuild the other; the process
+list is never exploded into one row per process (400 inserts per upload would
+cap ingest near 50/s).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import zlib
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from reports import documents
 
 
 class Host(models.Model):
@@ -67,7 +69,9 @@ class Snapshot(models.Model):
     file_name = models.CharField(max_length=128)
     file_offset = models.BigIntegerField(help_text="Byte offset of the document in its day file.")
     file_length = models.PositiveIntegerField(help_text="Length in bytes of the document in its day file.")
-    document_zlib = models.BinaryField(help_text="The stored document, zlib-compressed.")
+    document_compressed = models.BinaryField(
+        help_text="The stored document, zstd-compressed (rows written before zstd: zlib)."
+    )
 
     class Meta:
         ordering = ["-collected_at"]
@@ -81,7 +85,7 @@ class Snapshot(models.Model):
 
     @property
     def document_bytes(self) -> bytes:
-        return zlib.decompress(bytes(self.document_zlib))
+        return documents.unpack(self.document_compressed)
 
 
 TOKEN_BYTES = 32

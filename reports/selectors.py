@@ -394,4 +394,4 @@ def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
 
 def with_latest_snapshot(hosts):
     """Join each host's newest snapshot row (without its document) so lists cost one query."""
-    return hosts.select_related("latest_snapshot").defer("latest_snapshot__document_zlib")
+    return hosts.select_related("latest_snapshot").defer("latest_snapshot__document_compressed")

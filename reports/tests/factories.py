@@ -43,3 +43,15 @@ def make_payload(*, host_id: str = "host-1", hostname: str = "web-01", processes
 
 def encode(payload: dict) -> bytes:
     return json.dumps(payload).encode()
+
+
+def rewrite_as_zlib(snapshot_id) -> bytes:
+    """Give a Snapshot row the zlib blob Relevo wrote before zstd, as upgraded databases still hold; returns it."""
+    import zlib
+
+    from reports.models import Snapshot
+
+    row = Snapshot.objects.get(snapshot_id=snapshot_id)
+    blob = zlib.compress(row.document_bytes, 1)
+    Snapshot.objects.filter(pk=row.pk).update(document_compressed=blob)
+    return blob

@@ -13,7 +13,7 @@ from django.utils import timezone
 from reports import payload as payload_schema
 from reports import services, store
 from reports.models import AgentToken, ApiToken, Host, Snapshot
-from reports.tests.factories import encode, make_payload
+from reports.tests.factories import encode, make_payload, rewrite_as_zlib
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +78,14 @@ def test_snapshot_page_shows_the_document_pretty_printed_and_read_only(admin_cli
     snapshot.refresh_from_db()
     assert snapshot.document_bytes == before and snapshot.ip == "10.0.0.5"
     assert admin_client_.get("/admin/reports/snapshot/add/").status_code == 403
+
+
+def test_snapshot_page_reads_a_zlib_row_from_before_zstd(admin_client_):
+    result = ingest(make_payload(hostname="zlib-host"))
+    rewrite_as_zlib(result.snapshot_id)
+    snapshot = Snapshot.objects.get(snapshot_id=result.snapshot_id)
+    html = admin_client_.get(f"/admin/reports/snapshot/{snapshot.pk}/change/").content.decode()
+    assert '"hostname": "zlib-host"' in html.replace("&quot;", '"')
 
 
 def test_snapshot_search_by_id_ip_and_hostname(admin_client_):

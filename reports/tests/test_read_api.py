@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from reports import payload as payload_schema
 from reports import services, store
 from reports.models import Host, Snapshot
-from reports.tests.factories import encode, make_payload
+from reports.tests.factories import encode, make_payload, rewrite_as_zlib
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +117,21 @@ def test_snapshot_detail_falls_back_to_the_row_when_the_day_file_is_gone(reader_
         path.unlink()
     data = reader_client.get(f"/api/snapshots/{body['snapshot_id']}/").json()
     assert data["document"]["snapshot_id"] == body["snapshot_id"]
+
+
+def test_rows_written_with_zlib_before_zstd_still_read(reader_client, data_dir):
+    """/api/snapshots/{id}/ and /query read the row when the day file is gone, /api/processes/ always does."""
+    body = ingest(host_id="id-old", hostname="old-1", processes=4)
+    assert rewrite_as_zlib(body["snapshot_id"])[:1] == b"\x78"
+    for path in data_dir.glob("*.json"):
+        path.unlink()
+    data = reader_client.get(f"/api/snapshots/{body['snapshot_id']}/").json()
+    assert data["document"]["snapshot_id"] == body["snapshot_id"] and len(data["document"]["processes"]) == 4
+    latest = reader_client.get("/query", {"ip": "10.0.0.5", "latest": "true"})
+    assert latest.status_code == 200
+    assert [s["snapshot_id"] for s in latest.json()["snapshots"]] == [body["snapshot_id"]]
+    [match] = reader_client.get("/api/processes/", {"name": "proc-3"}).json()["results"]
+    assert match["host"]["hostname"] == "old-1" and [p["name"] for p in match["processes"]] == ["proc-3"]
 
 
 def test_unknown_snapshot_is_404(reader_client):

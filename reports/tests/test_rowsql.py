@@ -25,7 +25,7 @@ def snapshot_values(host: Host, **overrides) -> dict:
     values = {
         "snapshot_id": uuid.uuid4(), "host": host.pk, "ip": "10.0.0.5", "day": T0.date(), "collected_at": T0,
         "received_at": T0, "file_name": "10.0.0.5_2026-11-27.json", "file_offset": 2, "file_length": 10,
-        "document_zlib": b"\x78\x01zz", "process_count": 400, "memory_total_bytes": 2**40,
+        "document_compressed": b"\x78\x01zz", "process_count": 400, "memory_total_bytes": 2**40,
     }
     values.update(overrides)
     return values
@@ -38,7 +38,7 @@ def test_insert_stores_what_the_orm_reads_back():
     row = Snapshot.objects.get(pk=pk)
     assert row.snapshot_id == values["snapshot_id"] and row.host_id == host.pk
     assert row.collected_at == T0 and row.day == T0.date() and row.ip == "10.0.0.5"
-    assert bytes(row.document_zlib) == values["document_zlib"] and row.memory_total_bytes == 2**40
+    assert bytes(row.document_compressed) == values["document_compressed"] and row.memory_total_bytes == 2**40
 
 
 def test_select_one_converts_values_like_the_orm_and_loads_only_what_was_asked():

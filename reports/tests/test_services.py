@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from reports import payload as payload_schema
-from reports import services, store
+from reports import documents, services, store
 from reports.models import Host, Snapshot
 from reports.tests.factories import encode, make_payload
 
@@ -35,6 +35,7 @@ def test_ingest_writes_the_day_file_and_the_rows(data_dir):
     assert stored["snapshot_id"] == payload["snapshot_id"] and stored["ip"] == "10.0.0.5"
     assert stored["processes"][0]["name"] == "proc-0" and "received_at" in stored
     row = Snapshot.objects.get()
+    assert bytes(row.document_compressed)[:4] == documents.ZSTD_MAGIC
     assert json.loads(row.document_bytes) == stored
     assert (row.process_count, row.user_count, row.os_name) == (3, 1, "Linux")
     host = Host.objects.get()

@@ -16,7 +16,7 @@ from reports import payload as payload_schema
 from reports import charts, selectors, services, store
 from reports.models import Host, Snapshot
 from reports.templatetags.relevo import age
-from reports.tests.factories import encode, make_payload
+from reports.tests.factories import encode, make_payload, rewrite_as_zlib
 
 pytestmark = pytest.mark.django_db
 
@@ -384,6 +384,23 @@ def test_a_history_link_compares_a_snapshot_with_the_one_before_it(signed_in):
     assert first.context["changes"].old == first.context["changes"].new
     assert "Nothing to compare: this is the first snapshot" in text(first)
     assert signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"to": str(uuid.uuid4())}).status_code == 404
+
+
+def test_pages_read_a_zlib_row_from_before_zstd_beside_a_zstd_one(signed_in):
+    """After an upgrade a host's older rows hold zlib and its newer ones zstd; the pages read both."""
+    for hours, name in ((2, "old-program"), (1, "new-program")):
+        raw = make_payload(host_id="upgraded", hostname="upgraded", collected_at=ago(hours=hours), processes=0)
+        raw["processes"] = [process(10, name, [name])]
+        result = ingest(raw)
+    host = Host.objects.get(host_id="upgraded")
+    rewrite_as_zlib(result.snapshot_id)
+    blobs = [bytes(blob)[:1] for blob in host.snapshots.order_by("collected_at").values_list(
+        "document_compressed", flat=True)]
+    assert blobs == [b"\x28", b"\x78"], "zstd then zlib"
+    detail = signed_in.get(reverse("reports:host_detail", args=[host.pk]))
+    assert [p.name for p in detail.context["processes"]] == ["new-program"]
+    diff = signed_in.get(reverse("reports:host_changes", args=[host.pk])).context["diff"]
+    assert [c.name for c in diff.started] == ["new-program"] and [c.name for c in diff.stopped] == ["old-program"]
 
 
 @pytest.mark.parametrize("seconds,expected", [(-5, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),

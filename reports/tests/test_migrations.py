@@ -1,0 +1,48 @@
+"""Migrations that touch stored rows, run forward over rows written by the schema before them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zlib
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from reports.models import Snapshot
+from reports.tests.factories import encode, make_payload
+
+BEFORE_RENAME = ("reports", "0004_throttle_counter_unlogged")
+
+
+def migrate_back(target: tuple[str, str]):
+    """Take the reports app back to *target* and return the models as they were there."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([target])
+    return executor.loader.project_state([target]).apps
+
+
+def migrate_to_latest() -> None:
+    """Forward again, so the tests after this one find the schema they expect."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_document_rename_keeps_zlib_blobs_readable():
+    """Rows written while the column was document_zlib keep their blob and read through the model."""
+    document = encode(make_payload(processes=5))
+    try:
+        old = migrate_back(BEFORE_RENAME)
+        now = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
+        host = old.get_model("reports", "Host").objects.create(
+            host_id="pre-zstd", hostname="pre-zstd", last_ip="10.0.0.5", first_seen=now, last_seen=now)
+        snapshot_id = uuid.uuid4()
+        old.get_model("reports", "Snapshot").objects.create(
+            snapshot_id=snapshot_id, host=host, ip="10.0.0.5", day=now.date(), collected_at=now, received_at=now,
+            file_name="10.0.0.5_2026-11-27.json", file_offset=2, file_length=len(document),
+            document_zlib=zlib.compress(document, 1))
+    finally:
+        migrate_to_latest()
+    assert Snapshot.objects.get(snapshot_id=snapshot_id).document_bytes == document
