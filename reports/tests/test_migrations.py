@@ -46,3 +46,21 @@ def test_document_rename_keeps_zlib_blobs_readable():
     finally:
         migrate_to_latest()
     assert Snapshot.objects.get(snapshot_id=snapshot_id).document_bytes == document
+
+
+def _indexes_on(columns: list[str]) -> list[str]:
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Snapshot._meta.db_table)
+    return [name for name, info in constraints.items()
+            if info["index"] and not info["primary_key"] and info["columns"][: len(columns)] == columns]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_host_column_keeps_one_index_and_gets_its_own_back_on_the_way_down():
+    assert _indexes_on(["host_id"]) == ["snapshot_host_time"]
+    try:
+        migrate_back(("reports", "0005_snapshot_document_compressed"))
+        assert len(_indexes_on(["host_id"])) == 2
+    finally:
+        migrate_to_latest()
+    assert _indexes_on(["host_id"]) == ["snapshot_host_time"]
