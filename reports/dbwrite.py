@@ -7,8 +7,9 @@ ingest benchmark was 730 ms). Taking an ``flock`` on a file beside the
 database first makes waiting writers queue in the kernel and wake the moment
 the previous one commits; the busy handler is then only a fallback for
 writers that do not take the lock (admin, management commands). The
-throttle's per-request counter write takes it too (``sqlite_writer_lock``).
-On other databases this is a plain ``transaction.atomic()``.
+throttle counter stays out of this queue: on SQLite it counts in a file of
+its own (``reports.throttling``). On other databases this is a plain
+``transaction.atomic()``.
 """
 
 from __future__ import annotations
@@ -21,21 +22,30 @@ from collections.abc import Iterator
 from django.db import connection, transaction
 
 
-def _sqlite_lock_path() -> str | None:
+def sqlite_database_file() -> str | None:
+    """The path of the default database if it is SQLite in a file, else None.
+
+    None for other databases and for in-memory SQLite; also for ``file:`` URI
+    names (pytest-django's in-memory test database is one), which are not
+    plain paths that a file beside them could be named after.
+    """
     if connection.vendor != "sqlite":
         return None
     name = str(connection.settings_dict.get("NAME") or "")
     if not name or name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
         return None
-    return name + ".write-lock"
+    return name
+
+
+def _sqlite_lock_path() -> str | None:
+    name = sqlite_database_file()
+    return None if name is None else name + ".write-lock"
 
 
 @contextlib.contextmanager
 def sqlite_writer_lock() -> Iterator[None]:
     """Hold the kernel lock that SQLite writers queue on (nothing on other databases).
 
-    For one write statement in autocommit (the throttle counter), so it waits
-    its turn like the upload transactions instead of in the busy handler.
     Not re-entrant: never take it inside ``write_transaction``.
     """
     path = _sqlite_lock_path()
