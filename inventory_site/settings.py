@@ -232,7 +232,8 @@ MIDDLEWARE.insert(1, "reports.middleware.SecurityHeadersMiddleware")
 INVENTORY_ENROLL_SECRETS = env_list("INVENTORY_ENROLL_SECRET")
 
 # Limits: "<count>/<period>" (s, min, h, day; "10/5s" works) or "off".
-# Counted in the database (reports.ThrottleCounter), or in Redis when REDIS_URL is set.
+# Counted in Redis when REDIS_URL is set; otherwise beside an SQLite database in its own file
+# (relevo-throttle.sqlite3), or in PostgreSQL's ThrottleCounter table (reports.throttling).
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 INVENTORY_THROTTLE_UPLOAD = os.environ.get("INVENTORY_THROTTLE_UPLOAD", "120/min")  # per token + address
 INVENTORY_THROTTLE_READ = os.environ.get("INVENTORY_THROTTLE_READ", "600/min")  # per user

@@ -166,7 +166,8 @@ class ThrottleCounter(models.Model):
 
     A row per throttled key (scope and token/address), updated in place by a
     single upsert, so counting costs one statement and every worker sees the
-    same count. Used when no Redis is configured.
+    same count. Used on PostgreSQL without Redis; on SQLite the counters live
+    in a file of their own (``reports.throttling.SqliteFileCounter``).
     """
 
     key = models.CharField(max_length=200, primary_key=True)

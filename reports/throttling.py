@@ -1,15 +1,18 @@
 """Request limits, counted in a store that every gunicorn worker shares.
 
 Counts are fixed windows (``120/min`` = at most 120 hits per calendar minute
-and key). Counting costs ONE round trip per request whatever the backend:
+and key). Counting costs ONE statement or round trip per request whatever the
+backend, and none of them waits for a disk flush (a counter lost in a power
+cut only resets a limit, while an fsync per request would double ingest's):
 
 * Redis (``REDIS_URL`` set): ``SET key 0 EX window NX`` and ``INCR key`` in one
   pipeline.
-* otherwise the database: one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``
-  on ``ThrottleCounter`` (SQLite >= 3.35 and PostgreSQL both have it), written
-  without waiting for a disk flush (an UNLOGGED table on PostgreSQL; on SQLite
-  that one statement runs with ``synchronous=OFF``): a counter lost in a power
-  cut only resets a limit, while an fsync per request would double ingest's.
+* SQLite in a file (the default): one ``INSERT ... ON CONFLICT DO UPDATE ...
+  RETURNING`` in a database file of its own beside the main one
+  (``relevo.sqlite3`` -> ``relevo-throttle.sqlite3``), through the ``sqlite3``
+  module. Counting in the main database made every request queue for its one
+  writer behind the upload transactions, each holding it through a WAL fsync.
+* PostgreSQL: the same upsert on ``ThrottleCounter``, an UNLOGGED table.
 
 DRF's own ``SimpleRateThrottle`` keeps a list of timestamps per key in the
 cache and does a get and a set on every request (two round trips, a value that
@@ -33,11 +36,15 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import re
+import sqlite3
+import threading
 import time
+from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection
 from rest_framework import exceptions, throttling
 
 from reports import dbwrite
@@ -67,7 +74,15 @@ def parse_rate(text: str) -> tuple[int, int] | None:
 
 
 class DatabaseCounter:
-    """Counts in the ``ThrottleCounter`` table with one upsert per hit."""
+    """Counts in the ``ThrottleCounter`` table with one upsert per hit.
+
+    Used on PostgreSQL, where the table is UNLOGGED (migration 0004) so the
+    commit waits for no WAL flush. SQLite only comes here when it is not a
+    plain file (in memory, as pytest-django's test database, or named by a
+    ``file:`` URI): in memory there is no disk to wait for and no other
+    process to share counts with, so the table in that same database is the
+    simplest correct store.
+    """
 
     def __init__(self):
         qn = connection.ops.quote_name
@@ -82,23 +97,102 @@ class DatabaseCounter:
 
     def hit(self, key: str, window_start: int, seconds: int) -> int:
         with connection.cursor() as cursor:
-            if connection.vendor != "sqlite" or connection.in_atomic_block:
-                # (SQLite cannot change synchronous inside a transaction; the caller's commit decides.)
-                # PostgreSQL: the table is UNLOGGED (migration 0004), so this commit waits for no WAL flush.
-                cursor.execute(self._sql, [key, window_start])
-                return cursor.fetchone()[0]
-            # SQLite: a counter needs no durability, so this one commit skips the WAL fsync that
-            # synchronous=FULL would cost (about a millisecond); the pragmas touch no disk.
-            cursor.execute("PRAGMA synchronous")
-            previous = cursor.fetchone()[0]
-            cursor.execute("PRAGMA synchronous=OFF")
-            try:
-                # Queue with the upload transactions in the kernel, not in SQLite's sleeping busy handler.
-                with dbwrite.sqlite_writer_lock():
-                    cursor.execute(self._sql, [key, window_start])
-                    return cursor.fetchone()[0]
-            finally:
-                cursor.execute(f"PRAGMA synchronous={int(previous)}")
+            cursor.execute(self._sql, [key, window_start])
+            return cursor.fetchone()[0]
+
+
+def counter_file(database_file: str) -> str:
+    """Where ``SqliteFileCounter`` counts for a database: ``relevo.sqlite3`` -> ``relevo-throttle.sqlite3``."""
+    path = Path(database_file)
+    return str(path.with_name(f"{path.stem}-throttle{path.suffix}"))
+
+
+_COUNTER_TABLE = """
+CREATE TABLE IF NOT EXISTS throttle_counter (
+    key TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    hits INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+_COUNTER_UPSERT = (
+    "INSERT INTO throttle_counter (key, window_start, window_end, hits) VALUES (?, ?, ?, 1) "
+    "ON CONFLICT (key) DO UPDATE SET "
+    "hits = CASE WHEN throttle_counter.window_start = excluded.window_start THEN throttle_counter.hits + 1 ELSE 1 END, "
+    "window_start = excluded.window_start, window_end = excluded.window_end "
+    "RETURNING hits"
+)
+# A row whose window ended before the current hit's began can only ever be reset, so it can go.
+_COUNTER_PRUNE = "DELETE FROM throttle_counter WHERE window_end <= ?"
+
+# Connections opened before a fork, kept only so that the garbage collector does not close them in the child.
+_inherited_connections: list[sqlite3.Connection] = []
+
+
+class SqliteFileCounter:
+    """Counts in an SQLite file of its own, one autocommitted upsert per hit.
+
+    The main SQLite database has one writer at a time, and each upload holds
+    it through a WAL fsync; here only counters are written, each commit lasts
+    microseconds, and no Django cursor wrapper is in the way. The file is
+    shared by every worker on the machine, like the main database.
+
+    WAL with ``synchronous=NORMAL``: a commit waits for no disk flush (the WAL
+    is synced only when a checkpoint copies it back, about once per thousand
+    pages written). The counts need no durability, losing the last ones in a
+    power cut only resets a limit; but ``synchronous=OFF`` could leave the
+    file corrupt after one, which would turn the limits off until someone
+    deleted it.
+
+    Each process opens its own connection on first use, and again after a
+    fork: SQLite connections must not cross one (gunicorn forks its workers).
+    Each thread has its own too, as with Django's connections. One hit in
+    ``prune_every`` (and each connection's first) also deletes the rows whose
+    window ended, so keys that stopped coming do not pile up.
+    """
+
+    _errors = (sqlite3.Error, OSError)
+
+    def __init__(self, path: str, *, prune_every: int = 1000, busy_timeout: float = 5.0):
+        self.path = path
+        self._prune_every = prune_every
+        self._busy_timeout = busy_timeout  # commits take microseconds; waiting longer means something is wrong
+        self._local = threading.local()
+
+    def _open(self) -> sqlite3.Connection:
+        # Created here rather than by SQLite so that it is private to the server's user;
+        # SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_COUNTER_TABLE)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) != pid:
+            if getattr(local, "db", None) is not None:
+                # Never used or closed here: closing is a use, and could checkpoint the parent's WAL.
+                _inherited_connections.append(local.db)
+            local.db = None
+            local.db = self._open()
+            local.pid = pid
+            local.hits = 0
+        return local.db
+
+    def hit(self, key: str, window_start: int, seconds: int) -> int:
+        db = self._connection()
+        local = self._local
+        if local.hits % self._prune_every == 0:
+            db.execute(_COUNTER_PRUNE, (window_start,))
+        local.hits += 1
+        return db.execute(_COUNTER_UPSERT, (key, window_start, window_start + seconds)).fetchone()[0]
 
 
 class RedisCounter:
@@ -118,9 +212,22 @@ class RedisCounter:
         return int(pipe.execute()[1])
 
 
-@functools.lru_cache(maxsize=4)
-def _counter(redis_url: str):
-    return RedisCounter(redis_url) if redis_url else DatabaseCounter()
+@functools.lru_cache(maxsize=8)
+def _counter(redis_url: str, database_engine: str, database_name: str):
+    # The database's engine and name only key the cache (pytest-django renames the database to its
+    # test one); reading them from settings costs far less per hit than going through ``connection``.
+    if redis_url:
+        return RedisCounter(redis_url)
+    sqlite_file = dbwrite.sqlite_database_file()
+    if sqlite_file:
+        return SqliteFileCounter(counter_file(sqlite_file))
+    return DatabaseCounter()
+
+
+def current_counter():
+    """The counter that this process counts in, given the settings and the default database."""
+    database = settings.DATABASES[DEFAULT_DB_ALIAS]
+    return _counter(settings.REDIS_URL, database["ENGINE"], str(database["NAME"]))
 
 
 def hit(key: str, rate: tuple[int, int], *, now: float | None = None) -> tuple[bool, float]:
@@ -128,7 +235,7 @@ def hit(key: str, rate: tuple[int, int], *, now: float | None = None) -> tuple[b
     limit, seconds = rate
     now = time.time() if now is None else now
     window_start = int(now // seconds) * seconds
-    counter = _counter(settings.REDIS_URL)
+    counter = current_counter()
     try:
         count = counter.hit(key, window_start, seconds)
     except (DatabaseError, *getattr(counter, "_errors", ())) as exc:

@@ -538,8 +538,7 @@ def test_throttle_counts_in_redis_when_redis_url_is_set(settings, data_dir):
     _, raw = services.agent_token_create(name="fleet")
     assert [upload(raw, ip=ip).status_code for _ in range(3)] == [201, 201, 429]
     assert not ThrottleCounter.objects.exists()  # counted in Redis, not in the database
-    counter = throttling._counter(settings.REDIS_URL)
-    assert isinstance(counter, throttling.RedisCounter)
+    assert isinstance(throttling.current_counter(), throttling.RedisCounter)
 
 
 def test_an_unreachable_counter_store_lets_uploads_through(settings, data_dir):
@@ -550,24 +549,20 @@ def test_an_unreachable_counter_store_lets_uploads_through(settings, data_dir):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_database_counter_counts_windows_without_a_flush():
-    """SQLite: synchronous is off for the counter's commit and restored; PostgreSQL: the table is UNLOGGED."""
+def test_the_database_counter_counts_windows_in_its_table():
+    """In-process tests run on PostgreSQL (an UNLOGGED table) or an in-memory SQLite, both counted in
+    ThrottleCounter; an SQLite file counts in a file of its own (test_throttling.py)."""
     from django.db import connection
 
     from reports import throttling
 
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA synchronous")
-            before = cursor.fetchone()[0]
-        else:
+    assert isinstance(throttling.current_counter(), throttling.DatabaseCounter)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = %s", [ThrottleCounter._meta.db_table])
             assert cursor.fetchone()[0] == "u"
-        assert [throttling.hit("t:k", (2, 60), now=1200.0)[0] for _ in range(3)] == [True, True, False]
-        assert throttling.hit("t:k", (2, 60), now=1260.0)[0]  # a new window starts from zero
-        if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA synchronous")
-            assert cursor.fetchone()[0] == before
+    assert [throttling.hit("t:k", (2, 60), now=1200.0)[0] for _ in range(3)] == [True, True, False]
+    assert throttling.hit("t:k", (2, 60), now=1260.0)[0]  # a new window starts from zero
     assert ThrottleCounter.objects.get(key="t:k").hits == 1
 
 
