@@ -1,15 +1,18 @@
 """What throttling costs per request: the counter alone, and /upload with and without it.
 
-    .venv/bin/python bench/bench_throttle.py [--n 2000] [--uploads 300]
+    .venv/bin/python bench/throttle.py [--n 2000] [--uploads 300]
 
 Runs in-process against a fresh SQLite database in a temporary folder (and
 Redis on 127.0.0.1:6379 if it answers). Prints one line per measurement:
-microseconds per throttle hit, and milliseconds of wall time per /upload.
+microseconds (wall and CPU) per throttle hit, the same while another process
+commits to the main database the way uploads do, and milliseconds of wall
+time per /upload.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import socket
@@ -58,13 +61,17 @@ def run(tmp: Path) -> int:
     rate = (10**9, 60)
 
     def time_hits(label: str) -> None:
-        start = time.perf_counter()
+        for i in range(50):  # the first hit of a process opens its connection; that is not a per-hit cost
+            throttling.hit(f"bench:{i % 50}", rate)
+        start, start_cpu = time.perf_counter(), time.process_time()
         for i in range(args.n):
             throttling.hit(f"bench:{i % 50}", rate)
         per = (time.perf_counter() - start) / args.n * 1e6
-        print(f"throttle hit, {label}: {per:.1f} us/hit over {args.n} hits")
+        per_cpu = (time.process_time() - start_cpu) / args.n * 1e6
+        print(f"throttle hit, {label}: {per:.1f} us/hit ({per_cpu:.1f} us CPU) over {args.n} hits")
 
     time_hits("database (SQLite upsert)")
+    time_hits_beside_commits("database (SQLite upsert)", args.n, rate)
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
     except OSError:
@@ -88,6 +95,47 @@ def run(tmp: Path) -> int:
         print(f"/upload, {variant}: median {statistics.median(times) * 1e3:.2f} ms, "
               f"mean {statistics.mean(times) * 1e3:.2f} ms over {args.uploads} uploads (50 processes, fsync on)")
     return 0
+
+
+def _commit_like_uploads(stop) -> None:
+    """Commit small transactions to the main database the way uploads do (writer lock, WAL fsync) until *stop*."""
+    from django.db import connection
+
+    from reports import dbwrite
+
+    while not stop.is_set():
+        with dbwrite.write_transaction(), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO bench_commits (body) VALUES (randomblob(4096))")
+        time.sleep(0.002)  # an upload's other work between its commits
+
+
+def time_hits_beside_commits(label: str, n: int, rate: tuple[int, int]) -> None:
+    """Per-hit latency while another process keeps committing to the main database."""
+    from django.db import connection, connections
+
+    from reports import throttling
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_commits (id INTEGER PRIMARY KEY, body BLOB)")
+    connections.close_all()  # SQLite connections must not cross the fork
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    writer = context.Process(target=_commit_like_uploads, args=(stop,), daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.2)
+        times = []
+        for i in range(n):
+            start = time.perf_counter()
+            throttling.hit(f"bench:{i % 50}", rate)
+            times.append(time.perf_counter() - start)
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    times.sort()
+    print(f"throttle hit, {label}, while another process commits to the main database: "
+          f"median {statistics.median(times) * 1e6:.1f} us, p99 {times[int(len(times) * 0.99)] * 1e6:.1f} us, "
+          f"max {times[-1] * 1e3:.1f} ms over {n} hits")
 
 
 if __name__ == "__main__":
