@@ -86,3 +86,26 @@ def test_update_changes_one_row_and_says_so():
     assert (host.hostname, host.last_seen, host.process_count) == ("web-02", later, 7)
     assert (other.hostname, other.last_seen) == ("db-01", T0)
     assert rowsql.update(Host, 10**9, {"hostname": "ghost"}) == 0
+
+
+def test_a_duplicate_insert_raises_djangos_integrity_error():
+    from django.db import IntegrityError, transaction
+
+    host = make_host()
+    values = snapshot_values(host)
+    rowsql.insert(Snapshot, values)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rowsql.insert(Snapshot, {**values, "file_offset": 99})
+    assert Snapshot.objects.count() == 1
+
+
+def test_recorded_queries_still_see_every_statement():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    host = make_host()
+    with CaptureQueriesContext(connection) as queries:
+        pk = rowsql.insert(Snapshot, snapshot_values(host))
+        rowsql.update(Snapshot, pk, {"file_length": 11})
+        rowsql.select_one(Snapshot, ["file_length"], where={"id": pk})
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["INSERT", "UPDATE", "SELECT"]
