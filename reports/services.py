@@ -80,6 +80,7 @@ def snapshot_ingest(
     received_at = received_at or timezone.now()
     day = snapshot_day(payload.collected_at)
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
+    prepared = _Prepared.of(payload, document)
 
     with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
         if _adopt_unrecorded_tail(writer, ip=ip, day=day) == payload.snapshot_id:
@@ -95,7 +96,7 @@ def snapshot_ingest(
             with write_transaction():
                 _record(
                     payload=payload, ip=ip, day=day, received_at=received_at,
-                    appended=appended, document=document,
+                    appended=appended, prepared=prepared,
                 )
         except IntegrityError:
             # The same snapshot_id was committed meanwhile (a concurrent replay,
@@ -114,6 +115,23 @@ def snapshot_ingest(
     )
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What a snapshot's rows need from its document, computed before any lock is taken.
+
+    Compressing the document and building the process index are the CPU work
+    of ``_record``; done inside the transaction they would lengthen the hold
+    of SQLite's one write lock, which every other upload queues on.
+    """
+
+    packed_document: bytes
+    process_index: str
+
+    @classmethod
+    def of(cls, payload: payload_schema.SnapshotPayload, document: bytes) -> _Prepared:
+        return cls(documents.pack(document), process_index(payload.processes))
+
+
 def _record(
     *,
     payload: payload_schema.SnapshotPayload,
@@ -121,7 +139,7 @@ def _record(
     day: dt.date,
     received_at: dt.datetime,
     appended: store.Appended,
-    document: bytes,
+    prepared: _Prepared,
 ) -> int:
     """Insert the Snapshot row and bring its Host up to date (inside the caller's transaction).
 
@@ -171,7 +189,7 @@ def _record(
         "file_name": appended.file_name,
         "file_offset": appended.offset,
         "file_length": appended.length,
-        "document_compressed": documents.pack(document),
+        "document_compressed": prepared.packed_document,
         **summary,
     })
     changes: dict[str, object] = {}
@@ -189,7 +207,7 @@ def _record(
         # SQLite leaves its overflow pages alone when their bytes are equal.
         changes.update({name: value for name, value in newest.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
-                       process_index=process_index(payload.processes))
+                       process_index=prepared.process_index)
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     if changes:
@@ -255,6 +273,7 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, 
         "recording snapshot %s found at the end of %s without a database row (a worker stopped mid-upload)",
         stored.payload.snapshot_id, writer.path.name,
     )
+    prepared = _Prepared.of(stored.payload, document)
     with write_transaction():
         _record(
             payload=stored.payload,
@@ -262,7 +281,7 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, 
             day=day,
             received_at=stored.received_at,
             appended=store.Appended(writer.path.name, offset, len(document), 0),
-            document=document,
+            prepared=prepared,
         )
     return stored.payload.snapshot_id
 
@@ -375,7 +394,8 @@ def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
                                stored.payload.snapshot_id, writer.path.name)
                 continue
             _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
-                    appended=store.Appended(writer.path.name, offset, len(document), 0), document=document)
+                    appended=store.Appended(writer.path.name, offset, len(document), 0),
+                    prepared=_Prepared.of(stored.payload, document))
             known.add(stored.payload.snapshot_id)
             added += 1
     return DayChange(writer.path.name, added, "recorded" if added else "up to date")
