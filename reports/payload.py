@@ -39,11 +39,22 @@ Percent = Annotated[float, Meta(ge=0, le=100)]
 ProcessCpuPercent = Annotated[float, Meta(ge=0, le=1_000_000)]
 
 
-class Agent(msgspec.Struct):
+class _Leaf(msgspec.Struct, gc=False):
+    """Base of the payload's structs: not tracked by the garbage collector.
+
+    A decoded snapshot is a tree built from JSON: it can hold no reference
+    cycle, so the collector has nothing to find among its structs (one per
+    process). Tracking them cost 0.05 ms per upload in allocation, collection
+    and release: decode + encode of a 400-process snapshot took 0.505 ms with
+    them tracked, 0.453 ms without.
+    """
+
+
+class Agent(_Leaf):
     version: Annotated[str, Meta(min_length=1, max_length=64)]
 
 
-class Host(msgspec.Struct):
+class Host(_Leaf):
     id: Annotated[str, Meta(min_length=1, max_length=256)]
     hostname: NonEmptyStr
     fqdn: Optional[Str] = None
@@ -51,7 +62,7 @@ class Host(msgspec.Struct):
     boot_time: Optional[Time] = None
 
 
-class OperatingSystem(msgspec.Struct):
+class OperatingSystem(_Leaf):
     name: NonEmptyStr
     version: Optional[Str] = None
     release: Optional[Str] = None
@@ -62,7 +73,7 @@ class OperatingSystem(msgspec.Struct):
     arch: Optional[Str] = None
 
 
-class Cpu(msgspec.Struct):
+class Cpu(_Leaf):
     model: Optional[Str] = None
     vendor: Optional[Str] = None
     arch: Optional[Str] = None
@@ -72,19 +83,19 @@ class Cpu(msgspec.Struct):
     usage_percent: Optional[Percent] = None
 
 
-class Memory(msgspec.Struct):
+class Memory(_Leaf):
     total_bytes: Optional[Bytes] = None
     available_bytes: Optional[Bytes] = None
 
 
-class User(msgspec.Struct):
+class User(_Leaf):
     name: NonEmptyStr
     terminal: Optional[Str] = None
     host: Optional[Str] = None
     started: Optional[Time] = None
 
 
-class Process(msgspec.Struct):
+class Process(_Leaf):
     pid: U32
     ppid: Optional[U32] = None
     name: Optional[Str] = None
@@ -99,7 +110,7 @@ class Process(msgspec.Struct):
     cmdline: Optional[Annotated[list[Annotated[str, Meta(max_length=MAX_CMDLINE_CHARS)]], Meta(max_length=MAX_CMDLINE_ARGS)]] = None
 
 
-class SnapshotPayload(msgspec.Struct, kw_only=True):
+class SnapshotPayload(msgspec.Struct, kw_only=True, gc=False):
     """One snapshot as the agent sends it; field order is the stored order."""
 
     schema_version: Literal[1]
@@ -128,6 +139,10 @@ _decoder = msgspec.json.Decoder(SnapshotPayload)
 _encoder = msgspec.json.Encoder()
 _CMDLINE = operator.attrgetter("cmdline")
 _AT_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.S)
+# bytes.__contains__ took 70 us to scan a 118 KB body for this needle (its last
+# byte, "0", is common in JSON, so the skip table rarely skips); the regex
+# engine's literal search takes 33 us.
+_NUL_ESCAPE = re.compile(rb"\\u0000")
 
 
 def _field_error(path: str, message: str) -> PayloadError:
@@ -178,7 +193,7 @@ def _check_semantics(payload: SnapshotPayload, *, now: dt.datetime, raw: bytes) 
                                    f"cmdline is longer than {MAX_CMDLINE_CHARS} characters in all.")
     # A NUL can only arrive as the escape \u0000; look for it in the raw bytes
     # first so that the common case costs one scan in C.
-    if b"\\u0000" in raw:
+    if _NUL_ESCAPE.search(raw):
         path = _find_nul(msgspec.to_builtins(payload), "")
         if path is not None:
             raise _field_error(path, "NUL characters are not allowed in strings.")

@@ -7,14 +7,17 @@ was written: no day file, no row.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import gzip
 import json
 import os
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from reports import payload as payload_schema
 from reports import services
 from reports.models import Host, Snapshot
 from reports.tests.factories import encode, make_payload
@@ -150,6 +153,8 @@ def test_a_reader_cannot_upload(reader_token, data_dir):
     (encode({**make_payload(), "processes": [{"pid": "1"}]}), "processes[0].pid"),
     (encode({**make_payload(), "processes": [{"pid": 1}] * 20_001}), "processes"),
     (encode({**make_payload(), "users": [{"name": "a\u0000b"}]}), "users[0].name"),
+    (encode({**make_payload(), "processes": [{"pid": 1}, {"pid": 2, "cmdline": ["x", "\u0000"]}]}),
+     "processes[1].cmdline[1]"),
     (encode({**make_payload(), "host": {"id": "", "hostname": "h"}}), "host.id"),
     (encode({**make_payload(), "host": {"id": "x", "hostname": "h", "ips": ["../../etc"]}}), "host.ips[0]"),
     (encode({**make_payload(), "cpu": {"usage_percent": 101}}), "cpu.usage_percent"),
@@ -164,6 +169,12 @@ def test_invalid_payloads_are_400_with_the_field_and_store_nothing(agent_token, 
     if field:
         assert field in error["fields"], error
     assert_nothing_stored(data_dir)
+
+
+def test_a_decoded_snapshot_is_not_tracked_by_the_garbage_collector():
+    snapshot = payload_schema.decode(encode(make_payload()), now=timezone.now())
+    assert snapshot.processes
+    assert not any(gc.is_tracked(item) for item in [snapshot, snapshot.host, *snapshot.processes, *snapshot.users])
 
 
 def test_a_cmdline_of_exactly_the_budget_is_accepted(agent_token, data_dir):
