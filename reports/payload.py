@@ -39,7 +39,7 @@ Percent = Annotated[float, Meta(ge=0, le=100)]
 ProcessCpuPercent = Annotated[float, Meta(ge=0, le=1_000_000)]
 
 
-class _Leaf(msgspec.Struct, gc=False):
+class _Untracked(msgspec.Struct, gc=False):
     """Base of the payload's structs: not tracked by the garbage collector.
 
     A decoded snapshot is a tree built from JSON: it can hold no reference
@@ -50,11 +50,11 @@ class _Leaf(msgspec.Struct, gc=False):
     """
 
 
-class Agent(_Leaf):
+class Agent(_Untracked):
     version: Annotated[str, Meta(min_length=1, max_length=64)]
 
 
-class Host(_Leaf):
+class Host(_Untracked):
     id: Annotated[str, Meta(min_length=1, max_length=256)]
     hostname: NonEmptyStr
     fqdn: Optional[Str] = None
@@ -62,7 +62,7 @@ class Host(_Leaf):
     boot_time: Optional[Time] = None
 
 
-class OperatingSystem(_Leaf):
+class OperatingSystem(_Untracked):
     name: NonEmptyStr
     version: Optional[Str] = None
     release: Optional[Str] = None
@@ -73,7 +73,7 @@ class OperatingSystem(_Leaf):
     arch: Optional[Str] = None
 
 
-class Cpu(_Leaf):
+class Cpu(_Untracked):
     model: Optional[Str] = None
     vendor: Optional[Str] = None
     arch: Optional[Str] = None
@@ -83,19 +83,19 @@ class Cpu(_Leaf):
     usage_percent: Optional[Percent] = None
 
 
-class Memory(_Leaf):
+class Memory(_Untracked):
     total_bytes: Optional[Bytes] = None
     available_bytes: Optional[Bytes] = None
 
 
-class User(_Leaf):
+class User(_Untracked):
     name: NonEmptyStr
     terminal: Optional[Str] = None
     host: Optional[Str] = None
     started: Optional[Time] = None
 
 
-class Process(_Leaf):
+class Process(_Untracked):
     pid: U32
     ppid: Optional[U32] = None
     name: Optional[Str] = None
@@ -110,7 +110,7 @@ class Process(_Leaf):
     cmdline: Optional[Annotated[list[Annotated[str, Meta(max_length=MAX_CMDLINE_CHARS)]], Meta(max_length=MAX_CMDLINE_ARGS)]] = None
 
 
-class SnapshotPayload(msgspec.Struct, kw_only=True, gc=False):
+class SnapshotPayload(_Untracked, kw_only=True):
     """One snapshot as the agent sends it; field order is the stored order."""
 
     schema_version: Literal[1]
