@@ -85,7 +85,11 @@ class UploadTemplate:
 
 
 if __name__ == "__main__":
+    # --save FILE keeps the snapshot, so that two runs (or two commits) can send the same one.
     snapshot = collect_snapshot()
     template = UploadTemplate(snapshot)
     print(f"payload processes: {len(snapshot['processes'])}")
     print(f"payload size: {len(template.body())} bytes")
+    if len(sys.argv) == 3 and sys.argv[1] == "--save":
+        Path(sys.argv[2]).write_text(json.dumps(snapshot))
+        print(f"saved to {sys.argv[2]}")

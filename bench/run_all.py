@@ -24,6 +24,7 @@ SCRIPTS = [
     ("ingest.py", 240, ["--count", "1500", "--duration", "15"]),
     ("dayfile.py", 300, ["--uploads", "100", "--ips", "2"]),
     ("query.py", 600, ["--hosts", "1000", "--file-hosts", "100", "--requests", "150"]),
+    ("upload_cost.py", 300, ["--uploads", "100", "--counted", "10"]),
     ("agent.py", 300, []),
     ("pages.py", 600, []),
 ]
@@ -73,7 +74,7 @@ def run(script: str, limit: int, extra: list[str]) -> tuple[list[dict], str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated script names (ingest,dayfile,query,agent,pages)")
+    parser.add_argument("--only", default="", help="comma-separated script names (ingest,dayfile,query,upload_cost,agent,pages)")
     parser.add_argument("--quick", action="store_true", help="smaller runs, for checking the scripts work")
     args = parser.parse_args(argv)
     wanted = {name.strip().removesuffix(".py") for name in args.only.split(",") if name.strip()}
@@ -93,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n== summary")
     width = max([len(row["name"]) for row in rows] + [6])
-    print(f"{'figure':<{width}}  {'value':>12}  {'unit':<10}  {'target':<14}  verdict")
+    print(f"{'figure':<{width}}  {'value':>12}  {'unit':<14}  {'target':<14}  verdict")
     for row in rows:
         value = row["value"]
         shown = f"{float(value):.2f}" if value != "nan" else value
-        print(f"{row['name']:<{width}}  {shown:>12}  {(row['unit'] or '').strip():<10}  "
+        print(f"{row['name']:<{width}}  {shown:>12}  {(row['unit'] or '').strip():<14}  "
               f"{(row['target'] or ''):<14}  {row['verdict'] or ''}")
     print()
     for script, outcome, seconds in outcomes:

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from conftest import require
 
 from bench.loadgen import run_load, source_address
 from bench.payloads import UploadTemplate, collect_snapshot
@@ -64,3 +69,27 @@ def test_run_all_finds_every_benchmark_script_but_not_the_helpers():
     assert names[:3] == ["ingest.py", "dayfile.py", "query.py"]
     assert not set(names) & run_all.HELPERS
     assert all((run_all.BENCH / name).exists() for name in names if name not in ("agent.py", "pages.py"))
+
+
+@pytest.mark.slow
+def test_upload_cost_counts_the_same_instructions_for_the_same_snapshot(tmp_path):
+    """The instruction count is the figure that tells code changes apart on a noisy machine: it must repeat."""
+    from bench import run_all
+
+    require(shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None,
+            "valgrind is not installed (apt-get install valgrind)")
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(json.dumps(collect_snapshot()))
+    counts = []
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "bench/upload_cost.py", "--uploads", "5", "--counted", "3", "--snapshot", str(snapshot)],
+            cwd=Path(run_all.ROOT), capture_output=True, text=True, timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        figures = {m["name"]: float(m["value"]) for m in map(run_all.LINE.match, result.stdout.splitlines()) if m}
+        assert figures["upload_cost.cpu_per_upload"] > 0
+        counts.append(figures["upload_cost.instructions_per_upload"])
+    # A 400-process upload is millions of instructions (decoding alone is about 3 M), not a stub's few thousand.
+    assert all(2 < count < 200 for count in counts), counts
+    assert abs(counts[0] - counts[1]) / counts[0] < 0.02, counts
