@@ -2,7 +2,9 @@
 
 Starts gunicorn in the foreground, waits until it answers, runs the agent
 once (with the demo token kept in ``.env``), and prints where to look.
-Ctrl-C stops everything.
+Ctrl-C stops everything, and so does SIGTERM (``kill``, ``timeout``, an
+IDE's stop button): without that, the server would outlive this script and
+keep the port, and the next ``make run`` could not start.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     args = parser.parse_args(argv)
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes the Ctrl-C path below
     envfile.load(ROOT / ".env")
     url = f"http://{args.host}:{args.port}"
     server = subprocess.Popen(
