@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -34,20 +33,12 @@ def test_stopping_run_demo_stops_the_server_it_started(tmp_path, stop):
     # No agent run: it would spool under the checkout's data/ folder.
     env = {**env, "INVENTORY_TOKEN": ""}
     port = live.free_port()
-    demo = subprocess.Popen([sys.executable, "scripts/run_demo.py", "--port", str(port), "--workers", "1"],
-                            cwd=live.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log_path = tmp_path / "run_demo.log"
+    with open(log_path, "wb") as log:
+        demo = subprocess.Popen([sys.executable, "scripts/run_demo.py", "--port", str(port), "--workers", "1"],
+                                cwd=live.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert demo.poll() is None and time.monotonic() < deadline, "the demo server did not start"
-            time.sleep(0.2)
+        live.wait_until_healthy(f"http://127.0.0.1:{port}", demo, log_path, timeout=60)
 
         demo.send_signal(stop)
         assert demo.wait(timeout=30) == 0
