@@ -24,15 +24,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 
 import msgspec
 from django.conf import settings
 
 from reports import metrics
+from reports.api.errors import server_error
 from reports.network import client_ip
 
 logger = logging.getLogger("relevo.request")
+problems = logging.getLogger(__name__)  # prose; relevo.request carries only the JSON lines
 
 HOST_ID_KEY = "relevo.host_id"
 UPLOAD_PATH = "/upload"
@@ -59,6 +62,30 @@ def _error_code(response) -> str | None:
     return code if isinstance(code, str) else None
 
 
+# RFC 9110 section 5.6.2 (token) and 5.5 (field-value), the rules gunicorn
+# enforces when it writes the headers: after Django's middleware has finished.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
+
+
+def _deliverable(request, response):
+    """*response*, or a 500 in its place if the server could not send its headers.
+
+    Django refuses only CR and LF in a header value; gunicorn also refuses the
+    other control characters, but only when it writes the answer, after this
+    middleware has logged it. A header value carrying one once sent the client
+    gunicorn's own 500 while this log said 200. Checking here, with the rule
+    the server applies, makes the logged status the one the client gets, and
+    the client gets Relevo's JSON error instead of a bare HTML page.
+    """
+    for name, value in response.items():
+        if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+            # The name only: the value is what a client may have put there.
+            problems.error("response header %r is not valid HTTP; answering 500 instead", name)
+            return server_error(request)
+    return response
+
+
 class RequestLogMiddleware:
     """Outermost middleware: times the whole request and logs the final status."""
 
@@ -67,7 +94,7 @@ class RequestLogMiddleware:
 
     def __call__(self, request):
         started = time.perf_counter()
-        response = self.get_response(request)
+        response = _deliverable(request, self.get_response(request))
         seconds = time.perf_counter() - started
         status = response.status_code
         is_upload = request.path == UPLOAD_PATH and request.method == "POST"

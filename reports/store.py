@@ -76,8 +76,13 @@ def data_dir() -> Path:
 def parse_ip(text: str) -> IPAddress:
     """A canonical address from text, or ValueError.
 
-    Scope ids (``fe80::1%eth0``) are refused, and IPv4-mapped IPv6 addresses
-    become the IPv4 address they carry, so one host has one file name.
+    Strict: the text must be the address and nothing else. Nothing is
+    stripped, because the text may come from a link or a query string and
+    the caller must never be able to keep using it raw (a trailing ``\\n``
+    or ``\\x1f`` once reached a ``Content-Disposition`` header); callers use
+    the returned address from here on. Scope ids (``fe80::1%eth0``) are
+    refused, and IPv4-mapped IPv6 addresses become the IPv4 address they
+    carry, so one host has one file name.
     """
     if not isinstance(text, str) or not text or len(text) > 45 or "%" in text:
         raise ValueError(f"{text!r} is not an IP address")
@@ -89,7 +94,7 @@ def _parse_ip(text: str) -> IPAddress:
     # An upload parses its peer's address three times (throttle key, day
     # file, request log) at 4-7 us each; a fleet has a bounded set of
     # addresses, and addresses are immutable, so they are parsed once.
-    address = ipaddress.ip_address(text.strip())
+    address = ipaddress.ip_address(text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address

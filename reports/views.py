@@ -18,7 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from reports import charts, selectors
+from reports import charts, selectors, store
 from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm
 
 HOSTS_PER_PAGE = 50
@@ -130,13 +130,13 @@ def host_changes(request, pk: int):
 
 @login_required
 @require_GET
-def host_day_file(request, pk: int, ip: str, day: dt.date):
+def host_day_file(request, pk: int, ip: store.IPAddress, day: dt.date):
     host = selectors.host_get(pk=pk)
-    content = selectors.host_day_file(host=host, ip=ip, day=day) if host else None
+    content = selectors.host_day_file(host=host, ip=str(ip), day=day) if host else None
     if content is None:
         return _not_found(request, "day file")
     response = HttpResponse(content, content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="{ip}_{day.isoformat()}.json"'
+    response["Content-Disposition"] = f'attachment; filename="{store.file_name(ip, day)}"'
     return response
 
 
