@@ -13,6 +13,8 @@
 
 A replayed ``snapshot_id`` is answered from its row before any of this; two
 copies racing each other are stopped by the unique constraint in step 4.
+The answer names the stored snapshot's address, day and file, so a caller
+bound to one host (``host_binding``) gets it only for that host's snapshots.
 A worker killed between 3's fsync and its commit leaves a document in the file
 with no row; step 2 of the next writer of that file records it, so the file
 and the database agree again, and the agent's retry is answered from it.
@@ -51,6 +53,24 @@ class IngestResult:
         return {"snapshot_id": self.snapshot_id, "ip": self.ip, "date": self.date, "file": self.file}
 
 
+class SnapshotOfAnotherHost(Exception):
+    """A replayed snapshot_id is stored for a host other than the one the caller is bound to."""
+
+
+def _replayed(snapshot: Snapshot, *, host_binding: str | None) -> IngestResult:
+    """The answer to a replay, for a caller allowed to see it.
+
+    An agent token from /enroll may upload only for its own host.id; without
+    this check it could send another host's snapshot_id under its own host.id
+    and be told that host's address, day and file name. A fleet token
+    (``host_binding`` None) may upload for any host.id, so it could ask under
+    the other host's id anyway: refusing it here would hide nothing.
+    """
+    if host_binding is not None and not Host.objects.filter(pk=snapshot.host_id, host_id=host_binding).exists():
+        raise SnapshotOfAnotherHost(str(snapshot.snapshot_id))
+    return _result(snapshot, created=False)
+
+
 def _result(snapshot: Snapshot, *, created: bool) -> IngestResult:
     return IngestResult(
         snapshot_id=str(snapshot.snapshot_id),
@@ -71,11 +91,16 @@ def snapshot_ingest(
     payload: payload_schema.SnapshotPayload,
     ip: store.IPAddress,
     received_at: dt.datetime | None = None,
+    host_binding: str | None = None,
 ) -> IngestResult:
-    """Store one validated snapshot in its day file and the database, durably and once."""
+    """Store one validated snapshot in its day file and the database, durably and once.
+
+    *host_binding* is the host.id the caller's token is bound to (None: any);
+    a replay of a snapshot stored for another host raises SnapshotOfAnotherHost.
+    """
     existing = _snapshot_by_id(payload.snapshot_id)
     if existing is not None:
-        return _result(existing, created=False)
+        return _replayed(existing, host_binding=host_binding)
 
     received_at = received_at or timezone.now()
     day = snapshot_day(payload.collected_at)
@@ -86,7 +111,7 @@ def snapshot_ingest(
         if _adopt_unrecorded_tail(writer, ip=ip, day=day) == payload.snapshot_id:
             existing = _snapshot_by_id(payload.snapshot_id)
             if existing is not None:
-                return _result(existing, created=False)
+                return _replayed(existing, host_binding=host_binding)
         # The fsync happens before the database write lock is taken, so other
         # day files' writers are not held up by this one's disk flush. A crash
         # between here and the commit leaves a tail that the next writer of
@@ -105,7 +130,7 @@ def snapshot_ingest(
             existing = _snapshot_by_id(payload.snapshot_id)
             if existing is None:
                 raise
-            return _result(existing, created=False)
+            return _replayed(existing, host_binding=host_binding)
         except BaseException:
             writer.undo(appended)
             raise
@@ -287,8 +312,8 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, 
 
 
 def _snapshot_by_id(snapshot_id) -> Snapshot | None:
-    """The stored snapshot with this id (only what ``_result`` needs), or None."""
-    return rowsql.select_one(Snapshot, ["id", "snapshot_id", "ip", "day", "file_name"],
+    """The stored snapshot with this id (only what ``_replayed`` needs), or None."""
+    return rowsql.select_one(Snapshot, ["id", "snapshot_id", "host", "ip", "day", "file_name"],
                              where={"snapshot_id": snapshot_id})
 
 

@@ -32,7 +32,7 @@ from reports.api import serializers
 from reports.api.errors import InvalidParameters, InvalidPayload, NothingStored
 from reports.api.filters import HostFilter, ProcessFilter
 from reports.api.parsers import SnapshotParser
-from reports.auth import IsAgent, IsReader, check_host_binding, enroll_secret_valid
+from reports.auth import HostMismatch, IsAgent, IsReader, check_host_binding, enroll_secret_valid
 from reports.middleware import note_host_id
 from reports.models import Host
 from reports.network import client_ip
@@ -95,7 +95,11 @@ class UploadView(BaseAPIView):
             ip = client_ip(request.META)
         except ValueError:
             raise InvalidParameters("The server cannot tell which address this upload came from.") from None
-        result = services.snapshot_ingest(payload=snapshot, ip=ip)
+        try:
+            result = services.snapshot_ingest(payload=snapshot, ip=ip, host_binding=request.auth.host_id)
+        except services.SnapshotOfAnotherHost:
+            raise HostMismatch("This token is bound to another host than the one this snapshot_id "
+                               "is stored for; choose a new snapshot_id.") from None
         return Response(result.as_dict(), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 

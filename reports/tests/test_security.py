@@ -92,6 +92,33 @@ def test_a_bound_token_cannot_upload_for_another_host_and_nothing_is_stored(data
     assert_nothing_stored(data_dir)
 
 
+def test_a_bound_token_cannot_replay_another_hosts_snapshot_id_and_learns_nothing(data_dir):
+    other = make_payload(host_id="host-b", hostname="db-secret-name")
+    stored = upload(enroll(host_id="host-b", ip="10.9.9.9").json()["token"], other, ip="10.9.9.9")
+    assert stored.status_code == 201
+    files = sorted(p.name for p in data_dir.iterdir())
+    token_a = enroll(host_id="host-a").json()["token"]
+
+    replay = make_payload(host_id="host-a", hostname="web-a")
+    replay["snapshot_id"] = other["snapshot_id"]
+    response = upload(token_a, replay)
+    body = assert_error(response, 403, "host_mismatch")
+    for secret in ["10.9.9.9", stored.json()["date"], stored.json()["file"], "host-b", "db-secret-name"]:
+        assert secret not in response.content.decode(), secret
+    assert "snapshot_id" not in body and "ip" not in body
+    assert sorted(p.name for p in data_dir.iterdir()) == files
+    assert Snapshot.objects.count() == 1 and not Host.objects.filter(host_id="host-a").exists()
+
+    # Its own snapshot replays as before (200, same answer), and a fleet token keeps today's rule.
+    mine = make_payload(host_id="host-a")
+    first = upload(token_a, mine)
+    assert first.status_code == 201
+    again = upload(token_a, mine)
+    assert again.status_code == 200 and again.json() == first.json()
+    fleet = services.agent_token_create(name="fleet")[1]
+    assert upload(fleet, other, ip="10.9.9.9").json() == stored.json()
+
+
 def test_re_enrolling_a_host_revokes_its_previous_token(data_dir):
     first = enroll(host_id="host-1").json()["token"]
     second = enroll(host_id="host-1").json()["token"]
