@@ -29,8 +29,21 @@ MAX_IPS = 256
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
-Str = Annotated[str, Meta(max_length=MAX_STRING)]
-NonEmptyStr = Annotated[str, Meta(min_length=1, max_length=MAX_STRING)]
+# Rules the validator checks outside msgspec are written into the JSON Schema
+# here too (``extra_json_schema`` documents, it does not validate), so the
+# OpenAPI document refuses what the server refuses: NUL characters in any
+# string (one scan of the raw body, in _check_semantics) and host.ips entries
+# that are not addresses.
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
+IP_ADDRESS = {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+
+
+def _text(*, min_length: int = 0, max_length: int = MAX_STRING, **extra) -> Meta:
+    return Meta(min_length=min_length or None, max_length=max_length, extra_json_schema={**NO_NUL, **extra})
+
+
+Str = Annotated[str, _text()]
+NonEmptyStr = Annotated[str, _text(min_length=1)]
 Time = Annotated[dt.datetime, Meta(tz=True)]
 U32 = Annotated[int, Meta(ge=0, le=2**32 - 1)]
 Bytes = Annotated[int, Meta(ge=0, le=2**63 - 1)]
@@ -51,14 +64,14 @@ class _Untracked(msgspec.Struct, gc=False):
 
 
 class Agent(_Untracked):
-    version: Annotated[str, Meta(min_length=1, max_length=64)]
+    version: Annotated[str, _text(min_length=1, max_length=64)]
 
 
 class Host(_Untracked):
-    id: Annotated[str, Meta(min_length=1, max_length=256)]
+    id: Annotated[str, _text(min_length=1, max_length=256)]
     hostname: NonEmptyStr
     fqdn: Optional[Str] = None
-    ips: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=MAX_IPS)] = []
+    ips: Annotated[list[Annotated[str, Meta(max_length=64, extra_json_schema=IP_ADDRESS)]], Meta(max_length=MAX_IPS)] = []
     boot_time: Optional[Time] = None
 
 
@@ -100,14 +113,14 @@ class Process(_Untracked):
     ppid: Optional[U32] = None
     name: Optional[Str] = None
     username: Optional[Str] = None
-    status: Optional[Annotated[str, Meta(max_length=64)]] = None
+    status: Optional[Annotated[str, _text(max_length=64)]] = None
     create_time: Optional[Time] = None
     cpu_percent: Optional[ProcessCpuPercent] = None
     memory_rss_bytes: Optional[Bytes] = None
     memory_percent: Optional[Percent] = None
     num_threads: Optional[Annotated[int, Meta(ge=0, le=10_000_000)]] = None
     exe: Optional[Str] = None
-    cmdline: Optional[Annotated[list[Annotated[str, Meta(max_length=MAX_CMDLINE_CHARS)]], Meta(max_length=MAX_CMDLINE_ARGS)]] = None
+    cmdline: Optional[Annotated[list[Annotated[str, _text(max_length=MAX_CMDLINE_CHARS)]], Meta(max_length=MAX_CMDLINE_ARGS)]] = None
 
 
 class SnapshotPayload(_Untracked, kw_only=True):
@@ -115,14 +128,16 @@ class SnapshotPayload(_Untracked, kw_only=True):
 
     schema_version: Literal[1]
     snapshot_id: uuid.UUID
-    collected_at: Time
+    collected_at: Annotated[dt.datetime, Meta(tz=True, description=(
+        "When the agent collected the snapshot: not before 2000-01-01 and at most 5 minutes "
+        "in the future of the server's clock (a rule JSON Schema cannot state)."))]
     agent: Agent
     host: Host
     os: OperatingSystem
     cpu: Cpu
     memory: Optional[Memory] = None
     users: Annotated[list[User], Meta(max_length=MAX_USERS)]
-    users_source: Optional[Annotated[str, Meta(max_length=32)]] = None
+    users_source: Optional[Annotated[str, _text(max_length=32)]] = None
     processes: Annotated[list[Process], Meta(max_length=MAX_PROCESSES)]
 
 
@@ -157,10 +172,10 @@ def decode(raw: bytes, *, now: dt.datetime) -> SnapshotPayload:
     try:
         payload = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        match = _AT_PATH.match(str(exc))
-        if match:
-            raise _field_error(match["path"].lstrip("."), match["msg"]) from None
-        raise _field_error("", str(exc)) from None
+        if _WHOLE_FLOAT.search(str(exc)):
+            payload = _decode_whole_floats(raw)
+        else:
+            raise _validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise PayloadError(f"The body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -169,6 +184,44 @@ def decode(raw: bytes, *, now: dt.datetime) -> SnapshotPayload:
         raise PayloadError("The body is nested too deeply.") from None
     _check_semantics(payload, now=now, raw=raw)
     return payload
+
+
+_WHOLE_FLOAT = re.compile(r"^Expected `int[^`]*`, got `float`")
+
+
+def _validation_error(exc: msgspec.ValidationError) -> PayloadError:
+    match = _AT_PATH.match(str(exc))
+    if match:
+        return _field_error(match["path"].lstrip("."), match["msg"])
+    return _field_error("", str(exc))
+
+
+def _decode_whole_floats(raw: bytes) -> SnapshotPayload:
+    """Decode a body that spells a whole number as a float (``"pid": 42.0``), or raise PayloadError.
+
+    In JSON (and the JSON Schema of the OpenAPI document, draft 2020-12) 42.0
+    is the integer 42, but msgspec's typed decoder refuses it, and its lax
+    mode would also read "42" as 42. So only when the fast path fails on a
+    float: decode untyped, turn whole floats into ints, and validate strictly.
+    """
+    try:
+        return msgspec.convert(_whole_floats_as_ints(msgspec.json.decode(raw)), SnapshotPayload)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc) from None
+    except msgspec.DecodeError as exc:  # the typed pass stopped before the broken part
+        raise PayloadError(f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("The body is nested too deeply.") from None
+
+
+def _whole_floats_as_ints(value):
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(item) for item in value]
+    return value
 
 
 def _check_semantics(payload: SnapshotPayload, *, now: dt.datetime, raw: bytes) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import msgspec
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -48,10 +49,32 @@ class QueryResultSerializer(serializers.Serializer):
     snapshots = serializers.ListField(child=StoredDocumentField())
 
 
+NO_NUL = RegexValidator(r"\A[^\x00]*\Z", message="Null characters are not allowed.")
+
+
+class TextField(serializers.CharField):
+    """A string taken as sent (no trimming), whose OpenAPI schema states every rule it checks.
+
+    DRF trims whitespace before checking blank and max_length, and refuses NUL
+    with a validator drf-spectacular cannot describe, so " " or a string with a
+    NUL was valid by the schema and refused by the server. Here nothing is
+    trimmed, a required string says ``minLength: 1``, and the NUL rule is a
+    ``RegexValidator``, which drf-spectacular publishes as ``pattern``.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        if not kwargs.get("allow_blank"):
+            kwargs.setdefault("min_length", 1)
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+        self.validators.append(NO_NUL)
+
+
 class EnrollRequestSerializer(serializers.Serializer):
-    enroll_secret = serializers.CharField(max_length=256, trim_whitespace=False)
-    host_id = serializers.CharField(max_length=256, help_text="The host.id this agent will send.")
-    hostname = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+    enroll_secret = TextField(max_length=256)
+    host_id = TextField(max_length=256, help_text="The host.id this agent will send (as in the payload's host.id).")
+    hostname = TextField(max_length=255, required=False, default="", allow_blank=True)
 
 
 class EnrollResultSerializer(serializers.Serializer):

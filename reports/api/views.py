@@ -39,6 +39,7 @@ from reports.network import client_ip
 from reports.throttling import EnrollThrottle, UploadThrottle, auth_failure
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_POSITIVE_INT = re.compile(r"[1-9][0-9]*")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 
@@ -131,7 +132,8 @@ def _query_params(params) -> tuple[store.IPAddress, dt.date | None, bool]:
 @extend_schema(
     summary="The snapshots stored for one IP address",
     parameters=[
-        OpenApiParameter("ip", OpenApiTypes.STR, required=True, description="IPv4 or IPv6 address."),
+        OpenApiParameter("ip", {"type": "string", **payload_schema.IP_ADDRESS}, required=True,
+                         description="IPv4 or IPv6 address, nothing around it (no scope id)."),
         OpenApiParameter("date", OpenApiTypes.DATE, description="YYYY-MM-DD; default: the newest day."),
         OpenApiParameter("latest", OpenApiTypes.BOOL, description="Only the newest snapshot of that day."),
     ],
@@ -197,9 +199,47 @@ class EnrollView(BaseAPIView):
 # --- read API -----------------------------------------------------------------------------
 
 class ReadPagination(PageNumberPagination):
+    """Pages of 50 (``page_size`` up to 500), with both parameters as strict as the schema says.
+
+    DRF reads an empty ``page`` as page 1 and ignores a ``page_size`` it cannot
+    parse, so ``page=`` or ``page_size=null`` were answered although the
+    schema says "integer". Here either is a positive integer or a 400; a page
+    past the last is DRF's 404, and a larger ``page_size`` is read as 500.
+    """
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def paginate_queryset(self, queryset, request, view=None):
+        errors = {}
+        for name in (self.page_query_param, self.page_size_query_param):
+            raw = request.query_params.get(name)
+            if raw is not None and not _POSITIVE_INT.fullmatch(raw):
+                errors[name] = [f"{raw!r} is not a whole number of 1 or more."]
+        if errors:
+            raise InvalidParameters("The query parameters are not valid.", errors)
+        if len(request.query_params.get(self.page_query_param, "")) > 18:
+            # Past the last page whatever the data; and int() refuses texts over 4,300 digits.
+            raise exceptions.NotFound("Invalid page.")
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        return self.max_page_size if len(raw) > 4 else min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"]["minimum"] = 1
+            elif parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = f"Results per page (default {self.page_size}; larger than " \
+                                           f"{self.max_page_size} is read as {self.max_page_size})."
+        return parameters
 
 
 class ReadAPIMixin(WrongMethodFirstMixin):
@@ -236,7 +276,7 @@ class HostDetailView(ReadAPIMixin, APIView):
 
 
 @extend_schema(summary="A host's snapshots, newest first",
-               responses={200: serializers.SnapshotSummarySerializer(many=True), **_errors(401, 403, 404, 429)},
+               responses={200: serializers.SnapshotSummarySerializer(many=True), **_errors(400, 401, 403, 404, 429)},
                tags=["read"])
 class HostSnapshotListView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = serializers.SnapshotSummarySerializer
