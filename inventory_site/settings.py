@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -258,3 +259,32 @@ SPECTACULAR_SETTINGS = {
         "reports.api.schema.add_payload_schema",
     ],
 }
+
+# --- Sign-in lockout (issue 13): django-axes on /accounts/login/ and /admin/login/ ----
+# INVENTORY_LOGIN_FAILURE_LIMIT failed sign-ins from one client address, each
+# within INVENTORY_LOGIN_COOLOFF_MINUTES of the one before, lock that address
+# out (429, reports.lockout) until that long after the last one; 0 turns it off.
+# Counted per address only, never per user name alone, so that nobody can lock
+# the real admin out from somewhere else (trade-offs: docs/security.md).
+INVENTORY_LOGIN_FAILURE_LIMIT = env_int("INVENTORY_LOGIN_FAILURE_LIMIT", 10)
+INVENTORY_LOGIN_COOLOFF_MINUTES = env_int("INVENTORY_LOGIN_COOLOFF_MINUTES", 15)
+INSTALLED_APPS += ["axes"]
+# Last, so that it sees the locked-out flag that the backend sets during the view.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out address before any password hashing
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = INVENTORY_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(INVENTORY_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=max(INVENTORY_LOGIN_COOLOFF_MINUTES, 1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "reports.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "reports.lockout.lockout_response"
+# A refused attempt is not recorded: it costs two reads, no write, no hash, and an
+# attacker cannot grow the attempt row; the lock still ends COOLOFF after the last real failure.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Failures and lockouts are warnings (user name and address masked); its per-request chatter is not logged.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
+# AXES_RESET_ON_SUCCESS stays off: with a count per address, anyone with an account of
+# their own could sign in between guesses at another one and start again from zero.

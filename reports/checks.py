@@ -110,4 +110,11 @@ def check_security_settings(app_configs=None, **kwargs):
                 hint='Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"',
                 id="reports.E010",
             ))
+    if settings.INVENTORY_LOGIN_FAILURE_LIMIT < 0 or settings.INVENTORY_LOGIN_COOLOFF_MINUTES < 1:
+        errors.append(checks.Error(
+            "INVENTORY_LOGIN_FAILURE_LIMIT must be 0 (no lockout) or more, and "
+            "INVENTORY_LOGIN_COOLOFF_MINUTES at least 1.",
+            hint="The defaults are 10 failed sign-ins per address, locked for 15 minutes after the last.",
+            id="reports.E020",
+        ))
     return errors
