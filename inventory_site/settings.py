@@ -17,6 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from inventory_site import envfile
+from reports.private import PrivateSqliteConnection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 envfile.load(Path(os.environ.get("RELEVO_ENV_FILE") or BASE_DIR / ".env"))
@@ -117,6 +118,8 @@ _SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000;",
+    # Creates a missing database file 0600 before SQLite opens it (its -wal/-shm follow): reports.private.
+    "factory": PrivateSqliteConnection,
 }
 _database_url = os.environ.get("DATABASE_URL", "").strip()
 if _database_url:
