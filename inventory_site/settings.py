@@ -287,6 +287,8 @@ AXES_LOCKOUT_CALLABLE = "reports.lockout.lockout_response"
 # A refused attempt is not recorded: it costs two reads, no write, no hash, and an
 # attacker cannot grow the attempt row; the lock still ends COOLOFF after the last real failure.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Masked in the attempt rows' form data and in the log (the password always is).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 # Failures and lockouts are warnings (user name and address masked); its per-request chatter is not logged.
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 # AXES_RESET_ON_SUCCESS stays off: with a count per address, anyone with an account of

@@ -188,3 +188,10 @@ def test_system_check_reports_bad_lockout_settings(settings, name, value):
     assert check_security_settings() == []
     setattr(settings, name, value)
     assert [e.id for e in check_security_settings()] == ["reports.E020"]
+
+
+def test_attempt_rows_keep_no_password_or_csrf_token(client, admin_user):
+    client.post("/accounts/login/", {"username": "admin", "password": "hunter2-secret",
+                                     "csrfmiddlewaretoken": "csrf-value-123"}, REMOTE_ADDR="203.0.113.7")
+    attempt = AccessAttempt.objects.get()
+    assert "hunter2-secret" not in attempt.post_data and "csrf-value-123" not in attempt.post_data
