@@ -284,8 +284,10 @@ AXES_COOLOFF_TIME = timedelta(minutes=max(INVENTORY_LOGIN_COOLOFF_MINUTES, 1))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_CLIENT_IP_CALLABLE = "reports.lockout.client_address"
 AXES_LOCKOUT_CALLABLE = "reports.lockout.lockout_response"
+AXES_HANDLER = "reports.lockout.LockoutHandler"  # the database handler, without writes for refused sign-ins
 # A refused attempt is not recorded: it costs two reads, no write, no hash, and an
 # attacker cannot grow the attempt row; the lock still ends COOLOFF after the last real failure.
+# (Needs AXES_HANDLER above for "no write".)
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # Masked in the attempt rows' form data and in the log (the password always is).
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]

@@ -10,7 +10,8 @@ any password is hashed. Two things are decided here:
   only from ``INVENTORY_TRUSTED_PROXIES`` and a client behind no proxy cannot
   escape its lock by sending one;
 * what a refused sign-in gets: 429, ``Retry-After`` and a page that says when
-  to try again, instead of axes' bare text.
+  to try again, instead of axes' bare text;
+* that a refused sign-in writes nothing (``LockoutHandler``).
 
 The policy itself (count per address, limit, cool-off) is in settings and
 docs/security.md.
@@ -21,7 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_client_username
 from axes.models import AccessAttempt
+from axes.signals import user_locked_out
 from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -40,6 +44,26 @@ def client_address(request) -> str | None:
         return str(client_ip(request.META))
     except ValueError:
         return None
+
+
+class LockoutHandler(AxesDatabaseHandler):
+    """axes' database handler, minus the write it does for a sign-in it already refused.
+
+    For every failed sign-in axes first deletes expired attempt rows. For a
+    refused one that is a write statement per request on the one SQLite
+    writer the uploads queue for (reports.dbwrite), which a locked-out
+    attacker could send as fast as they like. Expired rows are still deleted
+    on every recorded failure and successful sign-in; they are never counted
+    meanwhile (attempts are read with the cool-off threshold).
+    """
+
+    def user_login_failed(self, sender, credentials: dict, request=None, **kwargs):
+        if request is not None and getattr(request, "axes_locked_out", False):
+            request.axes_credentials = credentials
+            user_locked_out.send("axes", request=request, username=get_client_username(request, credentials),
+                                 ip_address=request.axes_ip_address)
+            return
+        super().user_login_failed(sender, credentials, request, **kwargs)
 
 
 def lockout_ends(ip_address: str | None, *, now: dt.datetime | None = None) -> dt.datetime:

@@ -7,12 +7,14 @@ and once through a real gunicorn on loopback, where each client binds its own
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
+from django.utils import timezone
 
 from reports import services
 from reports.tests import live
@@ -195,3 +197,19 @@ def test_attempt_rows_keep_no_password_or_csrf_token(client, admin_user):
                                      "csrfmiddlewaretoken": "csrf-value-123"}, REMOTE_ADDR="203.0.113.7")
     attempt = AccessAttempt.objects.get()
     assert "hunter2-secret" not in attempt.post_data and "csrf-value-123" not in attempt.post_data
+
+
+def test_a_refused_sign_in_writes_nothing_to_the_database(client, admin_user):
+    """A locked-out attacker can send refusals as fast as they like: none may queue for the one SQLite writer."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for i in range(LIMIT):
+        sign_in(client, f"guess-{i}", address="203.0.113.7")
+    # An expired attempt of someone else's, which axes would otherwise delete on every failure.
+    old = AccessAttempt.objects.create(ip_address="198.51.100.9", username="x", user_agent="", failures_since_start=1)
+    AccessAttempt.objects.filter(pk=old.pk).update(attempt_time=timezone.now() - dt.timedelta(hours=2))
+    with CaptureQueriesContext(connection) as queries:
+        assert sign_in(client, "again", address="203.0.113.7").status_code == 429
+    writes = [q["sql"] for q in queries if q["sql"].split()[0].upper() in {"INSERT", "UPDATE", "DELETE", "REPLACE"}]
+    assert writes == []
