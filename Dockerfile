@@ -11,7 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 relevo \
  && useradd --system --uid 10001 --gid relevo --home-dir /app --shell /usr/sbin/nologin relevo \
  && mkdir -p /data \
- && chown relevo:relevo /data
+ && chown relevo:relevo /data \
+ && chmod 0700 /data
 
 WORKDIR /app
 

@@ -28,7 +28,7 @@ def require(condition: bool, reason: str) -> None:
 @pytest.fixture(autouse=True)
 def _data_dir(tmp_path, settings):
     settings.INVENTORY_DATA_DIR = tmp_path / "data"
-    settings.INVENTORY_DATA_DIR.mkdir()
+    settings.INVENTORY_DATA_DIR.mkdir(mode=0o700)  # as the server makes it (reports.private)
     return settings.INVENTORY_DATA_DIR
 
 

@@ -17,7 +17,7 @@ PYTHON="${PYTHON:-python}"
 export INVENTORY_DATA_DIR="${INVENTORY_DATA_DIR:-/data}"
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${TMPDIR:-/tmp}/relevo-metrics-$$}"
 
-mkdir -p "$INVENTORY_DATA_DIR" "$PROMETHEUS_MULTIPROC_DIR"
+(umask 077 && mkdir -p "$INVENTORY_DATA_DIR" "$PROMETHEUS_MULTIPROC_DIR")  # private, like the files in them
 
 "$PYTHON" manage.py check --deploy --fail-level ERROR
 if [ "${RELEVO_MIGRATE:-true}" != "false" ]; then

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from inventory_site import envfile
+from reports.private import PrivateSqliteConnection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 envfile.load(Path(os.environ.get("RELEVO_ENV_FILE") or BASE_DIR / ".env"))
@@ -116,6 +118,8 @@ _SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000;",
+    # Creates a missing database file 0600 before SQLite opens it (its -wal/-shm follow): reports.private.
+    "factory": PrivateSqliteConnection,
 }
 _database_url = os.environ.get("DATABASE_URL", "").strip()
 if _database_url:
@@ -258,3 +262,36 @@ SPECTACULAR_SETTINGS = {
         "reports.api.schema.add_payload_schema",
     ],
 }
+
+# --- Sign-in lockout (issue 13): django-axes on /accounts/login/ and /admin/login/ ----
+# INVENTORY_LOGIN_FAILURE_LIMIT failed sign-ins from one client address, each
+# within INVENTORY_LOGIN_COOLOFF_MINUTES of the one before, lock that address
+# out (429, reports.lockout) until that long after the last one; 0 turns it off.
+# Counted per address only, never per user name alone, so that nobody can lock
+# the real admin out from somewhere else (trade-offs: docs/security.md).
+INVENTORY_LOGIN_FAILURE_LIMIT = env_int("INVENTORY_LOGIN_FAILURE_LIMIT", 10)
+INVENTORY_LOGIN_COOLOFF_MINUTES = env_int("INVENTORY_LOGIN_COOLOFF_MINUTES", 15)
+INSTALLED_APPS += ["axes"]
+# Last, so that it sees the locked-out flag that the backend sets during the view.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out address before any password hashing
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = INVENTORY_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(INVENTORY_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=max(INVENTORY_LOGIN_COOLOFF_MINUTES, 1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "reports.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "reports.lockout.lockout_response"
+AXES_HANDLER = "reports.lockout.LockoutHandler"  # the database handler, without writes for refused sign-ins
+# A refused attempt is not recorded: it costs two reads, no write, no hash, and an
+# attacker cannot grow the attempt row; the lock still ends COOLOFF after the last real failure.
+# (Needs AXES_HANDLER above for "no write".)
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Masked in the attempt rows' form data and in the log (the password always is).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
+# Failures and lockouts are warnings (user name and address masked); its per-request chatter is not logged.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
+# AXES_RESET_ON_SUCCESS stays off: with a count per address, anyone with an account of
+# their own could sign in between guesses at another one and start again from zero.

@@ -190,6 +190,14 @@ class CreatedOnceTokenAdmin(admin.ModelAdmin):
     def create_token(self, data: dict):
         raise NotImplementedError
 
+    def revoke_selected(self, request, queryset, revoke) -> None:
+        """The body of each admin's *revoke* action: one service call per live token, then a message."""
+        count = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            revoke(token=token)
+            count += 1
+        self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.", messages.SUCCESS)
+
     def save_model(self, request, obj, form, change):
         if change:
             return
@@ -228,16 +236,13 @@ class AgentTokenAdmin(CreatedOnceTokenAdmin):
 
     @admin.action(description="Revoke the selected tokens (agents using them can no longer upload)")
     def revoke(self, request, queryset):
-        count = 0
-        for token in queryset.filter(revoked_at__isnull=True):
-            services.agent_token_revoke(token=token)
-            count += 1
-        self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.", messages.SUCCESS)
+        self.revoke_selected(request, queryset, services.agent_token_revoke)
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(CreatedOnceTokenAdmin):
-    """Made by ``services.api_token_create`` (saving the bare model would store a token with no hash)."""
+    """Made by ``services.api_token_create`` (saving the bare model would store a token with no hash);
+    revoked by ``services.api_token_revoke``."""
 
     list_display = ["name", "user", "key_prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
     list_select_related = ["user"]
@@ -246,9 +251,14 @@ class ApiTokenAdmin(CreatedOnceTokenAdmin):
     add_fields = ["name", "user"]
     fields = ["name", "user", "key_prefix", "created_at", "last_used_at", "revoked_at"]
     raw_id_fields = ["user"]
+    actions = ["revoke"]
 
     def create_token(self, data: dict):
         return services.api_token_create(user=data["user"], name=data["name"])
+
+    @admin.action(description="Revoke the selected tokens (scripts using them can no longer read)")
+    def revoke(self, request, queryset):
+        self.revoke_selected(request, queryset, services.api_token_revoke)
 
 
 admin.site.site_header = "Relevo administration"

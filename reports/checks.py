@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core import checks
 
 from reports.durations import parse_duration
+from reports.private import make_private_folder, open_to_others
 
 
 def _network_errors(name: str, entries: list[str], error_id: str) -> list[checks.CheckMessage]:
@@ -30,7 +31,7 @@ def check_data_dir(app_configs=None, **kwargs):
     data_dir = settings.INVENTORY_DATA_DIR
     if not data_dir.exists():
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_folder(data_dir)
         except OSError as exc:
             return [checks.Error(
                 f"INVENTORY_DATA_DIR {data_dir} does not exist and cannot be created: {exc}",
@@ -46,6 +47,40 @@ def check_data_dir(app_configs=None, **kwargs):
             id="reports.E003",
         )]
     return []
+
+
+@checks.register(checks.Tags.security, deploy=False)
+def check_private_files(app_configs=None, **kwargs):
+    """The data folder and the SQLite database hold password hashes, sessions and every snapshot.
+
+    The server creates them private (reports.private); this catches folders and
+    databases made by hand, by an older version, or restored from a backup.
+    """
+    from reports.dbwrite import sqlite_database_file
+    from reports.throttling import counter_file
+
+    warnings = []
+    data_dir = settings.INVENTORY_DATA_DIR
+    if open_to_others(data_dir):
+        warnings.append(checks.Warning(
+            f"INVENTORY_DATA_DIR {data_dir} can be read or entered by other users of this machine.",
+            hint=f"chmod 700 {data_dir}",
+            id="reports.W020",
+        ))
+    database = sqlite_database_file()
+    if database is not None:
+        names = [database, f"{database}-wal", f"{database}-shm"]
+        throttle = counter_file(database)
+        names += [throttle, f"{throttle}-wal", f"{throttle}-shm"]
+        exposed = [name for name in names if open_to_others(name)]
+        if exposed:
+            warnings.append(checks.Warning(
+                f"The SQLite database files {', '.join(exposed)} can be read by other users of this machine "
+                "(they hold password hashes, sessions and every snapshot).",
+                hint=f"chmod 600 {' '.join(exposed)}",
+                id="reports.W021",
+            ))
+    return warnings
 
 
 @checks.register(checks.Tags.security)
@@ -110,4 +145,11 @@ def check_security_settings(app_configs=None, **kwargs):
                 hint='Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"',
                 id="reports.E010",
             ))
+    if settings.INVENTORY_LOGIN_FAILURE_LIMIT < 0 or settings.INVENTORY_LOGIN_COOLOFF_MINUTES < 1:
+        errors.append(checks.Error(
+            "INVENTORY_LOGIN_FAILURE_LIMIT must be 0 (no lockout) or more, and "
+            "INVENTORY_LOGIN_COOLOFF_MINUTES at least 1.",
+            hint="The defaults are 10 failed sign-ins per address, locked for 15 minutes after the last.",
+            id="reports.E020",
+        ))
     return errors

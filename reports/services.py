@@ -359,6 +359,13 @@ def api_token_create(*, user, name: str = "api") -> tuple[ApiToken, str]:
     return token, raw
 
 
+def api_token_revoke(*, token: ApiToken) -> None:
+    """Stop a read token at once (every request looks its token up; nothing caches it)."""
+    if token.revoked_at is None:
+        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+        token.refresh_from_db(fields=["revoked_at"])
+
+
 def token_touch(*, token: AgentToken | ApiToken) -> None:
     """Note when a token was last used, at most hourly, so auth stays read-only on the hot path."""
     now = timezone.now()

@@ -132,7 +132,7 @@ def day_path(ip: IPAddress, day: dt.date) -> Path:
 # --- low-level helpers ------------------------------------------------------
 
 def _open(path: Path, flags: int) -> int:
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o640)
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise StoreError(f"{path.name} is not a regular file")
@@ -370,7 +370,7 @@ class DayFileWriter:
         parts.append(CLOSE_TAIL)
         data = b"".join(parts)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             _pwrite_all(fd, data, 0)
             _fsync(fd)
@@ -412,7 +412,7 @@ def locked_for_append(ip: IPAddress, day: dt.date) -> Iterator[DayFileWriter]:
     empty (a crash before its first document) is removed on the way out.
     """
     folder = data_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = day_path(ip, day)
     fd = _open_locked(path, create=True, exclusive=True)
     assert fd is not None  # O_CREAT
@@ -509,7 +509,7 @@ def is_writable() -> bool:
     """Whether a file can be created in the data folder now (for /readyz)."""
     folder = data_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(folder / ".readyz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         os.close(fd)
         os.unlink(folder / ".readyz")

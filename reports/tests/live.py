@@ -192,3 +192,36 @@ def start(base: Path, *, workers: int = 2, extra_env: dict[str, str] | None = No
     wait_until_healthy(url, process, log_path, timeout=timeout)
     return LiveRelevo(url=url, data_dir=Path(env["INVENTORY_DATA_DIR"]), env=env, process=process,
                       log_path=log_path, **credentials)
+
+
+# --- signing in like a browser, from a chosen loopback address --------------------
+
+class _SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, address: str):
+        self._address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self._address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class BrowserSession:
+    """A cookie-keeping client whose connections come from *source_address* (any 127.x.y.z on Linux).
+
+    Lets one test be several clients at different addresses, as the sign-in
+    lockout needs; signs in through the real form, CSRF token and all.
+    """
+
+    def __init__(self, url: str, *, source_address: str = "127.0.0.1"):
+        self.url = url
+        self.session = requests.Session()
+        self.session.mount("http://", _SourceAddressAdapter(source_address))
+
+    def sign_in(self, username: str, password: str, *, path: str = "/accounts/login/") -> requests.Response:
+        """POST the sign-in form; a 302 is success (not followed), 200 the form again, 429 locked out."""
+        page = self.session.get(f"{self.url}{path}", timeout=10)
+        token = page.cookies.get("csrftoken") or self.session.cookies.get("csrftoken")
+        return self.session.post(f"{self.url}{path}", timeout=30, allow_redirects=False,
+                                 data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+                                 headers={"Referer": f"{self.url}{path}"})

@@ -131,6 +131,31 @@ def test_revoke_action_goes_through_the_service(admin_client_):
     assert "drop" in listing and ">keep<" not in listing
 
 
+def test_api_token_revoke_action_stops_the_token_at_once(admin_client_, client, django_user_model):
+    """docs/security.md: a reader's API token is revoked in the admin like an agent token."""
+    reader = django_user_model.objects.create_user("reader", password="a-long-test-password")
+    keep, keep_raw = services.api_token_create(user=reader, name="keep")
+    drop, drop_raw = services.api_token_create(user=reader, name="drop")
+    assert client.get("/api/hosts/", HTTP_AUTHORIZATION=f"Token {drop_raw}").status_code == 200
+    response = admin_client_.post("/admin/reports/apitoken/", {
+        "action": "revoke", "_selected_action": [drop.pk],
+    }, follow=True)
+    assert "Revoked 1 token." in response.content.decode()
+    drop.refresh_from_db()
+    keep.refresh_from_db()
+    assert drop.revoked_at is not None and keep.revoked_at is None
+    refused = client.get("/api/hosts/", HTTP_AUTHORIZATION=f"Token {drop_raw}")
+    assert refused.status_code == 401 and refused.json()["error"] == "authentication_failed"
+    assert client.get("/api/hosts/", HTTP_AUTHORIZATION=f"Token {keep_raw}").status_code == 200
+    listing = admin_client_.get("/admin/reports/apitoken/", {"state": "revoked"}).content.decode()
+    assert "drop" in listing and ">keep<" not in listing
+    # Revoking again changes nothing (the first revocation time stays).
+    first = drop.revoked_at
+    admin_client_.post("/admin/reports/apitoken/", {"action": "revoke", "_selected_action": [drop.pk]})
+    drop.refresh_from_db()
+    assert drop.revoked_at == first
+
+
 def test_host_admin_is_read_only(admin_client_):
     ingest(make_payload(hostname="ro"))
     host = Host.objects.get()

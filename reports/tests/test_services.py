@@ -10,7 +10,7 @@ import pytest
 
 from reports import payload as payload_schema
 from reports import documents, services, store
-from reports.models import Host, Snapshot
+from reports.models import ApiToken, Host, Snapshot
 from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +120,15 @@ def test_tokens_are_stored_only_as_hashes():
     assert raw not in (token.key_hash, token.key_prefix) and token.key_hash == token.hash(raw)
     services.agent_token_revoke(token=token)
     assert token.revoked_at is not None
+
+
+def test_api_token_revoke_sets_revoked_at_once(django_user_model):
+    token, _ = services.api_token_create(user=django_user_model.objects.create_user("r"), name="script")
+    services.api_token_revoke(token=token)
+    first = token.revoked_at
+    assert first is not None and ApiToken.objects.get(pk=token.pk).revoked_at == first
+    services.api_token_revoke(token=token)
+    assert ApiToken.objects.get(pk=token.pk).revoked_at == first
 
 
 def test_snapshot_ids_are_uuids():
