@@ -275,8 +275,15 @@ def healthz(request):
 
 @require_GET
 def readyz(request):
-    """Ready to take uploads: the database answers and the data folder is writable."""
-    checks = {"database": False, "data_dir": store.is_writable()}
+    """Ready to take uploads: the database answers, the data folder is writable and not nearly full.
+
+    ``free_space`` fails below ``INVENTORY_MIN_FREE_BYTES``, before uploads start
+    getting 507, so a load balancer can send them to another node meanwhile.
+    """
+    writable = store.is_writable()  # first: it creates a missing folder, whose free space is read next
+    free = store.free_bytes()
+    checks = {"database": False, "data_dir": writable,
+              "free_space": free is not None and free >= settings.INVENTORY_MIN_FREE_BYTES}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -284,7 +291,8 @@ def readyz(request):
     except Exception:  # any driver error means "not ready"; the probe must answer, not raise
         checks["database"] = False
     ready = all(checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks, "data_dir_free_bytes": free},
+                        status=200 if ready else 503)
 
 
 @require_GET
