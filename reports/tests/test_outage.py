@@ -8,7 +8,6 @@ nothing acknowledged is lost, no day file or database is left torn,
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import sqlite3
@@ -156,3 +155,84 @@ def test_a_disk_that_fills_under_four_uploading_clients_loses_nothing(small_file
     log = server.log()
     assert "507 storage_full: StorageFull" in log and "507 storage_full: OperationalError: database or disk is full" in log
     _assert_every_acknowledged_snapshot_is_stored_once(clients, data_dir, None)
+
+
+# --- database restart, live (PostgreSQL leg) ---------------------------------------------------
+
+def _postgres_cluster() -> str | None:
+    """The version of the machine's one PostgreSQL cluster named main (Debian's layout), or None."""
+    try:
+        versions = sorted(os.listdir("/etc/postgresql"))
+    except OSError:
+        return None
+    return versions[-1] if versions and shutil.which("pg_ctlcluster") else None
+
+
+def _pg_ctlcluster(version: str, action: str) -> None:
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+                   check=True, capture_output=True, timeout=120)
+
+
+def _ensure_postgres_running(version: str) -> None:
+    """Whatever happened, leave the machine's PostgreSQL answering (other test runs use it)."""
+    for _ in range(60):
+        if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0:
+            return
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                       capture_output=True, timeout=120)
+        time.sleep(1)
+    raise AssertionError("PostgreSQL did not come back after the restart")
+
+
+@pytest.mark.slow
+def test_a_postgresql_restart_under_four_uploading_clients_loses_nothing(tmp_path):
+    if not live.run_on_postgres():
+        pytest.skip("restarts the machine's PostgreSQL, so it runs once, on the PostgreSQL leg (make test-postgres)")
+    version = _postgres_cluster()
+    require(version is not None and os.geteuid() == 0,
+            "restarting PostgreSQL needs root and Debian's pg_ctlcluster with a cluster in /etc/postgresql")
+    # pg_ctl starts the server through a shell that redirects to /dev/null as user postgres:
+    # without that, the restart would stop PostgreSQL and fail to start it again.
+    require(os.stat("/dev/null").st_mode & 0o666 == 0o666, "/dev/null must be writable by every user")
+    server = live.start(tmp_path / "server", extra_env={"INVENTORY_THROTTLE_UPLOAD": "off"})
+    clients = live.UploadClients(server.url, server.agent_token, _body)
+    readiness: list[tuple[int, bool | None]] = []
+    watching = threading.Event()
+
+    def watch_readiness() -> None:
+        while watching.is_set():
+            try:
+                answer = requests.get(f"{server.url}/readyz", timeout=10)
+                readiness.append((answer.status_code, answer.json()["checks"]["database"]))
+            except requests.RequestException:
+                readiness.append((0, None))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch_readiness, daemon=True)
+    try:
+        clients.wait_for(lambda: clients.acknowledged_count() >= 30, timeout=60, what="uploads before the restart")
+        watching.set()
+        watcher.start()
+        try:
+            _pg_ctlcluster(version, "restart")  # the default fast mode: every session is cut
+        finally:
+            _ensure_postgres_running(version)
+        back_from = clients.acknowledged_count()
+        clients.wait_for(lambda: clients.acknowledged_count() >= back_from + 30, timeout=60,
+                         what="ingest to resume after the restart")
+        watching.clear()
+        watcher.join(timeout=15)
+        assert readiness[-1] == (200, True)
+        left = clients.stop()
+        live.stop_process(server.process, timeout=15)
+        assert clients.problems == []
+        assert left == 0
+        assert set(clients.statuses) <= {200, 201, 503}
+        assert clients.refused_count() > 0, "no upload met the restart; the test proved nothing"
+        assert {code for _, _, code in clients.refusals} == {"database_unavailable"}
+        assert (503, False) in readiness, "/readyz never said the database was down"
+        _assert_every_acknowledged_snapshot_is_stored_once(clients, server.data_dir, server.env["DATABASE_URL"])
+    finally:
+        watching.clear()
+        clients.stop(drain_timeout=0)
+        server.stop()
