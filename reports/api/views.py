@@ -67,7 +67,7 @@ def _errors(*codes: int) -> dict:
                 "(Content-Encoding: gzip). A host-bound token (from /enroll) may upload only its own host.id.",
     request=None,  # reports.api.schema puts the msgspec-generated payload schema here
     responses={201: serializers.UploadResultSerializer, 200: serializers.UploadResultSerializer,
-               **_errors(400, 401, 403, 405, 413, 415, 429)},
+               **_errors(400, 401, 403, 405, 413, 415, 429, 503, 507)},
     tags=["agents"],
 )
 class UploadView(BaseAPIView):
