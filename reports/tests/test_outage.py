@@ -77,6 +77,20 @@ def test_driver_errors_are_told_apart_from_bugs(tmp_path):
     assert outage.classify(OSError(5, "Input/output error")) is None
 
 
+def test_the_middleware_answers_outages_and_leaves_bugs_alone(rf):
+    from reports.middleware import OutageMiddleware
+
+    middleware = OutageMiddleware(lambda request: None)
+    request = rf.get("/api/hosts/")
+    answer = middleware.process_exception(request, InterfaceError("connection already closed"))
+    assert answer.status_code == 503 and answer["Retry-After"] == str(outage.DATABASE_RETRY_SECONDS)
+    assert answer["Content-Type"] == "application/json"
+    answer = middleware.process_exception(request, store.StorageFull("full"))
+    assert answer.status_code == 507 and answer["Retry-After"] == str(outage.STORAGE_FULL_RETRY_SECONDS)
+    assert middleware.process_exception(request, ProgrammingError("relation does not exist")) is None
+    assert middleware.process_exception(request, KeyError("bug")) is None
+
+
 # --- full disk, in process -----------------------------------------------------------------
 
 @pytest.mark.django_db
@@ -197,15 +211,20 @@ def test_a_postgresql_restart_under_four_uploading_clients_loses_nothing(tmp_pat
     server = live.start(tmp_path / "server", extra_env={"INVENTORY_THROTTLE_UPLOAD": "off"})
     clients = live.UploadClients(server.url, server.agent_token, _body)
     readiness: list[tuple[int, bool | None]] = []
+    reads: list[tuple[int, str | None]] = []  # the read API meanwhile: (status, error code)
     watching = threading.Event()
 
     def watch_readiness() -> None:
+        reader = {"Authorization": f"Token {server.reader_token}"}
         while watching.is_set():
             try:
                 answer = requests.get(f"{server.url}/readyz", timeout=10)
                 readiness.append((answer.status_code, answer.json()["checks"]["database"]))
-            except requests.RequestException:
+                answer = requests.get(f"{server.url}/api/hosts/", headers=reader, timeout=10)
+                reads.append((answer.status_code, answer.json().get("error") if answer.status_code != 200 else None))
+            except (requests.RequestException, ValueError) as exc:
                 readiness.append((0, None))
+                reads.append((0, type(exc).__name__))
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch_readiness, daemon=True)
@@ -231,6 +250,7 @@ def test_a_postgresql_restart_under_four_uploading_clients_loses_nothing(tmp_pat
         assert clients.refused_count() > 0, "no upload met the restart; the test proved nothing"
         assert {code for _, _, code in clients.refusals} == {"database_unavailable"}
         assert (503, False) in readiness, "/readyz never said the database was down"
+        assert set(reads) <= {(200, None), (503, "database_unavailable")}, set(reads)
         _assert_every_acknowledged_snapshot_is_stored_once(clients, server.data_dir, server.env["DATABASE_URL"])
     finally:
         watching.clear()
