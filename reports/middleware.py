@@ -39,6 +39,7 @@ from reports import metrics, outage
 from reports.network import client_ip
 
 logger = logging.getLogger("relevo.request")
+outage_logger = logging.getLogger("reports.outage")
 
 HOST_ID_KEY = "relevo.host_id"
 UPLOAD_PATH = "/upload"
@@ -122,7 +123,7 @@ class OutageMiddleware:
         if found is None:
             return None
         # One line, no traceback: an outage fails every request alike and is not a defect.
-        logging.getLogger("reports.outage").warning(
+        outage_logger.warning(
             "%s %s answered %d %s: %s: %s", request.method, request.path, found.status, found.code,
             type(exception).__name__, str(exception).strip().replace("\n", " ")[:300],
         )

@@ -75,7 +75,7 @@ _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @contextlib.contextmanager
-def _full_is_storage_full(what: str) -> Iterator[None]:
+def _enospc_as_storage_full(what: str) -> Iterator[None]:
     """Turn ENOSPC/EDQUOT into ``StorageFull``; every other OSError stays what it is."""
     try:
         yield
@@ -449,7 +449,7 @@ def locked_for_append(ip: IPAddress, day: dt.date) -> Iterator[DayFileWriter]:
     """
     folder = data_dir()
     path = day_path(ip, day)
-    with _full_is_storage_full(f"create {path.name}"):
+    with _enospc_as_storage_full(f"create {path.name}"):
         folder.mkdir(parents=True, exist_ok=True)
         fd = _open_locked(path, create=True, exclusive=True)
     assert fd is not None  # O_CREAT
