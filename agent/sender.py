@@ -5,6 +5,12 @@ typed errors so the CLI can choose between spooling, setting a snapshot aside
 and stopping: 5xx, 429 and network errors are retried with capped exponential
 backoff and full jitter (honouring ``Retry-After``); 401/403 stop at once; a
 400 means this snapshot will never be accepted and must not be retried.
+
+The server answers 503 ``database_unavailable`` while its database is
+unreachable (``Retry-After`` of seconds: waited for) and 507 ``storage_full``
+while its disk is full (``Retry-After`` of minutes, longer than
+``retry_after_max_seconds``: the snapshot is spooled at once). Both are
+"later", never "set aside": the snapshot itself is fine.
 """
 
 from __future__ import annotations

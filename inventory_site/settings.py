@@ -66,6 +66,9 @@ INVENTORY_MAX_UPLOAD_BYTES = env_int("INVENTORY_MAX_UPLOAD_BYTES", 10 * 1024 * 1
 # Durations: a number with s, m, h or d (e.g. 30m, 7d).
 INVENTORY_OFFLINE_AFTER = os.environ.get("INVENTORY_OFFLINE_AFTER", "30m")
 INVENTORY_STALE_AFTER = os.environ.get("INVENTORY_STALE_AFTER", "7d")
+# /readyz fails (so a load balancer stops sending uploads here) while the data folder's
+# file system has less free space than this; uploads are still taken until it is full.
+INVENTORY_MIN_FREE_BYTES = env_int("INVENTORY_MIN_FREE_BYTES", 100 * 1024 * 1024)
 # fsync is what makes a 201 mean "on disk"; turning it off is for throwaway benchmarks only.
 INVENTORY_FSYNC = env_bool("INVENTORY_FSYNC", True)
 
@@ -126,6 +129,10 @@ if _database_url:
     _default_db = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
 else:
     _default_db = {"ENGINE": "django.db.backends.sqlite3", "NAME": INVENTORY_DATA_DIR / "relevo.sqlite3"}
+if _default_db["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable server must fail a request within the agent's timeouts (a 503), not hang it;
+    # a connect_timeout in the URL's query string wins.
+    _default_db["OPTIONS"] = {"connect_timeout": 5, **_default_db.get("OPTIONS", {})}
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     _default_db["OPTIONS"] = {**_SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
     _default_db["CONN_MAX_AGE"] = 0 if _default_db.get("NAME") == ":memory:" else 60
@@ -230,6 +237,8 @@ INVENTORY_CONTENT_SECURITY_POLICY = os.environ.get(
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
 )
 MIDDLEWARE.insert(1, "reports.middleware.SecurityHeadersMiddleware")
+# A full disk or an unreachable database answers 507/503 with Retry-After, not 500 (reports.outage).
+MIDDLEWARE.append("reports.middleware.OutageMiddleware")
 
 # Per-host enrollment: POST /enroll with one of these secrets returns a token
 # bound to the host id. Several may be listed (comma-separated) while rotating.

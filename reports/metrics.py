@@ -7,8 +7,8 @@ Docker image and ``deploy/gunicorn.conf.py`` set it), prometheus_client keeps
 the values in memory-mapped files there and a scrape adds up all workers.
 Without it (``runserver``, tests) the values live in the one process.
 
-Gauges that describe stored state (hosts by status) are not kept up to date
-by every request; they are computed from the database when scraped.
+Gauges that describe stored state (hosts by status, the data folder's free
+space) are not kept up to date by every request; they are computed when scraped.
 
 Scraping is allowed from ``INVENTORY_METRICS_ALLOWED`` (loopback by default)
 or with ``Authorization: Bearer <INVENTORY_METRICS_TOKEN>``.
@@ -20,6 +20,7 @@ import functools
 import hmac
 import ipaddress
 import os
+import shutil
 
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -75,6 +76,24 @@ class HostStatusCollector:
         yield gauge
 
 
+class DataDirCollector:
+    """``relevo_data_dir_free_bytes``: the data folder's free space, read at scrape time.
+
+    Alert on it well before it reaches 0: at 0 uploads are refused (507) and
+    the agents keep their snapshots until space is freed.
+    """
+
+    def collect(self):
+        try:
+            free = shutil.disk_usage(settings.INVENTORY_DATA_DIR).free
+        except OSError:
+            return  # no folder yet (or unreadable): no sample rather than a wrong one
+        gauge = GaugeMetricFamily("relevo_data_dir_free_bytes",
+                                  "Bytes still free for Relevo in the data folder's file system.")
+        gauge.add_metric([], free)
+        yield gauge
+
+
 @functools.lru_cache(maxsize=8)
 def _networks(entries: tuple[str, ...]):
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
@@ -102,6 +121,7 @@ def render() -> tuple[bytes, str]:
         registry = CollectorRegistry()
         registry.register(_ProcessMetrics())
     registry.register(HostStatusCollector())
+    registry.register(DataDirCollector())
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -10,6 +10,11 @@ body, a header or a token. Lines go to the ``relevo.request`` logger, which
 settings send to stderr with nothing around the JSON, so a log shipper can
 parse every line as it is.
 
+**Outages.** A full disk or an unreachable database is answered with the
+JSON error and ``Retry-After`` that ``reports.outage`` picks (507 or 503),
+for the API and the pages alike, instead of a 500; any other exception is
+left to Django's handler.
+
 **Security headers** Django 5.2 does not send by itself.
 
 ``SecurityMiddleware`` covers HSTS, nosniff, Referrer-Policy and COOP, and
@@ -29,13 +34,15 @@ import time
 
 import msgspec
 from django.conf import settings
+from django.http import JsonResponse
 
-from reports import metrics
+from reports import metrics, outage
 from reports.api.errors import server_error
 from reports.network import client_ip
 
 logger = logging.getLogger("relevo.request")
 problems = logging.getLogger(__name__)  # prose; relevo.request carries only the JSON lines
+outage_logger = logging.getLogger("reports.outage")
 
 HOST_ID_KEY = "relevo.host_id"
 UPLOAD_PATH = "/upload"
@@ -127,6 +134,29 @@ class RequestLogMiddleware:
             line["error"] = reason
         level = logging.ERROR if status >= 500 else logging.INFO
         logger.log(level, msgspec.json.encode(line).decode())
+
+
+class OutageMiddleware:
+    """Answers a view's full-disk or database-outage exception with 507/503 and ``Retry-After``."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        found = outage.classify(exception)
+        if found is None:
+            return None
+        # One line, no traceback: an outage fails every request alike and is not a defect.
+        outage_logger.warning(
+            "%s %s answered %d %s: %s: %s", request.method, request.path, found.status, found.code,
+            type(exception).__name__, str(exception).strip().replace("\n", " ")[:300],
+        )
+        response = JsonResponse({"error": found.code, "detail": found.detail}, status=found.status)
+        response["Retry-After"] = str(found.retry_after)
+        return response
 
 
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"

@@ -10,6 +10,9 @@
 4. Open one short database transaction (SQLite: ``BEGIN IMMEDIATE``, entered
    through ``reports.dbwrite``), insert the rows and commit.
 5. If anything fails before the commit is done, cut the document back out.
+   If the connection to a database server breaks during the COMMIT itself,
+   the outcome is unknown: the document stays, for step 2 of the next writer
+   to settle against the database (see ``_commit_outcome_unknown``).
 
 A replayed ``snapshot_id`` is answered from its row before any of this; two
 copies racing each other are stopped by the unique constraint in step 4.
@@ -28,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 
 import msgspec
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
@@ -116,13 +119,15 @@ def snapshot_ingest(
         # day files' writers are not held up by this one's disk flush. A crash
         # between here and the commit leaves a tail that the next writer of
         # this file adopts (above); a failure we see is undone below.
-        appended = writer.append(document)
+        appended = writer.append(document)  # a full disk raises store.StorageFull, with nothing appended
+        committing = False
         try:
             with write_transaction():
                 _record(
                     payload=payload, ip=ip, day=day, received_at=received_at,
                     appended=appended, prepared=prepared,
                 )
+                committing = True
         except IntegrityError:
             # The same snapshot_id was committed meanwhile (a concurrent replay,
             # or the host's address changed between two tries): keep that one.
@@ -131,13 +136,28 @@ def snapshot_ingest(
             if existing is None:
                 raise
             return _replayed(existing, host_binding=host_binding)
-        except BaseException:
-            writer.undo(appended)
+        except BaseException as exc:
+            if not (committing and _commit_outcome_unknown(exc)):
+                writer.undo(appended)
             raise
     return IngestResult(
         snapshot_id=str(payload.snapshot_id), ip=str(ip), date=day.isoformat(),
         file=appended.file_name, created=True,
     )
+
+
+def _commit_outcome_unknown(exc: BaseException) -> bool:
+    """Whether a failed COMMIT may have been committed all the same.
+
+    When the connection to a database server breaks during COMMIT (a restart,
+    a failover), the server may have committed before the answer was lost.
+    Undoing the append then would leave a row pointing at a document that is
+    gone, or at the next one written in its place. The fsynced document is
+    kept instead, and the next writer of the file asks the database
+    (``_adopt_unrecorded_tail``): a row already there leaves it as it is, no
+    row gets one. SQLite is in this process, so its COMMIT's outcome is known.
+    """
+    return isinstance(exc, DatabaseError) and connection.vendor != "sqlite"
 
 
 @dataclass(frozen=True)

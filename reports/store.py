@@ -21,6 +21,13 @@ back to the last line that is a complete JSON document, cuts the rest, and
 closes the array. Every document acknowledged before the crash was fsynced, so
 it survives; a torn one was never acknowledged.
 
+A full file system (``ENOSPC``, or ``EDQUOT`` for a quota) is the one write
+failure a client can wait out. An append that meets it is cut back at once,
+exactly as ``undo`` would (the file ends where it did, with its ``]\n``), and
+``StorageFull`` is raised: the document was never acknowledged, and the space
+its partial write took is given back. If the cut itself fails, the torn tail
+is what the repair above handles on the next access.
+
 Paths are built only from a parsed, canonical IP address and a ``date``, and
 opened with ``O_NOFOLLOW`` and a regular-file check, so no input can reach
 outside the data folder or through a link.
@@ -36,6 +43,7 @@ import functools
 import ipaddress
 import os
 import re
+import shutil
 import stat
 import time
 from collections.abc import Iterable, Iterator
@@ -57,6 +65,24 @@ _SCAN_CHUNK = 64 * 1024
 
 class StoreError(Exception):
     """A day file cannot be used (not a regular file, unreadable, or outside the folder)."""
+
+
+class StorageFull(Exception):
+    """The data folder's file system has no room left (or the quota is used up); nothing was kept."""
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def _enospc_as_storage_full(what: str) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT into ``StorageFull``; every other OSError stays what it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL_ERRNOS:
+            raise StorageFull(f"no space left in the data folder to {what}") from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -312,13 +338,28 @@ class DayFileWriter:
             data = b"," + document + CLOSE_TAIL
             write_at = previous - 2  # over the closing "]\n"
             offset = write_at + 1
-        _pwrite_all(self._fd, data, write_at)
-        self._size = write_at + len(data)
-        _fsync(self._fd)
-        if previous == 0:
-            _fsync_dir(self.path.parent)
+        appended = Appended(self.path.name, offset, len(document), previous)
+        try:
+            _pwrite_all(self._fd, data, write_at)
+            self._size = write_at + len(data)
+            _fsync(self._fd)
+            if previous == 0:
+                _fsync_dir(self.path.parent)
+        except OSError as exc:
+            self._cut_back_failed(appended)
+            if exc.errno in _FULL_ERRNOS:
+                raise StorageFull(f"no space left in the data folder to append to {self.path.name}") from exc
+            raise
         metrics.DAY_FILE_APPEND_SECONDS.observe(time.perf_counter() - started)
-        return Appended(self.path.name, offset, len(document), previous)
+        return appended
+
+    def _cut_back_failed(self, appended: Appended) -> None:
+        """Undo an append that failed part way; a failure here leaves a tail that repair cuts."""
+        self._size = appended.previous_size
+        try:
+            self.undo(appended)
+        except OSError:
+            pass  # the file may end torn; _is_whole/_repair fix it under the lock on the next access
 
     def undo(self, appended: Appended) -> None:
         """Take back the last append (its database row could not be committed)."""
@@ -412,9 +453,10 @@ def locked_for_append(ip: IPAddress, day: dt.date) -> Iterator[DayFileWriter]:
     empty (a crash before its first document) is removed on the way out.
     """
     folder = data_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = day_path(ip, day)
-    fd = _open_locked(path, create=True, exclusive=True)
+    with _enospc_as_storage_full(f"create {path.name}"):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = _open_locked(path, create=True, exclusive=True)
     assert fd is not None  # O_CREAT
     try:
         writer = DayFileWriter(path, fd)
@@ -516,3 +558,11 @@ def is_writable() -> bool:
     except OSError:
         return False
     return True
+
+
+def free_bytes() -> int | None:
+    """Bytes an unprivileged writer can still use in the data folder's file system (None if unknown)."""
+    try:
+        return shutil.disk_usage(data_dir()).free
+    except OSError:
+        return None

@@ -144,6 +144,29 @@ def test_429_with_retry_after_then_delivered(upload_server, tmp_path):
     assert len(upload_server.received) == 1
 
 
+def test_a_full_server_disk_spools_the_snapshot_and_a_later_run_delivers_it(upload_server, tmp_path):
+    """507 storage_full asks for minutes (Retry-After 300): spool at once, never set aside."""
+    upload_server.script = [Reply(507, body='{"error": "storage_full", "detail": "no room"}',
+                                  headers={"Retry-After": "300"})]
+    started = time.monotonic()
+    assert _run(upload_server.url, tmp_path, "--retries", "4") == ExitStatus.SPOOLED
+    assert time.monotonic() - started < 5
+    spool = Spool(tmp_path / "spool")
+    assert len(spool.pending()) == 1 and spool.rejected() == []
+    assert len(upload_server.requests) == 1
+
+    assert _run(upload_server.url, tmp_path) == ExitStatus.DELIVERED
+    assert spool.pending() == [] and len(upload_server.received) == 2
+
+
+def test_database_outage_503_is_retried_after_its_retry_after(upload_server, tmp_path):
+    upload_server.script = [Reply(503, body='{"error": "database_unavailable"}', headers={"Retry-After": "1"})]
+    assert _run(upload_server.url, tmp_path, "--retries", "2") == ExitStatus.DELIVERED
+    first, second = upload_server.requests
+    assert second["at"] - first["at"] >= 1.0
+    assert Spool(tmp_path / "spool").pending() == []
+
+
 def test_slow_server_times_out_and_the_snapshot_is_spooled(upload_server, tmp_path):
     upload_server.script = [Reply(delay=3.0)]
     started = time.monotonic()

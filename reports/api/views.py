@@ -68,7 +68,7 @@ def _errors(*codes: int) -> dict:
                 "(Content-Encoding: gzip). A host-bound token (from /enroll) may upload only its own host.id.",
     request=None,  # reports.api.schema puts the msgspec-generated payload schema here
     responses={201: serializers.UploadResultSerializer, 200: serializers.UploadResultSerializer,
-               **_errors(400, 401, 403, 405, 413, 415, 429)},
+               **_errors(400, 401, 403, 405, 413, 415, 429, 503, 507)},
     tags=["agents"],
 )
 class UploadView(BaseAPIView):
@@ -319,8 +319,15 @@ def healthz(request):
 
 @require_GET
 def readyz(request):
-    """Ready to take uploads: the database answers and the data folder is writable."""
-    checks = {"database": False, "data_dir": store.is_writable()}
+    """Ready to take uploads: the database answers, the data folder is writable and not nearly full.
+
+    ``free_space`` fails below ``INVENTORY_MIN_FREE_BYTES``, before uploads start
+    getting 507, so a load balancer can send them to another node meanwhile.
+    """
+    writable = store.is_writable()  # first: it creates a missing folder, whose free space is read next
+    free = store.free_bytes()
+    checks = {"database": False, "data_dir": writable,
+              "free_space": free is not None and free >= settings.INVENTORY_MIN_FREE_BYTES}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -328,7 +335,8 @@ def readyz(request):
     except Exception:  # any driver error means "not ready"; the probe must answer, not raise
         checks["database"] = False
     ready = all(checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks, "data_dir_free_bytes": free},
+                        status=200 if ready else 503)
 
 
 @require_GET

@@ -10,13 +10,17 @@ the management commands, exactly as an operator would make them.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import sqlite3
 import sys
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,3 +229,162 @@ class BrowserSession:
         return self.session.post(f"{self.url}{path}", timeout=30, allow_redirects=False,
                                  data={"username": username, "password": password, "csrfmiddlewaretoken": token},
                                  headers={"Referer": f"{self.url}{path}"})
+
+
+# --- many uploading clients, and what ended up stored (outage tests and bench/outage.py) ---
+
+RETRY_LATER = frozenset({503, 507})
+
+
+@dataclass
+class UploadClients:
+    """*count* clients posting snapshots to ``/upload`` like agents, every answer recorded.
+
+    Each client sends its oldest refused snapshot again before making a new
+    one, as the agent's spool does, honouring ``Retry-After`` up to
+    *max_wait* seconds (the agent waits longer; tests compress that).
+    ``problems`` collects what must never happen: a 5xx that is not
+    503/507 with ``Retry-After``, a request that failed or took longer than
+    the agent's read timeout, or any other unexpected answer.
+    """
+
+    url: str
+    token: str
+    make_body: object  # (client number) -> (snapshot_id, body bytes)
+    count: int = 4
+    timeout: float = 30.0  # agent/sender.py's read timeout
+    max_wait: float = 0.5
+    acknowledged: dict[str, int] = field(default_factory=dict)  # snapshot_id -> status (200/201)
+    statuses: dict[int, int] = field(default_factory=dict)
+    refusals: list[tuple[float, int, str]] = field(default_factory=list)  # (time, status, error code)
+    problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self._making = threading.Event()
+        self._making.set()
+        self._stopping = threading.Event()
+        self._pending: list[list[tuple[str, bytes]]] = [[] for _ in range(self.count)]
+        self._threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(self.count)]
+        for thread in self._threads:
+            thread.start()
+
+    def acknowledged_count(self) -> int:
+        with self._lock:
+            return len(self.acknowledged)
+
+    def refused_count(self) -> int:
+        with self._lock:
+            return len(self.refusals)
+
+    def wait_for(self, condition, *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; statuses {self.statuses}, "
+                                     f"problems {self.problems[:5]}")
+            time.sleep(0.05)
+
+    def stop(self, *, drain_timeout: float = 60.0) -> int:
+        """Stop making snapshots, deliver the refused ones still waiting; returns how many are left."""
+        self._making.clear()
+        deadline = time.monotonic() + drain_timeout
+        while any(self._pending) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 5)
+        return sum(len(pending) for pending in self._pending)
+
+    def _client(self, number: int) -> None:
+        session = requests.Session()
+        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
+        pending = self._pending[number]
+        while not self._stopping.is_set():
+            if pending:
+                snapshot_id, body = pending[0]
+            elif self._making.is_set():
+                snapshot_id, body = self.make_body(number)
+                pending.append((snapshot_id, body))
+            else:
+                time.sleep(0.02)
+                continue
+            wait = self._post(session, headers, snapshot_id, body)
+            if wait is None:
+                pending.pop(0)
+            else:
+                time.sleep(wait)
+
+    def _post(self, session, headers, snapshot_id: str, body: bytes) -> float | None:
+        """One attempt; None when the snapshot is acknowledged, else seconds to wait before trying again."""
+        began = time.monotonic()
+        try:
+            response = session.post(f"{self.url}/upload", data=body, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            with self._lock:
+                self.problems.append(f"{snapshot_id}: {type(exc).__name__} after {time.monotonic() - began:.1f}s")
+            return self.max_wait
+        status = response.status_code
+        with self._lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status in (200, 201):
+                self.acknowledged[snapshot_id] = status
+                return None
+            try:
+                code = response.json().get("error")
+            except ValueError:
+                code = None
+            retry_after = response.headers.get("Retry-After", "")
+            if status in RETRY_LATER and retry_after.isdigit() and code:
+                self.refusals.append((time.monotonic(), status, code))
+                return min(float(retry_after), self.max_wait)
+            self.problems.append(f"{snapshot_id}: {status} Retry-After={retry_after!r} {response.text[:200]}")
+            return self.max_wait
+
+
+def stored_snapshots(data_dir: Path, database_url: str | None) -> tuple[dict[str, int], dict[str, tuple]]:
+    """What the data folder and the database hold, read with a stopped server.
+
+    Returns ``(in_files, rows)``: how many times each snapshot_id is in a day
+    file, and each row's ``(file_name, offset, length)``. Every day file must
+    parse as a whole JSON array as it is on disk (no repair), every row must
+    point at its own document, and SQLite must pass ``PRAGMA integrity_check``;
+    an AssertionError says which did not.
+    """
+    in_files: dict[str, int] = {}
+    contents: dict[str, bytes] = {}
+    for path in sorted(data_dir.glob("*_????-??-??.json")):
+        contents[path.name] = path.read_bytes()
+        try:
+            documents = json.loads(contents[path.name])
+        except ValueError as exc:
+            raise AssertionError(f"{path.name} is not a whole JSON array: {exc}") from None
+        for document in documents:
+            in_files[document["snapshot_id"]] = in_files.get(document["snapshot_id"], 0) + 1
+    query = "SELECT snapshot_id, file_name, file_offset, file_length FROM reports_snapshot"
+    if database_url:
+        with psycopg.connect(database_url, connect_timeout=10) as conn:
+            fetched = conn.execute(query).fetchall()
+    else:
+        conn = sqlite3.connect(data_dir / "relevo.sqlite3")
+        try:
+            integrity = conn.execute("PRAGMA integrity_check").fetchall()
+            if integrity != [("ok",)]:
+                raise AssertionError(f"relevo.sqlite3 failed its integrity check: {integrity[:5]}")
+            fetched = conn.execute(query).fetchall()
+        finally:
+            conn.close()
+    rows: dict[str, tuple] = {}
+    for snapshot_id, file_name, offset, length in fetched:
+        snapshot_id = str(uuid.UUID(str(snapshot_id)))
+        if snapshot_id in rows:
+            raise AssertionError(f"snapshot {snapshot_id} has two rows")
+        rows[snapshot_id] = (file_name, offset, length)
+        document = contents.get(file_name, b"")[offset:offset + length]
+        try:
+            pointed = json.loads(document)["snapshot_id"]
+        except (ValueError, KeyError):
+            pointed = None
+        if pointed != snapshot_id:
+            raise AssertionError(f"the row of {snapshot_id} points at {file_name}:{offset}, which holds {pointed}")
+    return in_files, rows

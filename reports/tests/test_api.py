@@ -18,7 +18,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from reports import payload as payload_schema
-from reports import services
+from reports import services, store
 from reports.models import Host, Snapshot
 from reports.tests.factories import encode, make_payload
 
@@ -280,7 +280,15 @@ def test_health_and_readiness(data_dir):
     client = APIClient()
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "data_dir": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "data_dir": True,
+                                                                   "free_space": True}
+    assert ready.json()["data_dir_free_bytes"] > 0
+
+
+def test_readiness_fails_below_the_free_space_threshold(settings, data_dir):
+    settings.INVENTORY_MIN_FREE_BYTES = store.free_bytes() * 2
+    ready = APIClient().get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["free_space"] is False
 
 
 def test_readiness_reports_an_unwritable_data_folder(settings, tmp_path):

@@ -84,6 +84,7 @@ def test_metrics_add_up_all_gunicorn_workers_and_log_lines_are_json(relevo_serve
     assert found[("relevo_uploads_accepted_total", (("result", "stored"),))] == 9
     assert found[("relevo_uploads_rejected_total", (("reason", "invalid_payload"),))] == 1
     assert found[("relevo_hosts", (("status", "online"),))] == 3
+    assert found[("relevo_data_dir_free_bytes", ())] > 0
 
     log = server.log()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith('{"time"')]

@@ -114,6 +114,53 @@ def test_a_failed_commit_takes_the_document_back_out(data_dir, monkeypatch):
     assert Snapshot.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_whose_answer_is_lost_is_settled_by_the_next_writer(data_dir, monkeypatch):
+    """The connection breaks during COMMIT (a restart, a failover), committed or not.
+
+    Injected at that one call, which a real restart (test_outage) hits only by
+    chance. On PostgreSQL the document stays until the next writer asks the
+    database; SQLite runs in this process, so its COMMIT cannot succeed
+    unseen (only the "not committed" case exists) and the append is undone.
+    """
+    from django.db import OperationalError, connection, connections
+
+    wrapper_class = type(connections["default"])
+    name = "10.0.0.5_2026-11-27.json"
+    ingest(make_payload(collected_at=NOW))
+    real_commit = wrapper_class.commit
+    cases = [False, True] if connection.vendor == "postgresql" else [False]
+    for committed in cases:
+        before = (data_dir / name).read_bytes()
+
+        def commit_then_lose_the_answer(self, committed=committed):
+            if committed:
+                real_commit(self)
+            raise OperationalError("server closed the connection unexpectedly")
+
+        payload = make_payload(collected_at=NOW)
+        with monkeypatch.context() as patch:
+            patch.setattr(wrapper_class, "commit", commit_then_lose_the_answer)
+            with pytest.raises(OperationalError):
+                ingest(payload)
+        kept = (data_dir / name).read_bytes() != before
+        assert kept == (connection.vendor == "postgresql")
+        assert Snapshot.objects.filter(snapshot_id=payload["snapshot_id"]).exists() == committed
+
+        retry = ingest(payload)  # the agent was told 503 and sends it again
+        assert retry.created == (connection.vendor == "sqlite")
+        ingest(make_payload(collected_at=NOW))  # and the file goes on
+        items = day_items(data_dir, name)
+        ids = [item["snapshot_id"] for item in items]
+        assert ids.count(payload["snapshot_id"]) == 1 and len(ids) == len(set(ids))
+        content = (data_dir / name).read_bytes()
+        rows = Snapshot.objects.filter(day=NOW.date())
+        assert sorted(str(row.snapshot_id) for row in rows) == sorted(ids)
+        for row in rows:
+            assert json.loads(content[row.file_offset:row.file_offset + row.file_length])["snapshot_id"] == \
+                str(row.snapshot_id)
+
+
 def test_tokens_are_stored_only_as_hashes():
     token, raw = services.agent_token_create(name="fleet")
     assert raw.startswith("rlv_a_") and len(raw) > 40

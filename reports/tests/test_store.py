@@ -223,3 +223,33 @@ def _append_and_report(folder: str, round_: int, conn) -> None:
         append(IP, DAY, json.dumps({"k": key, "pad": "y" * 20_000}, separators=(",", ":")).encode())
         conn.send(key)
         n += 1
+
+
+# --- a full file system (a real 48 MB tmpfs) ---------------------------------------------
+
+def test_an_append_that_meets_a_full_disk_is_cut_back_and_nothing_else_changes(small_filesystem, settings):
+    settings.INVENTORY_DATA_DIR = small_filesystem.path / "data"
+    first = append(IP, DAY, doc(1))
+    before = (small_filesystem.path / "data" / first.file_name).read_bytes()
+    small_filesystem.fill(leave=8192)  # room for part of the next document: a partial write
+    with pytest.raises(store.StorageFull):
+        append(IP, DAY, doc(2, size=256 * 1024))
+    assert (small_filesystem.path / "data" / first.file_name).read_bytes() == before
+    assert json.loads(store.read_day(IP, DAY)) == [json.loads(doc(1))]
+
+    other = store.parse_ip("10.0.0.6")
+    with pytest.raises(store.StorageFull):
+        append(other, DAY, doc(3, size=256 * 1024))
+    assert store.read_day(other, DAY) is None
+    assert sorted(os.listdir(small_filesystem.path / "data")) == [first.file_name]
+
+    small_filesystem.free()
+    append(IP, DAY, doc(4, size=256 * 1024))
+    assert [d["n"] for d in json.loads(store.read_day(IP, DAY))] == [1, 4]
+
+
+def test_free_bytes_is_the_file_systems_free_space(small_filesystem, settings):
+    settings.INVENTORY_DATA_DIR = small_filesystem.path
+    assert 40 * 2**20 < store.free_bytes() <= 48 * 2**20
+    small_filesystem.fill()
+    assert store.free_bytes() < 64 * 1024

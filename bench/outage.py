@@ -1,0 +1,189 @@
+"""What uploading clients see through a full disk and a PostgreSQL restart, and what is kept.
+
+    .venv/bin/python bench/outage.py disk-full    # root: mounts a 48 MB tmpfs as the data folder
+    .venv/bin/python bench/outage.py db-restart   # root: RESTARTS the machine's PostgreSQL once
+
+Four clients upload real snapshots of this machine (``bench.payloads``) to a
+real gunicorn, resending what was refused as the agent's spool does. In the
+middle, the data folder's file system fills up (then is freed again), or
+PostgreSQL is restarted (``pg_ctlcluster ... restart``). The lines count the
+answers by kind and check the data folder and the database afterwards:
+every acknowledged snapshot must be in a day file and in the database
+exactly once. It is not a speed benchmark and is not part of
+``bench/run_all.py``: the second scenario disturbs whatever else uses that
+PostgreSQL, so it is run by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.payloads import UploadTemplate, collect_snapshot  # noqa: E402
+from reports.tests import live  # noqa: E402
+
+PG_URL = os.environ.get("RELEVO_PG_URL") or live.run_on_postgres() or "postgres://postgres@127.0.0.1:5432/test"
+
+
+def line(name: str, value, unit: str, target: str | None = None, ok: bool | None = None) -> None:
+    suffix = f" [target {target}, {'ok' if ok else 'MISSED'}]" if target is not None else ""
+    print(f"outage.{name}: {value} {unit}{suffix}", flush=True)
+
+
+def bodies(processes_by_client: dict[int, int]):
+    """``make_body`` for live.UploadClients: client n uploads a real snapshot with the given process count."""
+    templates = {n: UploadTemplate(collect_snapshot(count), host_id=f"outage-bench-{n}", hostname=f"outage-{n}")
+                 for n, count in processes_by_client.items()}
+
+    def make_body(number: int) -> tuple[str, bytes]:
+        snapshot_id = uuid.uuid4()
+        return str(snapshot_id), templates[number].body(snapshot_id=snapshot_id)
+
+    return make_body
+
+
+_NO_ANSWER = re.compile(r": [A-Za-z]\w* after \d")  # how live.UploadClients notes a request that got no answer
+
+
+def not_accepted(clients: live.UploadClients) -> int:
+    statuses, problems = dict(clients.statuses), list(clients.problems)
+    return sum(n for status, n in statuses.items() if status not in (200, 201)) + \
+        sum(1 for problem in problems if _NO_ANSWER.search(problem))
+
+
+def report(scenario: str, clients: live.UploadClients, left: int, data_dir: Path, database_url: str | None,
+           refusal: int, resumed: bool) -> None:
+    statuses = dict(sorted(clients.statuses.items()))
+    other_5xx = sum(n for status, n in statuses.items() if status >= 500 and status != refusal)
+    hangs = sum(1 for problem in clients.problems if _NO_ANSWER.search(problem))
+    line(f"{scenario}.answers", sum(statuses.values()), f"answers {statuses}")
+    line(f"{scenario}.refused_{refusal}", statuses.get(refusal, 0), "answers (with Retry-After and a JSON code)")
+    line(f"{scenario}.refused_other_5xx", other_5xx, "answers", "0", other_5xx == 0)
+    line(f"{scenario}.failed_requests", hangs, "requests (no answer within 30 s)", "0", hangs == 0)
+    try:
+        in_files, rows = live.stored_snapshots(data_dir, database_url)
+        lost = [s for s in clients.acknowledged if in_files.get(s) != 1 or s not in rows]
+        disagree = len(set(in_files) ^ set(rows))
+        line(f"{scenario}.acknowledged", len(clients.acknowledged), "snapshots")
+        line(f"{scenario}.acknowledged_lost", len(lost), "snapshots", "0", not lost)
+        line(f"{scenario}.files_and_database_disagree", disagree, "snapshots", "0", disagree == 0)
+        line(f"{scenario}.files_and_database_whole", "yes", "", "yes", True)
+    except AssertionError as exc:
+        line(f"{scenario}.files_and_database_whole", f"no ({exc})", "", "yes", False)
+    line(f"{scenario}.resumed_by_itself", "yes" if resumed else "no", "", "yes", resumed)
+    line(f"{scenario}.refused_never_accepted", left, "snapshots", "0", left == 0)
+
+
+def disk_full(base: Path) -> None:
+    mount_point = base / "small"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)], check=True)
+    filler = mount_point / "filler"
+    try:
+        data_dir = mount_point / "data"
+        server = live.start(base / "server", extra_env={
+            "DATABASE_URL": "", "INVENTORY_DATA_DIR": str(data_dir), "INVENTORY_THROTTLE_UPLOAD": "off",
+            "INVENTORY_MIN_FREE_BYTES": str(8 * 1024 * 1024)})
+        clients = live.UploadClients(server.url, server.agent_token, bodies({0: 400, 1: 1, 2: 400, 3: 1}))
+        resumed = False
+        try:
+            clients.wait_for(lambda: clients.acknowledged_count() >= 20, timeout=120, what="uploads")
+            _fill(filler, leave=2 * 1024 * 1024)
+            clients.wait_for(lambda: not_accepted(clients) >= 20, timeout=120, what="refusals")
+            ready = requests.get(f"{server.url}/readyz", timeout=10)
+            line("disk_full.readyz_while_full", ready.status_code, "status", "503", ready.status_code == 503)
+            metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+            gauge = [m for m in metrics.splitlines() if m.startswith("relevo_data_dir_free_bytes ")]
+            line("disk_full.free_bytes_gauge", gauge[0].split()[1] if gauge else "absent", "bytes")
+            filler.unlink()
+            back_from = clients.acknowledged_count()
+            try:
+                clients.wait_for(lambda: clients.acknowledged_count() >= back_from + 20, timeout=60, what="resume")
+                resumed = True
+            except AssertionError:
+                pass
+        finally:
+            left = clients.stop(drain_timeout=30)
+            server.stop()
+        report("disk_full", clients, left, data_dir, None, 507, resumed)
+        log = server.log()
+        line("disk_full.refused_by_the_day_file_append", log.count("507 storage_full: StorageFull"), "answers")
+        line("disk_full.refused_by_sqlite", log.count("507 storage_full: OperationalError"), "answers")
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+
+
+def _fill(filler: Path, *, leave: int) -> None:
+    chunk = b"\0" * (1 << 20)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12):
+            while True:
+                try:
+                    os.write(fd, chunk[:size])
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+
+
+def db_restart(base: Path) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    database_url = live.create_database(PG_URL)
+    server = live.start(base / "server", extra_env={"DATABASE_URL": database_url, "INVENTORY_THROTTLE_UPLOAD": "off"})
+    clients = live.UploadClients(server.url, server.agent_token, bodies({n: 400 for n in range(4)}))
+    resumed = False
+    try:
+        clients.wait_for(lambda: clients.acknowledged_count() >= 30, timeout=120, what="uploads")
+        started = time.monotonic()
+        try:
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                           check=True, capture_output=True, timeout=120)
+        finally:
+            for _ in range(60):
+                if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0:
+                    break
+                subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                               capture_output=True, timeout=120)
+                time.sleep(1)
+        line("db_restart.restart_seconds", f"{time.monotonic() - started:.1f}", "s")
+        back_from = clients.acknowledged_count()
+        try:
+            clients.wait_for(lambda: clients.acknowledged_count() >= back_from + 30, timeout=60, what="resume")
+            resumed = True
+        except AssertionError:
+            pass
+    finally:
+        left = clients.stop(drain_timeout=30)
+        live.stop_process(server.process, timeout=15)
+    try:
+        report("db_restart", clients, left, server.data_dir, database_url, 503, resumed)
+    finally:
+        live.drop_database(database_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=["disk-full", "db-restart"])
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("needs root (it mounts a tmpfs or restarts PostgreSQL)")
+    with tempfile.TemporaryDirectory(prefix="relevo-outage-") as tmp:
+        (disk_full if args.scenario == "disk-full" else db_restart)(Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
