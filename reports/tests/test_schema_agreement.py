@@ -104,7 +104,7 @@ def test_enroll_host_id_rules_are_the_same_for_both(settings, document, host_id,
     body = {"enroll_secret": SECRET, "host_id": host_id}
     response = APIClient().post("/enroll", body, format="json")
     assert response.status_code == (201 if accepted else 400), response.content
-    assert AgentToken.objects.filter(host_id=host_id).exists() is accepted
+    assert AgentToken.objects.count() == (1 if accepted else 0)  # (PostgreSQL cannot even look up a NUL)
     assert valid(document, {"$ref": "#/components/schemas/EnrollRequest"}, body) is accepted
 
 
