@@ -202,7 +202,7 @@ def start(base: Path, *, workers: int = 2, extra_env: dict[str, str] | None = No
 IMAGE_ENV = {"WEB_CONCURRENCY": "2", "RELEVO_FRONT": "nginx"}
 
 
-def start_entrypoint(base: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> LiveRelevo:
+def start_entrypoint(base: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> LiveRelevo:
     """Run ``deploy/entrypoint.sh`` with the image's settings on a free loopback port.
 
     ``extra_env`` overrides them (``RELEVO_FRONT=none`` is the entrypoint without its front).
