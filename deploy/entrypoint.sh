@@ -69,7 +69,9 @@ NGINX="${NGINX:-nginx}"
 
 HOST=127.0.0.1 PORT="$BACKEND_PORT" "$PYTHON" -m gunicorn --config deploy/gunicorn.conf.py inventory_site.wsgi &
 app=$!
-"$NGINX" -e stderr -p "$RUNTIME" -c "$RUNTIME/nginx.conf" -g "daemon off;" &
+# In its own process group (setsid, util-linux), so that its workers can be
+# signalled with it: they outlive a killed master otherwise.
+setsid "$NGINX" -e stderr -p "$RUNTIME" -c "$RUNTIME/nginx.conf" -g "daemon off;" &
 front=$!
 
 stopping=""
@@ -86,7 +88,7 @@ done
 kill -TERM "$app" 2>/dev/null || true
 status=0
 wait "$app" || status=$?
-kill -QUIT "$front" 2>/dev/null || true
+kill -s QUIT -- "-$front" 2>/dev/null || true
 wait "$front" || true
 rm -rf "$RUNTIME"
 if [ -n "$stopping" ]; then
