@@ -210,13 +210,13 @@ def test_a_full_day_file_refuses_more_with_413_day_file_full_and_changes_nothing
     assert upload(agent_token, yesterday).status_code == 201
 
 
-def test_a_day_file_cap_below_the_upload_limit_is_a_system_check_error(settings):
+def test_a_day_file_cap_below_the_upload_limit_is_a_system_check_warning(settings):
     from reports.checks import check_inventory_settings
 
     assert settings.INVENTORY_DAY_FILE_MAX_BYTES == 100 * settings.INVENTORY_MAX_UPLOAD_BYTES  # the default
-    assert "reports.E015" not in [message.id for message in check_inventory_settings()]
+    assert "reports.W015" not in [message.id for message in check_inventory_settings()]
     settings.INVENTORY_DAY_FILE_MAX_BYTES = settings.INVENTORY_MAX_UPLOAD_BYTES - 1
-    assert "reports.E015" in [message.id for message in check_inventory_settings()]
+    assert "reports.W015" in [message.id for message in check_inventory_settings()]
 
 
 def test_a_day_file_fills_exactly_up_to_its_limit(agent_token, data_dir, settings):
