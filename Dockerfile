@@ -8,6 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# nginx reads every request whole before a gunicorn sync worker sees it
+# (RELEVO_FRONT=nginx, deploy/entrypoint.sh): slow clients cannot hold the workers.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx=1.22.* \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 relevo \
  && useradd --system --uid 10001 --gid relevo --home-dir /app --shell /usr/sbin/nologin relevo \
  && mkdir -p /data \
@@ -33,7 +39,8 @@ RUN DJANGO_SECRET_KEY=build-only-not-a-secret INVENTORY_DATA_DIR=/tmp/build-data
 ENV INVENTORY_DATA_DIR=/data \
     PROMETHEUS_MULTIPROC_DIR=/tmp/relevo-metrics \
     WEB_CONCURRENCY=2 \
-    PORT=8000
+    PORT=8000 \
+    RELEVO_FRONT=nginx
 
 VOLUME ["/data"]
 USER 10001:10001

@@ -43,6 +43,14 @@ from .state import default_state_dir
 log = logging.getLogger("agent")
 
 
+def _rejection_hint(exc: SnapshotRejected) -> str:
+    """What an operator should know about a refusal beyond the server's own words."""
+    if exc.code == "day_file_full":
+        return ("; the server's day file for this host is full, so it stores no more of its snapshots for that "
+                "day: not retried (raise INVENTORY_DAY_FILE_MAX_BYTES on the server to take more)")
+    return ""
+
+
 class ExitStatus(enum.IntEnum):
     """Exit codes a service manager or a wrapper script can act on."""
 
@@ -195,7 +203,7 @@ class Agent:
             return ExitStatus.AUTH_REFUSED
         except SnapshotRejected as exc:
             where = self.spool.set_aside(snapshot_id=snapshot_id, body_gz=body, error=str(exc))
-            log.error("%s; set aside in %s", exc, where)
+            log.error("%s; set aside in %s%s", exc, where, _rejection_hint(exc))
             status = self.drain()
             return ExitStatus.REJECTED if status is ExitStatus.DELIVERED else status
         except (ServerUnavailable, RequestRefused) as exc:
@@ -218,7 +226,7 @@ class Agent:
                 self.sender.send(body)
             except SnapshotRejected as exc:
                 where = self.spool.set_aside(snapshot_id=entry.snapshot_id, body_gz=body, error=str(exc), entry=entry)
-                log.error("spooled %s; set aside in %s", exc, where)
+                log.error("spooled %s; set aside in %s%s", exc, where, _rejection_hint(exc))
                 continue
             except AuthRefused as exc:
                 log.error("%s", exc)

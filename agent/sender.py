@@ -4,7 +4,9 @@ Every request has connect and read timeouts and verifies TLS. Failures become
 typed errors so the CLI can choose between spooling, setting a snapshot aside
 and stopping: 5xx, 429 and network errors are retried with capped exponential
 backoff and full jitter (honouring ``Retry-After``); 401/403 stop at once; a
-400 means this snapshot will never be accepted and must not be retried.
+400 or 413 means this snapshot will never be accepted and must not be retried
+(413 ``day_file_full``: the server stores no more of this host's snapshots
+for that day).
 
 The server answers 503 ``database_unavailable`` while its database is
 unreachable (``Retry-After`` of seconds: waited for) and 507 ``storage_full``
@@ -16,6 +18,7 @@ while its disk is full (``Retry-After`` of minutes, longer than
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import time
@@ -50,6 +53,16 @@ class SnapshotRejected(DeliveryError):
         super().__init__(f"server rejected the snapshot with HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+
+    @property
+    def code(self) -> str:
+        """The server's error code (``{"error": "<code>", ...}``), or "" when its answer has none."""
+        try:
+            answer = json.loads(self.detail)
+        except ValueError:
+            return ""
+        code = answer.get("error") if isinstance(answer, dict) else None
+        return code if isinstance(code, str) else ""
 
 
 class RequestRefused(DeliveryError):

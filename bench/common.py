@@ -80,6 +80,14 @@ def start_server(base: Path, *, workers: int | None = None, extra_env: dict[str,
                   reader_token=credentials["reader_token"])
 
 
+def start_image_server(base: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> Server:
+    """The server as the Docker image starts it: deploy/entrypoint.sh, 2 sync workers behind its nginx."""
+    server = live.start_entrypoint(base, extra_env=extra_env, timeout=timeout)
+    return Server(url=server.url, port=int(server.url.rsplit(":", 1)[1]), process=server.process, env=server.env,
+                  agent_token=server.agent_token, reader_token=server.reader_token, data_dir=server.data_dir,
+                  log_path=server.log_path)
+
+
 def cpu_seconds(processes: list[psutil.Process]) -> dict[int, tuple[float, float]]:
     """(user, system) CPU seconds of each process that is still there."""
     seconds = {}

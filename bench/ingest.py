@@ -6,8 +6,10 @@ in a second process: N connections (default 8), each from its own 127.0.x.y
 address, posting real 400-process snapshots back to back. Bounded by count
 and time. Server CPU per upload is the gunicorn master's and workers' CPU time
 over the run divided by the uploads; memory is the largest worker RSS seen.
+``--image`` starts the server as the Docker image does instead
+(``deploy/entrypoint.sh``: 2 sync workers behind its nginx, whose CPU counts).
 
-    .venv/bin/python bench/ingest.py [--connections 8] [--count 6000] [--duration 40]
+    .venv/bin/python bench/ingest.py [--image] [--connections 8] [--count 6000] [--duration 40]
 """
 
 from __future__ import annotations
@@ -46,13 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=6000, help="uploads in the measured run (upper bound)")
     parser.add_argument("--duration", type=float, default=40.0, help="seconds the measured run may last (upper bound)")
     parser.add_argument("--workers", type=int, default=common.default_workers())
+    parser.add_argument("--image", action="store_true",
+                        help="start it as the Docker image does (entrypoint, nginx front, WEB_CONCURRENCY=2)")
     parser.add_argument("--keep", action="store_true", help="keep the data folder and print where it is")
     args = parser.parse_args(argv)
 
     print(common.machine_line())
     snapshot = collect_snapshot()
     base = Path(tempfile.mkdtemp(prefix="relevo-bench-ingest-"))
-    server = common.start_server(base, workers=args.workers, extra_env={"INVENTORY_FSYNC": "true", **common.BENCH_RATES})
+    extra_env = {"INVENTORY_FSYNC": "true", **common.BENCH_RATES}
+    if args.image:
+        args.workers = int(common.live.IMAGE_ENV["WEB_CONCURRENCY"])
+        server = common.start_image_server(base, extra_env=extra_env)
+    else:
+        server = common.start_server(base, workers=args.workers, extra_env=extra_env)
     try:
         # Warm every worker (imports, database connection) outside the measured run.
         warm = run_loadgen(server, snapshot, connections=args.connections, count=20 * args.workers, duration=30)
@@ -81,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu_ms = server_cpu * 1000 / max(ok_uploads, 1)
     rss_mb = sampler.max_rss / 2**20
     print(f"ingest: {uploads} uploads of {result['body_bytes']} bytes ({len(snapshot['processes'])} processes), "
-          f"{args.connections} connections, {args.workers} sync workers, statuses {result['statuses']}")
+          f"{args.connections} connections, {args.workers} sync workers"
+          f"{' behind the image front (deploy/entrypoint.sh)' if args.image else ''}, statuses {result['statuses']}")
     common.report("ingest.uploads_per_s", rate, "uploads/s", target=f">= {TARGET_RATE:.0f}", ok=rate >= TARGET_RATE)
     common.report("ingest.errors", result["errors"], "errors", target="0", ok=result["errors"] == 0)
     common.report("ingest.latency_p50", common.percentile(latencies_ms, 0.50), "ms")

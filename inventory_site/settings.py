@@ -61,6 +61,9 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 INVENTORY_DATA_DIR = Path(os.environ.get("INVENTORY_DATA_DIR") or BASE_DIR / "data").resolve()
 INVENTORY_TRUSTED_PROXIES = env_list("INVENTORY_TRUSTED_PROXIES")
 INVENTORY_MAX_UPLOAD_BYTES = env_int("INVENTORY_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+# One address's day file stops growing here (uploads past it get 413 day_file_full):
+# 100 snapshots of the largest accepted size, thousands of usual ones (100-300 KB).
+INVENTORY_DAY_FILE_MAX_BYTES = env_int("INVENTORY_DAY_FILE_MAX_BYTES", 100 * INVENTORY_MAX_UPLOAD_BYTES)
 # A host is "online" while its newest snapshot is younger than OFFLINE_AFTER,
 # "offline" after that, and "stale" (probably gone) after STALE_AFTER.
 # Durations: a number with s, m, h or d (e.g. 30m, 7d).

@@ -88,6 +88,12 @@ def check_inventory_settings(app_configs=None, **kwargs):
     errors = _network_errors("INVENTORY_TRUSTED_PROXIES", settings.INVENTORY_TRUSTED_PROXIES, "reports.E004")
     if settings.INVENTORY_MAX_UPLOAD_BYTES < 1024:
         errors.append(checks.Error("INVENTORY_MAX_UPLOAD_BYTES must be at least 1024.", id="reports.E005"))
+    if settings.INVENTORY_DAY_FILE_MAX_BYTES < settings.INVENTORY_MAX_UPLOAD_BYTES:
+        errors.append(checks.Warning(
+            "INVENTORY_DAY_FILE_MAX_BYTES is smaller than INVENTORY_MAX_UPLOAD_BYTES: "
+            "a day file could not take even one of the largest snapshots.",
+            hint="Leave it unset (100 x INVENTORY_MAX_UPLOAD_BYTES) or raise it.", id="reports.W015",
+        ))
     for name in ("INVENTORY_OFFLINE_AFTER", "INVENTORY_STALE_AFTER"):
         try:
             parse_duration(getattr(settings, name))

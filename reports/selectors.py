@@ -1,9 +1,10 @@
 """Reads: what the API and the pages show, in one place.
 
 ``snapshots_for_ip`` answers ``/query``. It hands back the day file's bytes as
-they are (the file is already a JSON array), so a full day is returned without
-decoding and re-encoding every process, and ``latest`` reads one document by
-the offset recorded at append time instead of scanning the file.
+they are (the file is already a JSON array), streamed from disk so a worker's
+memory does not grow with the file, without decoding and re-encoding every
+process; ``latest`` reads one document by the offset recorded at append time
+instead of scanning the file.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from reports.models import Host, Snapshot
 
 @dataclass(frozen=True)
 class DaySnapshots:
-    """The stored snapshots of one address and day, as JSON bytes."""
+    """The stored snapshots of one address and day: ``snapshots`` streams their JSON array."""
 
     ip: str
     date: dt.date
     available_dates: list[dt.date]
-    snapshots_json: bytes
+    snapshots: store.DayFileStream
 
 
 def available_dates(*, ip: store.IPAddress) -> list[dt.date]:
@@ -50,11 +51,11 @@ def snapshots_for_ip(*, ip: store.IPAddress, day: dt.date | None = None, latest:
         body = _latest_document(ip=ip, day=day)
         if body is None:
             return None
-        return DaySnapshots(str(ip), day, dates, b"[" + body + b"]")
-    content = store.read_day(ip, day)
-    if content is None:
+        return DaySnapshots(str(ip), day, dates, store.DayFileStream.of_bytes(b"[" + body + b"]"))
+    stream = store.open_day(ip, day)
+    if stream is None:
         return None
-    return DaySnapshots(str(ip), day, dates, content)
+    return DaySnapshots(str(ip), day, dates, stream)
 
 
 def _latest_document(*, ip: store.IPAddress, day: dt.date) -> bytes | None:
@@ -269,15 +270,15 @@ def host_day_files(*, host: Host) -> list[DayFile]:
     return [DayFile(ip=ip, day=day, snapshots=n) for day, ip, n in rows]
 
 
-def host_day_file(*, host: Host, ip: str, day: dt.date) -> bytes | None:
-    """A day file's bytes, only if *host* has a snapshot in it (so a page cannot fetch arbitrary files)."""
+def host_day_file(*, host: Host, ip: str, day: dt.date) -> store.DayFileStream | None:
+    """A day file, streamed, only if *host* has a snapshot in it (so a page cannot fetch arbitrary files)."""
     try:
         address = store.parse_ip(ip)
     except ValueError:
         return None
     if not Snapshot.objects.filter(host=host, ip=str(address), day=day).exists():
         return None
-    return store.read_day(address, day)
+    return store.open_day(address, day)
 
 
 @dataclass(frozen=True)

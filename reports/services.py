@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 
 import msgspec
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -84,6 +85,19 @@ def _result(snapshot: Snapshot, *, created: bool) -> IngestResult:
     )
 
 
+class DayFileFull(Exception):
+    """The snapshot's day file has reached ``INVENTORY_DAY_FILE_MAX_BYTES``: it is not stored.
+
+    Permanent for this snapshot (its day cannot take more), so the API answers
+    413 and the agent keeps the snapshot aside instead of retrying it.
+    """
+
+    def __init__(self, *, file_name: str, limit_bytes: int):
+        super().__init__(f"{file_name} has reached its limit of {limit_bytes} bytes")
+        self.file_name = file_name
+        self.limit_bytes = limit_bytes
+
+
 def snapshot_day(collected_at: dt.datetime) -> dt.date:
     """The day file a snapshot belongs to: its collection date in the server's TIME_ZONE."""
     return timezone.localtime(collected_at).date()
@@ -115,6 +129,8 @@ def snapshot_ingest(
             existing = _snapshot_by_id(payload.snapshot_id)
             if existing is not None:
                 return _replayed(existing, host_binding=host_binding)
+        if writer.size_after(document) > settings.INVENTORY_DAY_FILE_MAX_BYTES:
+            raise DayFileFull(file_name=writer.path.name, limit_bytes=settings.INVENTORY_DAY_FILE_MAX_BYTES)
         # The fsync happens before the database write lock is taken, so other
         # day files' writers are not held up by this one's disk flush. A crash
         # between here and the commit leaves a tail that the next writer of

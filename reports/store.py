@@ -61,6 +61,8 @@ OPEN_TAIL = b"[\n"
 CLOSE_TAIL = b"\n]\n"
 _FILE_RE = re.compile(r"^(?P<ip>[0-9a-f.\-]{2,45})_(?P<day>\d{4}-\d{2}-\d{2})\.json$")
 _SCAN_CHUNK = 64 * 1024
+# What a DayFileStream reads at a time: a worker holds about this much of a day file being sent.
+STREAM_CHUNK = 256 * 1024
 
 
 class StoreError(Exception):
@@ -325,6 +327,12 @@ class DayFileWriter:
             return line_start + 1, line[1:]
         return line_start, line
 
+    def size_after(self, document: bytes) -> int:
+        """The file's size once *document* is appended (for the size cap, checked before writing)."""
+        if not self._size:
+            return len(OPEN_TAIL) + len(document) + len(CLOSE_TAIL)
+        return self._size - 2 + len(b",") + len(document) + len(CLOSE_TAIL)  # as append() writes it
+
     def append(self, document: bytes) -> Appended:
         """Write one document (a compact JSON object with no raw newline) and fsync it."""
         if b"\n" in document or not document.startswith(b"{"):
@@ -472,11 +480,75 @@ def locked_for_append(ip: IPAddress, day: dt.date) -> Iterator[DayFileWriter]:
 
 # --- reading ----------------------------------------------------------------
 
-def read_day(ip: IPAddress, day: dt.date) -> bytes | None:
-    """The whole day file as bytes (a JSON array), or None when there is none.
+class DayFileStream:
+    """A day file's bytes as they were when it was opened, read from disk in chunks.
 
-    Holds the shared lock while reading, so an append in progress is never
-    seen half-done; a torn file is repaired first.
+    For ``/query`` and the download: memory stays at one chunk whatever the
+    file's size. The file is checked whole under the shared lock, then the
+    lock is let go, so a slow reader never holds up the writers, and only the
+    bytes before the closing ``\n]\n`` are read from the file (the array is
+    closed by the stream itself). Those bytes never change in place: an append
+    writes from ``size - 2`` on, an undo or a repair only at or past the end
+    of the last whole document, and prune and reindex replace or unlink the
+    file, which leaves this open descriptor on the old, unchanged one. So the
+    stream is one consistent array even if writers come and go meanwhile.
+    ``prefix`` and ``suffix`` frame it (the JSON object around the array).
+    The descriptor is closed at the end of the iteration or by ``close()``
+    (Django calls it when the response is done, sent or not).
+    """
+
+    def __init__(self, fd: int | None, size: int, *, prefix: bytes = b"", suffix: bytes = b""):
+        self._fd = fd
+        self._size = size
+        self.prefix = prefix
+        self.suffix = suffix
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> DayFileStream:
+        """A stream of bytes already in memory (one document read by offset)."""
+        return cls(None, 0, prefix=data)
+
+    def framed(self, prefix: bytes, suffix: bytes) -> DayFileStream:
+        """The same content between *prefix* and *suffix*; this stream hands its file over."""
+        framed = DayFileStream(self._fd, self._size, prefix=prefix + self.prefix, suffix=self.suffix + suffix)
+        self._fd, self._size = None, 0
+        return framed
+
+    def __len__(self) -> int:
+        return len(self.prefix) + self._size + len(self.suffix)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            if self.prefix:
+                yield self.prefix
+            if self._fd is not None:
+                offset, end = 0, self._size - len(CLOSE_TAIL)
+                while offset < end:
+                    chunk = os.pread(self._fd, min(STREAM_CHUNK, end - offset), offset)
+                    if not chunk:
+                        raise StoreError("a day file got shorter while it was read")
+                    offset += len(chunk)
+                    yield chunk
+                yield CLOSE_TAIL
+            if self.suffix:
+                yield self.suffix
+        finally:
+            self.close()
+
+    def read(self) -> bytes:
+        """Everything at once: for callers that need the whole file in memory (rebuilds, tests)."""
+        return b"".join(self)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_day(ip: IPAddress, day: dt.date) -> DayFileStream | None:
+    """The day file of *ip* and *day* as a stream (a JSON array), or None when there is none.
+
+    A torn file is repaired first, under the exclusive lock.
     """
     path = day_path(ip, day)
     for _ in range(3):
@@ -486,11 +558,20 @@ def read_day(ip: IPAddress, day: dt.date) -> bytes | None:
         try:
             size = os.fstat(fd).st_size
             if _is_whole(fd, size):
-                return _pread_exact(fd, size, 0)
-        finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return DayFileStream(fd, size)
+        except BaseException:
             os.close(fd)
+            raise
+        os.close(fd)
         _repair_path(path)
     raise StoreError(f"{path.name} could not be repaired")
+
+
+def read_day(ip: IPAddress, day: dt.date) -> bytes | None:
+    """The whole day file as bytes (a JSON array), or None: for rebuilds; requests use ``open_day``."""
+    stream = open_day(ip, day)
+    return None if stream is None else stream.read()
 
 
 def read_document(file: str, offset: int, length: int) -> bytes | None:

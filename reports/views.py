@@ -12,7 +12,7 @@ import datetime as dt
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -135,7 +135,8 @@ def host_day_file(request, pk: int, ip: store.IPAddress, day: dt.date):
     content = selectors.host_day_file(host=host, ip=str(ip), day=day) if host else None
     if content is None:
         return _not_found(request, "day file")
-    response = HttpResponse(content, content_type="application/json")
+    response = StreamingHttpResponse(content, content_type="application/json")
+    response["Content-Length"] = str(len(content))
     response["Content-Disposition"] = f'attachment; filename="{store.file_name(ip, day)}"'
     return response
 

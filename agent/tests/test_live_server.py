@@ -41,3 +41,26 @@ def test_wrong_token_is_refused_with_its_exit_code(request, tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 4, result.stderr  # ExitStatus.AUTH_REFUSED
     assert "refused the agent token" in result.stderr
+
+
+def test_a_full_day_file_sets_the_snapshot_aside_with_a_clear_message(request, tmp_path):
+    """413 day_file_full from the real server: kept in rejected/, exit 5, never resent, and the log says why."""
+    try:
+        factory = request.getfixturevalue("relevo_server_factory")
+    except pytest.FixtureLookupError:
+        live_server(request)  # skips, or fails under CI, with the reason
+        return
+    relevo = factory(extra_env={"INVENTORY_DAY_FILE_MAX_BYTES": "1000"})  # smaller than any snapshot
+    env = {**os.environ, "INVENTORY_SERVER": relevo.url, "INVENTORY_TOKEN": relevo.agent_token}
+    command = [sys.executable, "-m", "agent", "--once", "--state-dir", str(tmp_path), "--sample-seconds", "0"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 5, result.stderr  # ExitStatus.REJECTED
+    assert "day_file_full" in result.stderr and "limit of 1000 bytes" in result.stderr
+    assert "day file for this host is full" in result.stderr and "not retried" in result.stderr
+    [kept] = (tmp_path / "spool" / "rejected").glob("*.json.gz")
+    assert not list((tmp_path / "spool").glob("*.json.gz"))  # aside, not queued for another try
+    assert "day_file_full" in kept.with_name(kept.name.replace(".json.gz", ".error.txt")).read_text()
+
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 5
+    assert len(list((tmp_path / "spool" / "rejected").glob("*.json.gz"))) == 2  # the first was not resent

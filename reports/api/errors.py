@@ -29,6 +29,14 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "The body is larger than the server accepts."
 
 
+class DayFileFull(exceptions.APIException):
+    """413: permanent for this snapshot, so the agent sets it aside (agent/sender.py) instead of retrying."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "day_file_full"
+    default_detail = "The day file of this address is full."
+
+
 class InvalidParameters(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_parameters"

@@ -1,7 +1,7 @@
 """Thin API views: parse the request, call one service or selector, answer.
 
-``/upload`` and ``/query`` answer with bytes built around what the store
-returns, so a day file is sent as it is on disk instead of being decoded and
+``/query`` answers with the day file streamed from disk as it is (framed by a
+small JSON head), so a big file is neither held in memory nor decoded and
 re-encoded.
 """
 
@@ -13,7 +13,7 @@ import re
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django_filters.rest_framework import DjangoFilterBackend
@@ -29,7 +29,7 @@ from reports import payload as payload_schema
 from reports import metrics, selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
-from reports.api.errors import InvalidParameters, InvalidPayload, NothingStored
+from reports.api.errors import DayFileFull, InvalidParameters, InvalidPayload, NothingStored
 from reports.api.filters import HostFilter, ProcessFilter
 from reports.api.parsers import SnapshotParser
 from reports.auth import HostMismatch, IsAgent, IsReader, check_host_binding, enroll_secret_valid
@@ -101,6 +101,12 @@ class UploadView(BaseAPIView):
         except services.SnapshotOfAnotherHost:
             raise HostMismatch("This token is bound to another host than the one this snapshot_id "
                                "is stored for; choose a new snapshot_id.") from None
+        except services.DayFileFull as exc:
+            raise DayFileFull(
+                f"The day file {exc.file_name} has reached its size limit of {exc.limit_bytes} bytes "
+                "(INVENTORY_DAY_FILE_MAX_BYTES): no more snapshots are stored for this address on that day. "
+                "Keep this snapshot aside; retrying it will not help."
+            ) from None
         return Response(result.as_dict(), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -156,8 +162,10 @@ class QueryView(BaseAPIView):
             "date": answer.date.isoformat(),
             "available_dates": [d.isoformat() for d in answer.available_dates],
         })
-        body = head[:-1].encode() + b', "snapshots": ' + answer.snapshots_json + b"}"
-        return HttpResponse(body, content_type="application/json")
+        body = answer.snapshots.framed(head[:-1].encode() + b', "snapshots": ', b"}")
+        response = StreamingHttpResponse(body, content_type="application/json")
+        response["Content-Length"] = str(len(body))
+        return response
 
 
 # --- enrollment ------------------------------------------------------------------------

@@ -388,3 +388,116 @@ def stored_snapshots(data_dir: Path, database_url: str | None) -> tuple[dict[str
         if pointed != snapshot_id:
             raise AssertionError(f"the row of {snapshot_id} points at {file_name}:{offset}, which holds {pointed}")
     return in_files, rows
+
+
+# --- the server as the Docker image starts it, and slow clients against it ---
+
+# What the Dockerfile's ENV sets that changes how the server runs (the image
+# cannot be built here: no Docker engine, so its entrypoint is run as it is).
+IMAGE_ENV = {"WEB_CONCURRENCY": "2", "RELEVO_FRONT": "nginx"}
+
+
+def start_entrypoint(base: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> LiveRelevo:
+    """Run ``deploy/entrypoint.sh`` with the image's settings on a free loopback port.
+
+    ``extra_env`` overrides them (``RELEVO_FRONT=none`` is the entrypoint without its front).
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    port, backend_port = free_port(), free_port()
+    env, credentials = prepare(base, {
+        **IMAGE_ENV, "HOST": "127.0.0.1", "PORT": str(port), "RELEVO_BACKEND_PORT": str(backend_port),
+        "PYTHON": sys.executable, "PROMETHEUS_MULTIPROC_DIR": str(base / "prom"), **(extra_env or {}),
+    })
+    log_path = base / f"entrypoint-{port}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(["sh", str(ROOT / "deploy" / "entrypoint.sh")], cwd=base, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_healthy(url, process, log_path, timeout=timeout)
+    return LiveRelevo(url=url, data_dir=Path(env["INVENTORY_DATA_DIR"]), env=env, process=process,
+                      log_path=log_path, **credentials)
+
+
+class SlowLoris:
+    """Connections that send a request's headers one line every *interval* seconds, forever.
+
+    Each connection starts a POST and never finishes its headers; one the
+    server closes (a header timeout) is opened again at once, as an attacker
+    would. Runs in a background thread until ``stop()``; bounded by the
+    caller's duration.
+    """
+
+    def __init__(self, port: int, *, connections: int = 16, interval: float = 2.0) -> None:
+        self.port, self.connections, self.interval = port, connections, interval
+        self.reopened = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        return sock
+
+    def _run(self) -> None:
+        sockets = [self._open() for _ in range(self.connections)]
+        line = 0
+        while not self._stop.wait(self.interval):
+            line += 1
+            for index, sock in enumerate(sockets):
+                try:
+                    sock.sendall(b"X-Slow-%d: %d\r\n" % (line, line))
+                except OSError:
+                    sock.close()
+                    self.reopened += 1
+                    try:
+                        sockets[index] = self._open()
+                    except OSError:
+                        pass
+        for sock in sockets:
+            sock.close()
+
+    def __enter__(self) -> "SlowLoris":
+        self._thread.start()
+        time.sleep(0.5)  # every connection is open before the first upload
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def agent_uploads(server: LiveRelevo, bodies: list[bytes], *, spacing: float) -> list[str]:
+    """Send each body with the agent's own sender (its timeouts, one attempt), *spacing* s apart, in parallel.
+
+    Returns what each delivery came to: ``"acknowledged"`` (a 2xx within the agent's timeout) or the
+    agent's error.
+    """
+    import gzip
+
+    from agent.sender import DeliveryError, RetryPolicy, Sender
+
+    outcomes = ["not sent"] * len(bodies)
+
+    def deliver(index: int) -> None:
+        sender = Sender(server=server.url, token=server.agent_token, policy=RetryPolicy(attempts=1))
+        try:
+            sender.send(gzip.compress(bodies[index]))
+            outcomes[index] = "acknowledged"
+        except DeliveryError as exc:
+            outcomes[index] = f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            sender.close()
+
+    threads = []
+    for index in range(len(bodies)):
+        if index:
+            time.sleep(spacing)
+        thread = threading.Thread(target=deliver, args=(index,))
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    return outcomes

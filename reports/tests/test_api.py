@@ -188,6 +188,57 @@ def test_bodies_over_the_limit_are_413(agent_token, data_dir, settings):
     assert_nothing_stored(data_dir)
 
 
+def test_a_full_day_file_refuses_more_with_413_day_file_full_and_changes_nothing(agent_token, data_dir, settings):
+    """Past INVENTORY_DAY_FILE_MAX_BYTES: a clear, permanent refusal naming the limit; replays and other days still work."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    first = make_payload(collected_at=now - dt.timedelta(seconds=10))
+    assert upload(agent_token, first).status_code == 201
+    [path] = data_dir.glob("10.0.0.5_*.json")
+    settings.INVENTORY_DAY_FILE_MAX_BYTES = path.stat().st_size + 100  # room for no second snapshot
+    before = path.read_bytes()
+
+    refused = make_payload(collected_at=now)
+    error = assert_error(upload(agent_token, refused), 413, "day_file_full")
+    assert str(settings.INVENTORY_DAY_FILE_MAX_BYTES) in error["detail"] and path.name in error["detail"]
+    assert "INVENTORY_DAY_FILE_MAX_BYTES" in error["detail"]
+    assert path.read_bytes() == before and Snapshot.objects.count() == 1
+    assert not Snapshot.objects.filter(snapshot_id=refused["snapshot_id"]).exists()
+
+    assert upload(agent_token, first).status_code == 200  # a replay of a stored snapshot is still answered
+    assert upload(agent_token, make_payload(host_id="host-2"), ip="10.0.0.6").status_code == 201  # another file
+    yesterday = make_payload(collected_at=now - dt.timedelta(days=1))
+    assert upload(agent_token, yesterday).status_code == 201
+
+
+def test_a_day_file_cap_below_the_upload_limit_is_a_system_check_warning(settings):
+    from reports.checks import check_inventory_settings
+
+    assert settings.INVENTORY_DAY_FILE_MAX_BYTES == 100 * settings.INVENTORY_MAX_UPLOAD_BYTES  # the default
+    assert "reports.W015" not in [message.id for message in check_inventory_settings()]
+    settings.INVENTORY_DAY_FILE_MAX_BYTES = settings.INVENTORY_MAX_UPLOAD_BYTES - 1
+    assert "reports.W015" in [message.id for message in check_inventory_settings()]
+
+
+def test_a_day_file_fills_exactly_up_to_its_limit(agent_token, data_dir, settings):
+    """The cap counts the bytes the append will write: a snapshot that just fits is stored."""
+    from reports import store
+
+    payload = make_payload()
+    assert upload(agent_token, payload).status_code == 201
+    [path] = data_dir.glob("10.0.0.5_*.json")
+    size_one = path.stat().st_size
+    document = path.read_bytes()[2:-3]
+    ip_day = store.parse_file_name(path.name)
+    with store.locked_for_append(*ip_day) as writer:
+        expected = writer.size_after(document)
+        writer.append(document)
+    assert path.stat().st_size == expected == 2 * size_one - 3  # "[\n" + doc + "\n," + doc + "\n]\n"
+    settings.INVENTORY_DAY_FILE_MAX_BYTES = path.stat().st_size + len(document) + 2 + 50
+    sized = make_payload()  # same shape, same length of document within a few bytes
+    assert upload(agent_token, sized).status_code == 201
+    assert_error(upload(agent_token, make_payload()), 413, "day_file_full")
+
+
 def test_a_gzip_bomb_is_413_without_inflating_it(agent_token, data_dir, settings):
     settings.INVENTORY_MAX_UPLOAD_BYTES = 64 * 1024
     bomb = gzip.compress(b"[" + b" " * (50 * 1024 * 1024) + b"]", compresslevel=9)
@@ -219,6 +270,14 @@ def test_wrong_methods_are_405(agent_token, data_dir, method):
 
 # --- query -------------------------------------------------------------------------
 
+def streamed_json(response):
+    """The JSON of a streamed answer, checking that its Content-Length is what was sent."""
+    assert response.streaming
+    body = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(body)
+    return json.loads(body)
+
+
 def test_query_returns_the_newest_day_the_whole_day_or_the_latest(agent_token, reader_token, data_dir):
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     old = make_payload(collected_at=now - dt.timedelta(days=1))
@@ -230,16 +289,37 @@ def test_query_returns_the_newest_day_the_whole_day_or_the_latest(agent_token, r
 
     newest = reader.get("/query", {"ip": "10.0.0.5"})
     assert newest.status_code == 200
-    body = newest.json()
+    body = streamed_json(newest)
     assert body["ip"] == "10.0.0.5" and body["date"] == days[1] and body["available_dates"] == days
     assert [s["snapshot_id"] for s in body["snapshots"]] == [first["snapshot_id"], second["snapshot_id"]]
     assert body["snapshots"] == json.loads((data_dir / f"10.0.0.5_{days[1]}.json").read_bytes())
 
-    older = reader.get("/query", {"ip": "10.0.0.5", "date": days[0]}).json()
+    older = streamed_json(reader.get("/query", {"ip": "10.0.0.5", "date": days[0]}))
     assert [s["snapshot_id"] for s in older["snapshots"]] == [old["snapshot_id"]]
 
-    latest = reader.get("/query", {"ip": "10.0.0.5", "latest": "true"}).json()
+    latest = streamed_json(reader.get("/query", {"ip": "10.0.0.5", "latest": "true"}))
     assert [s["snapshot_id"] for s in latest["snapshots"]] == [second["snapshot_id"]]
+
+
+def test_query_streams_a_big_day_from_disk_in_bounded_chunks(agent_token, reader_token, data_dir):
+    """Never the whole file in memory: the answer comes in chunks of at most STREAM_CHUNK, and is valid JSON."""
+    from reports import store
+
+    payload = make_payload(processes=400)
+    assert upload(agent_token, payload).status_code == 201
+    [path] = data_dir.glob("10.0.0.5_*.json")
+    day = dt.date.fromisoformat(path.name.split("_")[1][:-5])
+    document = path.read_bytes()[2:-3]
+    with store.locked_for_append(store.parse_ip("10.0.0.5"), day) as writer:
+        for _ in range(40):  # the same document again: ~4 MB, more than 15 chunks
+            writer.append(document)
+    response = client_for(reader_token).get("/query", {"ip": "10.0.0.5", "date": day.isoformat()})
+    assert response.status_code == 200 and response.streaming
+    chunks = list(response.streaming_content)
+    assert len(chunks) > 15 and max(map(len, chunks)) <= store.STREAM_CHUNK
+    body = json.loads(b"".join(chunks))
+    assert int(response["Content-Length"]) == sum(map(len, chunks))
+    assert len(body["snapshots"]) == 41 and body["snapshots"][0]["snapshot_id"] == payload["snapshot_id"]
 
 
 def test_a_signed_in_user_can_query(reader, agent_token):

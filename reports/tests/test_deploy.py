@@ -6,6 +6,7 @@ No Docker engine runs here, so the image is linted rather than built, and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -50,8 +51,10 @@ def test_the_dockerfile_keeps_its_promises():
     text = (ROOT / "Dockerfile").read_text()
     assert text.index("COPY requirements.txt") < text.index("pip install") < text.index("COPY reports")
     for needle in ("USER 10001", "HEALTHCHECK", "/healthz", 'VOLUME ["/data"]', "collectstatic",
-                   "ENTRYPOINT [\"/app/deploy/entrypoint.sh\"]", "slim"):
+                   "ENTRYPOINT [\"/app/deploy/entrypoint.sh\"]", "slim", "install -y --no-install-recommends nginx="):
         assert needle in text, needle
+    for name, value in live.IMAGE_ENV.items():  # the tests and benches run the entrypoint as the image does
+        assert f"{name}={value}" in text, name
 
 
 def test_the_entrypoint_migrates_and_starts_gunicorn(tmp_path):
@@ -136,3 +139,88 @@ def test_the_gunicorn_worker_hook_freezes_the_loaded_application():
         assert gc.get_freeze_count() > before + 10_000
     finally:
         gc.unfreeze()
+
+
+# --- the image's front: nginx reads requests whole before gunicorn's sync workers see them ---
+
+def _nginx_or_skip() -> None:
+    require(shutil.which("nginx") is not None, "nginx is missing: apt-get install nginx (the image installs it)")
+
+
+@pytest.fixture
+def image_server(tmp_path):
+    """The server as the Docker image starts it (deploy/entrypoint.sh, WEB_CONCURRENCY=2, RELEVO_FRONT=nginx)."""
+    _nginx_or_skip()
+    server = live.start_entrypoint(tmp_path / "image")
+    yield server
+    server.stop()
+
+
+def test_slow_clients_do_not_starve_agent_uploads_in_the_image(image_server):
+    """16 connections dribbling a header line every 2 s; 4 agent uploads over ~8 s must all be acknowledged.
+
+    Reached directly, gunicorn's 2 sync workers each wait on one slow
+    connection, and the uploads time out (the bench/slowloris.py run of 40 s
+    prints the figures).
+    """
+    from reports.tests.factories import encode, make_payload
+
+    payloads = [make_payload(host_id=f"slow-{i}") for i in range(4)]
+    with live.SlowLoris(int(image_server.url.rsplit(":", 1)[1]), connections=16, interval=2.0):
+        outcomes = live.agent_uploads(image_server, [encode(p) for p in payloads], spacing=2.5)
+    assert outcomes == ["acknowledged"] * 4
+    headers = {"Authorization": f"Token {image_server.reader_token}"}
+    for payload in payloads:
+        assert requests.get(f"{image_server.url}/api/snapshots/{payload['snapshot_id']}/", headers=headers,
+                            timeout=10).status_code == 200
+
+
+def test_the_image_front_names_day_files_after_the_client_not_itself(image_server):
+    """Behind its own nginx, Relevo still sees the agent's address, and a forged X-Forwarded-For changes nothing."""
+    import http.client
+
+    from reports.tests.factories import encode, make_payload
+
+    port = int(image_server.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.7", 0))
+    conn.request("POST", "/upload", body=encode(make_payload()), headers={
+        "Content-Type": "application/json", "Authorization": f"Token {image_server.agent_token}",
+        "X-Forwarded-For": "10.9.9.9"})
+    response = conn.getresponse()
+    assert response.status == 201, response.read()
+    assert json.loads(response.read())["ip"] == "127.0.0.7"
+    conn.close()
+    assert [p.name.split("_")[0] for p in image_server.data_dir.glob("*.json")] == ["127.0.0.7"]
+
+
+def test_the_image_entrypoint_stops_both_processes_cleanly(image_server):
+    """SIGTERM (docker stop) ends gunicorn and nginx, exit status 0; no process is left behind."""
+    import psutil
+
+    shell = psutil.Process(image_server.process.pid)
+    children = shell.children(recursive=True)
+    assert {p.name() for p in children} >= {"nginx"} and any("gunicorn" in " ".join(p.cmdline()) for p in children)
+    image_server.process.send_signal(signal.SIGTERM)  # the shell only, as docker stop signals PID 1
+    assert image_server.process.wait(timeout=40) == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
+def test_the_image_entrypoint_exits_when_its_front_dies(image_server):
+    """Without nginx nobody reaches gunicorn: the entrypoint stops it and exits non-zero, so Docker restarts it."""
+    import psutil
+
+    children = psutil.Process(image_server.process.pid).children(recursive=True)
+    [master] = [p for p in children if p.name() == "nginx" and p.ppid() == image_server.process.pid]
+    master.kill()
+    assert image_server.process.wait(timeout=40) != 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+    assert "stopped unexpectedly" in image_server.log()
+
+
+def test_the_entrypoint_refuses_an_unknown_front(tmp_path):
+    env = live.server_env(tmp_path, {"PYTHON": sys.executable, "RELEVO_FRONT": "apache"})
+    result = subprocess.run(["sh", str(ROOT / "deploy" / "entrypoint.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "RELEVO_FRONT must be nginx or none" in result.stderr

@@ -253,3 +253,59 @@ def test_free_bytes_is_the_file_systems_free_space(small_filesystem, settings):
     assert 40 * 2**20 < store.free_bytes() <= 48 * 2**20
     small_filesystem.fill()
     assert store.free_bytes() < 64 * 1024
+
+
+# --- streaming a day file (for /query and the download) ---
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_day_file_streams_in_bounded_chunks_and_equals_the_file(data_dir):
+    for n in range(12):
+        append(IP, DAY, doc(n, 100_000))
+    raw = (data_dir / "10.0.0.5_2026-11-27.json").read_bytes()
+    stream = store.open_day(IP, DAY)
+    chunks = list(stream)
+    assert b"".join(chunks) == raw and len(stream) == len(raw)
+    assert len(chunks) > 4 and max(map(len, chunks)) <= store.STREAM_CHUNK
+
+
+def test_a_stream_is_the_array_as_it_was_opened_while_writers_carry_on(data_dir):
+    """Opened before an append, a retention rewrite and an undo, it still yields the old, whole array."""
+    for n in range(3):
+        append(IP, DAY, doc(n, 300_000))
+    stream = store.open_day(IP, DAY).framed(b'{"s":', b"}")
+    with store.locked_for_append(IP, DAY) as writer:  # the shared lock is not held by an open stream
+        undone = writer.append(doc(99))
+        writer.undo(undone)
+        writer.append(doc(3))
+    assert [d["n"] for d in json.loads(stream.read())["s"]] == [0, 1, 2]
+    rewritten = store.open_day(IP, DAY)
+    with store.locked_for_append(IP, DAY) as writer:
+        writer.replace_all([doc(7)])
+    assert [d["n"] for d in json.loads(rewritten.read())] == [0, 1, 2, 3]
+    assert [d["n"] for d in json.loads(store.read_day(IP, DAY))] == [7]
+
+
+def test_a_stream_closes_its_file_when_closed_unread_or_read_to_the_end(data_dir):
+    append(IP, DAY, doc(0))
+    before = _open_fds()
+    unread = store.open_day(IP, DAY)
+    assert _open_fds() == before + 1
+    unread.close()
+    assert _open_fds() == before
+    store.open_day(IP, DAY).read()
+    assert _open_fds() == before
+    framed_away = store.open_day(IP, DAY)
+    framed_away.framed(b"", b"").close()  # the framed copy owns the descriptor now
+    framed_away.close()
+    assert _open_fds() == before
+
+
+def test_opening_a_torn_day_file_repairs_it_first(data_dir):
+    append(IP, DAY, doc(0))
+    append(IP, DAY, doc(1))
+    path = data_dir / "10.0.0.5_2026-11-27.json"
+    path.write_bytes(path.read_bytes()[:-7])  # a crash in the middle of the second document
+    assert [d["n"] for d in json.loads(store.open_day(IP, DAY).read())] == [0]

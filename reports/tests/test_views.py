@@ -236,8 +236,10 @@ def test_the_raw_day_file_downloads_through_the_store(signed_in, busy_host, data
     response = signed_in.get(reverse("reports:host_day_file", args=[busy_host.pk, "10.0.0.5", day]))
     assert response.status_code == 200
     assert response["Content-Disposition"] == f'attachment; filename="10.0.0.5_{day.isoformat()}.json"'
-    assert response.content == (data_dir / f"10.0.0.5_{day.isoformat()}.json").read_bytes()
-    assert len(json.loads(response.content)) == 2
+    assert response.streaming  # from disk, in chunks: a big day file is never held in memory
+    content = b"".join(response.streaming_content)
+    assert content == (data_dir / f"10.0.0.5_{day.isoformat()}.json").read_bytes()
+    assert int(response["Content-Length"]) == len(content) and len(json.loads(content)) == 2
 
 
 def test_a_day_file_of_another_host_or_a_bad_address_is_not_served(signed_in, busy_host, fleet):
