@@ -19,9 +19,10 @@ export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${TMPDIR:-/tmp}/rel
 
 mkdir -p "$INVENTORY_DATA_DIR" "$PROMETHEUS_MULTIPROC_DIR"
 
-"$PYTHON" manage.py check --deploy --fail-level ERROR
+# Only gunicorn's workers write metric files; the checks and migrations are not the server.
+env -u PROMETHEUS_MULTIPROC_DIR "$PYTHON" manage.py check --deploy --fail-level ERROR
 if [ "${RELEVO_MIGRATE:-true}" != "false" ]; then
-  "$PYTHON" manage.py migrate --noinput
+  env -u PROMETHEUS_MULTIPROC_DIR "$PYTHON" manage.py migrate --noinput
 fi
 
 if [ "$#" -gt 0 ]; then
