@@ -10,7 +10,7 @@ ifndef PG_URL
 PG_URL := postgres://postgres@127.0.0.1:5432/test
 endif
 
-.PHONY: install run test test-sqlite test-postgres test-windows test-browser bench clean
+.PHONY: install run test test-sqlite test-postgres test-windows test-browser bench clean packages packages-linux
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt agent/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,5 +58,12 @@ test-windows: install .env
 bench: install .env
 	$(PY) bench/run_all.py
 
+# The agent's packages, into dist/ with a .sha256 next to each; the version is agent/__init__.py's.
+packages: packages-linux
+
+# relevo-agent_<version>_all.deb and relevo-agent-<version>.noarch.rpm (needs dpkg-deb and rpmbuild).
+packages-linux: install
+	PYTHON=$(PY) scripts/packages/build-linux.sh dist
+
 clean:
-	rm -rf $(VENV) build staticfiles .pytest_cache
+	rm -rf $(VENV) build dist staticfiles .pytest_cache

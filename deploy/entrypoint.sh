@@ -37,9 +37,10 @@ esac
 
 (umask 077 && mkdir -p "$INVENTORY_DATA_DIR" "$PROMETHEUS_MULTIPROC_DIR")  # private, like the files in them
 
-"$PYTHON" manage.py check --deploy --fail-level ERROR
+# Only gunicorn's workers write metric files; the checks and migrations are not the server.
+env -u PROMETHEUS_MULTIPROC_DIR "$PYTHON" manage.py check --deploy --fail-level ERROR
 if [ "${RELEVO_MIGRATE:-true}" != "false" ]; then
-  "$PYTHON" manage.py migrate --noinput
+  env -u PROMETHEUS_MULTIPROC_DIR "$PYTHON" manage.py migrate --noinput
 fi
 
 if [ "$#" -gt 0 ]; then

@@ -23,14 +23,21 @@ import os
 import shutil
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-# prometheus_client opens its files there as soon as a metric is made; a missing
-# folder would fail every import (management commands included), so make it.
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+# prometheus_client opens a file in that folder as soon as a metric is made.
+# Importing this module creates nothing: the server's launcher makes the folder,
+# owned by the user that serves (deploy/entrypoint.sh, gunicorn.conf.py's
+# on_starting, the EC2 unit's RuntimeDirectory=), and management commands run
+# without the variable. A folder made here by whoever imported first (root
+# running collectstatic) locked the service out of it.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={os.environ['PROMETHEUS_MULTIPROC_DIR']} is not a folder: the server's "
+        "launcher creates it (deploy/entrypoint.sh); run management commands without that variable.")
 
 UPLOADS_ACCEPTED = Counter(
     "relevo_uploads_accepted_total",

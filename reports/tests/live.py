@@ -96,6 +96,8 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path, *, t
 
 
 def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command; like the deploy scripts, without the server's metrics folder."""
+    env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -183,6 +185,8 @@ def start(base: Path, *, workers: int = 2, extra_env: dict[str, str] | None = No
     """Start gunicorn for a prepared (or new) database and wait until /healthz answers."""
     base.mkdir(parents=True, exist_ok=True)
     env, credentials = prepared or prepare(base, extra_env)
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):  # the launcher makes it, as deploy/entrypoint.sh does
+        Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = base / f"gunicorn-{port}.log"
     with open(log_path, "ab") as log:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -10,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from reports import services
+from reports.tests import live
 from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +109,18 @@ def test_bad_operations_settings_are_reported_by_the_system_checks(settings):
     settings.INVENTORY_METRICS_TOKEN = "short"
     assert sorted(message.id for message in check_operations_settings()) == [
         "reports.E007", "reports.E008", "reports.W002"]
+
+
+def test_importing_metrics_creates_no_folder(tmp_path):
+    """Whoever imports first must not own the metrics folder: on EC2 that was root's collectstatic.
+
+    The server's launcher makes the folder as the serving user; an import with
+    the variable pointing nowhere stops with a message that says so.
+    """
+    folder = tmp_path / "var" / "metrics"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder), "DJANGO_SETTINGS_MODULE": "inventory_site.settings"}
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); import reports.metrics"],
+                            cwd=live.ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert not (tmp_path / "var").exists()
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert f"PROMETHEUS_MULTIPROC_DIR={folder} is not a folder" in result.stderr
