@@ -138,7 +138,8 @@ def install(*, server: str, enroll_secret: str, token: str, state_dir: Path, pyt
     values = settings_values(server=server, enroll_secret=enroll_secret, token=token) if server.strip() else None
     if values is None and not config.is_file():
         raise ConfigError("no SERVER given: msiexec /i relevo-agent.msi SERVER=https://... ENROLL_SECRET=...")
-    if state_dir.is_symlink() or state_dir.is_junction():
+    # is_junction: Python 3.12+ (the bundled 3.13 has it; this machine's test Python may not).
+    if state_dir.is_symlink() or getattr(state_dir, "is_junction", lambda: False)():
         # Someone pointed the folder elsewhere before us: never follow it with SYSTEM's rights.
         raise ConfigError(f"{state_dir} is a link or junction: remove it and install again")
     state_dir.mkdir(parents=True, exist_ok=True)
