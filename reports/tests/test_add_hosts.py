@@ -83,7 +83,7 @@ def test_without_enrollment_a_post_makes_a_fleet_token_shown_once(staff, package
 
     response = staff.post("/hosts/add/")
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
-    token = re.search(r'<code id="new-token">([^<]+)</code>', response.content.decode()).group(1)
+    token = re.search(r'<code id="new-token" class="sha">([^<]+)</code>', response.content.decode()).group(1)
     assert f"SERVER=http://testserver TOKEN={token}" in text(response)
     [stored] = AgentToken.objects.all()
     assert stored.host_id in (None, "") and stored.revoked_at is None and "boss" in stored.name
