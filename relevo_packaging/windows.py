@@ -3,7 +3,7 @@
 Both hold the same tree, so what the zip proves about the interpreter holds
 for the MSI::
 
-    relevo-agent.cmd          launcher: python\\python.exe -I -m agent %*
+    relevo-agent.cmd          launcher: python\\python.exe -I -B -m agent %*
     python\\                   embeddable CPython 3.13 (relevo_packaging.embed)
     python\\site\\              psutil, requests and their dependencies (win_amd64 wheels)
     python\\app\\agent\\         the agent

@@ -51,7 +51,7 @@ def test_settings_file_round_trip_and_refuses_unknown_keys(tmp_path):
 
 def test_agent_reads_the_settings_file_and_flags_and_environment_win(upload_server, tmp_path):
     config = tmp_path / "agent.conf"
-    config.write_text(f"INVENTORY_SERVER=http://127.0.0.1:1\nINVENTORY_TOKEN=from-file-0123456789\n")
+    config.write_text("INVENTORY_SERVER=http://127.0.0.1:1\nINVENTORY_TOKEN=from-file-0123456789\n")
     base = ["--once", "--config", str(config), "--state-dir", str(tmp_path / "state"), "--sample-seconds", "0",
             "--retries", "1"]
     # The file's server answers nothing; the environment's wins over it.

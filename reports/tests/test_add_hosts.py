@@ -69,7 +69,7 @@ def test_the_page_lists_packages_with_checksums_and_fills_in_server_and_secret(s
     assert "a" * 64 in page  # from the .sha256 file
     assert hashlib.sha256(ZIP.encode() * 100).hexdigest() in page
     assert f"msiexec /i {MSI} /qn SERVER=http://testserver ENROLL_SECRET=new-secret-0123456789" in page
-    assert f".\\relevo-agent\\relevo-agent.cmd --once --server http://testserver --enroll-secret new-secret" in page
+    assert ".\\relevo-agent\\relevo-agent.cmd --once --server http://testserver --enroll-secret new-secret" in page
     assert f"sudo apt-get install ./{DEB}" in page and "INVENTORY_ENROLL_SECRET=new-secret-0123456789" in page
     assert "relevo-agent-VERSION.noarch.rpm" in page  # no rpm in the folder: a placeholder name
     assert "Make a fleet token" not in page
