@@ -10,7 +10,7 @@ ifndef PG_URL
 PG_URL := postgres://postgres@127.0.0.1:5432/test
 endif
 
-.PHONY: install run test test-sqlite test-postgres test-windows test-browser bench clean packages packages-linux
+.PHONY: install run test test-sqlite test-postgres test-windows test-browser bench clean packages packages-linux packages-windows
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt agent/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,11 +55,16 @@ test-browser: install .env
 test-windows: install .env
 	$(PY) -m pytest -m windows
 
+# Installable agents in dist/, each with a .sha256 beside it; the version is
+# agent/__init__.py's __version__.
+packages: packages-linux packages-windows
+
+# The zip and the MSI (needs wixl and msitools: apt-get install -y wixl msitools).
+packages-windows: install
+	$(PY) -m relevo_packaging.windows --dist dist
+
 bench: install .env
 	$(PY) bench/run_all.py
-
-# The agent's packages, into dist/ with a .sha256 next to each; the version is agent/__init__.py's.
-packages: packages-linux
 
 # relevo-agent_<version>_all.deb and relevo-agent-<version>.noarch.rpm (needs dpkg-deb and rpmbuild).
 packages-linux: install

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from . import enroll
+from .config_file import ConfigError, config_read
 from .collector import DEFAULT_SAMPLE_SECONDS, Sources, snapshot_collect
 from .redact import cmdline_redact
 from .sender import (
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--enroll-secret", metavar="SECRET",
                         help="the fleet's enroll secret: without a token, enroll once and keep the per-host "
                              "token in the state folder (env INVENTORY_ENROLL_SECRET)")
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help="settings file of INVENTORY_*=VALUE lines (env INVENTORY_CONFIG); flags and the "
+                             "environment win over it. The Windows MSI writes %%ProgramData%%\\Relevo\\agent.conf")
+    parser.add_argument("--splay", type=float, default=0.0, metavar="SECONDS",
+                        help="with --once, first wait a random 0..SECONDS so a fleet started by one schedule "
+                             "does not upload in step (default 0)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="collect and send once, then exit (default)")
     mode.add_argument("--interval", type=float, metavar="SECONDS",
@@ -123,6 +130,8 @@ def _validate(args: argparse.Namespace, env: Mapping[str, str]) -> None:
         raise _UsageError("--timeout must be positive")
     if args.sample_seconds < 0:
         raise _UsageError("--sample-seconds must not be negative")
+    if args.splay < 0:
+        raise _UsageError("--splay must not be negative")
     if args.dry_run:
         return
     if not args.server:
@@ -290,8 +299,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return ExitStatus.DELIVERED if exc.code == 0 else ExitStatus.USAGE
     _configure_logging(args.verbose)
     try:
+        config = args.config or env.get("INVENTORY_CONFIG")
+        if config:
+            # Flags > environment > file: an operator's one-off override needs no edit of the file.
+            env = {**config_read(Path(config)), **env}
         _validate(args, env)
-    except _UsageError as exc:
+    except (ConfigError, _UsageError) as exc:
         parser.print_usage(sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
@@ -311,6 +324,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if args.interval is not None:
             return agent.run_forever(args.interval)
+        if args.splay and stop.wait(random.uniform(0, args.splay)):
+            return ExitStatus.DELIVERED
         return agent.run_once()
     except KeyboardInterrupt:
         return ExitStatus.DELIVERED

@@ -247,6 +247,9 @@ MIDDLEWARE.append("reports.middleware.OutageMiddleware")
 # bound to the host id. Several may be listed (comma-separated) while rotating.
 INVENTORY_ENROLL_SECRETS = env_list("INVENTORY_ENROLL_SECRET")
 
+# The agent packages the "Add hosts" page offers (`make packages` writes them to dist/).
+INVENTORY_PACKAGES_DIR = Path(os.environ.get("INVENTORY_PACKAGES_DIR") or BASE_DIR / "dist").resolve()
+
 # Limits: "<count>/<period>" (s, min, h, day; "10/5s" works) or "off".
 # Counted in Redis when REDIS_URL is set; otherwise beside an SQLite database in its own file
 # (relevo-throttle.sqlite3), or in PostgreSQL's ThrottleCounter table (reports.throttling).

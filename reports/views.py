@@ -1,6 +1,7 @@
 """The dashboard pages: thin views that parse the query string, call selectors and render.
 
-Every page needs a signed-in user. Reads live in ``reports.selectors`` (shared
+Every page needs a signed-in user; "Add hosts" (packages, enroll secret,
+fleet tokens) needs a staff user. Reads live in ``reports.selectors`` (shared
 with the API); the only file access, the raw day-file download, goes through
 ``selectors.host_day_file`` and so through ``reports.store``.
 """
@@ -12,13 +13,15 @@ import datetime as dt
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import charts, selectors, store
+from reports import charts, selectors, services, store
+from reports import packages as agent_packages
 from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm
 
 HOSTS_PER_PAGE = 50
@@ -150,3 +153,41 @@ def process_search(request):
     return render(request, "reports/process_search.html", {
         "form": form, "query": query, "results": results, "limit": PROCESS_SEARCH_LIMIT,
     })
+
+
+def _staff_only(request) -> HttpResponse:
+    return render(request, "reports/staff_only.html", status=403)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def add_hosts(request):
+    """Packages and copy-paste install commands; a POST makes a fleet token, shown once."""
+    if not request.user.is_staff:
+        return _staff_only(request)
+    token = None
+    if request.method == "POST":
+        _, token = services.agent_token_create(name=f"fleet (Add hosts, {request.user.get_username()})"[:100])
+    packages = agent_packages.package_list()
+    secrets = settings.INVENTORY_ENROLL_SECRETS
+    return render(request, "reports/add_hosts.html", {
+        "nav": "add_hosts", "packages": packages, "newest": agent_packages.package_newest(packages),
+        "packages_dir": settings.INVENTORY_PACKAGES_DIR, "server_url": request.build_absolute_uri("/").rstrip("/"),
+        # The last one listed: operators add the new secret at the end while rotating.
+        "enroll_secret": secrets[-1] if secrets else None, "token": token,
+        # What the commands carry: MSI property name, agent env/flag names, and the value.
+        "credential": (("ENROLL_SECRET", "INVENTORY_ENROLL_SECRET", "--enroll-secret", secrets[-1]) if secrets
+                       else ("TOKEN", "INVENTORY_TOKEN", "--token", token or "TOKEN")),
+    })
+
+
+@login_required
+@require_GET
+def agent_package_download(request, name: str):
+    if not request.user.is_staff:
+        return _staff_only(request)
+    handle = agent_packages.package_open(name)
+    if handle is None:
+        return _not_found(request, "package")
+    return FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
