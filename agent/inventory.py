@@ -303,7 +303,7 @@ def _windows_software(winreg: Any) -> list[dict[str, Any]] | None:
         with users:
             # One hive per loaded profile; "<sid>_Classes" hives hold file associations only.
             for sid in list(_reg_subkeys(winreg, users)):
-                if not sid.endswith("_Classes"):
+                if not sid.lower().endswith("_classes"):
                     found += _uninstall_key(winreg, users, sid + "\\" + _USER_UNINSTALL, read, None)
     return found
 
