@@ -522,6 +522,10 @@ def _area(name: str, func: Callable[[], Any]) -> Any:
         return None
 
 
+INVENTORY_FIELDS = ("software", "software_digest", "software_count", "listening", "disks", "interfaces",
+                    "services", "hardware")
+
+
 def inventory_collect(src: Sources) -> dict[str, Any]:
     """The inventory areas of a snapshot, in their stored order (docs/payload.md).
 

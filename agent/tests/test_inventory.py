@@ -392,21 +392,26 @@ def test_systemd_services_take_two_commands_whatever_the_unit_count(tmp_path):
     def run(args, timeout):
         calls.append(args)
         assert timeout <= 30
-        many = "".join(f"unit{i}.service loaded inactive dead Unit {i}\n" for i in range(500))
-        return LIST_UNITS + many if args[1] == "list-units" else LIST_UNIT_FILES
+        many = "".join(f"unit{i}.service loaded {'active running' if i % 2 else 'inactive dead'} Unit {i}\n"
+                       for i in range(500))
+        files = "".join(f"unit{i}.service {'enabled' if i % 4 == 0 else 'static'} enabled\n" for i in range(500))
+        return LIST_UNITS + many if args[1] == "list-units" else LIST_UNIT_FILES + files
 
     found = inventory.services_info(Sources(system="Linux", root=tmp_path, run=run))
 
     assert len(calls) == 2
-    assert len(found) == 503  # ghost (not-found) and the unparseable line are left out
     by_name = {s["name"]: s for s in found}
-    assert by_name["cron.service"] == {
-        "name": "cron.service", "display_name": "Regular background program processing daemon",
-        "active_state": "active", "sub_state": "running", "enabled": "enabled", "status": None,
-        "start_type": None, "account": None, "binary_path": None}
+    # Only systemd's fields are sent: the Windows ones would be nulls in every entry.
+    assert by_name["cron.service"] == {"name": "cron.service", "active_state": "active", "sub_state": "running",
+                                       "enabled": "enabled"}
     assert by_name["failed-thing.service"]["active_state"] == "failed"
     assert by_name["failed-thing.service"]["enabled"] == "disabled"
-    assert by_name["unit7.service"]["enabled"] is None
+    # Active units, and inactive ones that are enabled, are kept; ghost (not-found),
+    # inactive static units and the unparseable line are left out.
+    assert by_name["unit1.service"]["enabled"] == "static" and by_name["unit4.service"]["active_state"] == "inactive"
+    assert "enabled" not in by_name["unit3.service"] or by_name["unit3.service"]["enabled"] == "static"
+    assert "unit2.service" not in by_name and "ghost.service" not in by_name
+    assert len(found) == 3 + 250 + 125
 
 
 def test_no_systemd_or_a_hung_systemctl_is_null(tmp_path):
@@ -437,12 +442,10 @@ def test_windows_services_tolerate_a_denied_field_and_a_vanished_service():
 
     found = inventory.services_info(Sources(psutil=fake, system="Windows", run=_no_commands))
 
-    assert found == [
-        {"name": "Locked", "display_name": "Locked one", "active_state": None, "sub_state": None, "enabled": None,
-         "status": "running", "start_type": "automatic", "account": None, "binary_path": None},
-        {"name": "wuauserv", "display_name": "Windows Update", "active_state": None, "sub_state": None,
-         "enabled": None, "status": "stopped", "start_type": "manual", "account": "LocalSystem",
-         "binary_path": r"C:\Windows\system32\svchost.exe -k netsvcs"},
+    assert found == [  # unreadable fields (and systemd's) are left out, which means null
+        {"name": "Locked", "display_name": "Locked one", "status": "running", "start_type": "automatic"},
+        {"name": "wuauserv", "display_name": "Windows Update", "status": "stopped", "start_type": "manual",
+         "account": "LocalSystem", "binary_path": r"C:\Windows\system32\svchost.exe -k netsvcs"},
     ]
 
 

@@ -130,8 +130,8 @@ BAD = {
     "service state too long": (_bad(_set(["services", 0, "active_state"], "a" * 65)), "services[0].active_state"),
     "hardware bios_date": (_bad(_set(["hardware", "bios_date"], "04/01/2014")), "hardware.bios_date"),
     "hardware virtual not a bool": (_bad(_set(["hardware", "virtual"], "yes")), "hardware.virtual"),
-    "NUL in a service path": (_bad(_set(["services", 0, "binary_path"], "C:\\x\u0000.exe")),
-                              "services[0].binary_path"),
+    "NUL in a service path": (_bad(_set(["services", 1, "binary_path"], "C:\\x\u0000.exe")),
+                              "services[1].binary_path"),
 }
 
 
