@@ -544,6 +544,10 @@ def _windows_services(ps: Any) -> list[dict[str, Any]] | None:
                 # A service removed meanwhile, or one whose config this account may not query.
                 log.debug("service %s %s unreadable: %s", name, field, exc)
                 values[field] = None
+        # As on Linux: a service neither running nor set to start automatically
+        # (most of Windows' 250 are manual and stopped) is left out.
+        if values["status"] == "stopped" and values["start_type"] != "automatic":
+            continue
         found.append({"name": _text(name), "display_name": _text(values["display_name"]),
                       "status": _text(values["status"], 64), "start_type": _text(values["start_type"], 64),
                       "account": _text(values["username"]), "binary_path": _text(values["binpath"], 4096)})

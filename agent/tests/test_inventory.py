@@ -433,8 +433,12 @@ def test_real_services_on_this_machine_match_its_init():
 
 def test_windows_services_tolerate_a_denied_field_and_a_vanished_service():
     fake = FakePsutil(win_service_iter=[
-        FakeService(name="wuauserv", display_name="Windows Update", status="stopped", start_type="manual",
+        FakeService(name="wuauserv", display_name="Windows Update", status="stopped", start_type="automatic",
                     username="LocalSystem", binpath=r"C:\Windows\system32\svchost.exe -k netsvcs"),
+        FakeService(name="Fax", display_name="Fax", status="stopped", start_type="manual",
+                    username="NT AUTHORITY\\NetworkService", binpath=r"C:\Windows\system32\fxssvc.exe"),
+        FakeService(name="Spooler", display_name="Print Spooler", status="running", start_type="manual",
+                    username="LocalSystem", binpath=r"C:\Windows\System32\spoolsv.exe"),
         FakeService(name="Locked", display_name="Locked one", status="running", start_type="automatic",
                     username=psutil.AccessDenied(), binpath=psutil.AccessDenied()),
         FakeService(name=psutil.NoSuchProcess(0)),
@@ -442,9 +446,13 @@ def test_windows_services_tolerate_a_denied_field_and_a_vanished_service():
 
     found = inventory.services_info(Sources(psutil=fake, system="Windows", run=_no_commands))
 
-    assert found == [  # unreadable fields (and systemd's) are left out, which means null
+    # Unreadable fields (and systemd's) are left out, which means null; a stopped
+    # manual service (Fax) is left out like an inactive, disabled systemd unit.
+    assert found == [
         {"name": "Locked", "display_name": "Locked one", "status": "running", "start_type": "automatic"},
-        {"name": "wuauserv", "display_name": "Windows Update", "status": "stopped", "start_type": "manual",
+        {"name": "Spooler", "display_name": "Print Spooler", "status": "running", "start_type": "manual",
+         "account": "LocalSystem", "binary_path": r"C:\Windows\System32\spoolsv.exe"},
+        {"name": "wuauserv", "display_name": "Windows Update", "status": "stopped", "start_type": "automatic",
          "account": "LocalSystem", "binary_path": r"C:\Windows\system32\svchost.exe -k netsvcs"},
     ]
 
