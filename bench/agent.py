@@ -218,6 +218,18 @@ def main(argv: list[str] | None = None) -> int:
               f"vs {before:,}; {judged})")
     ok = (seconds <= MAX_SECONDS and rss_mb <= MAX_RSS_MB and software_ms <= MAX_SOFTWARE_MS
           and growth["raw JSON"] <= MAX_GROWTH)
+
+    def verdict(passed: bool) -> str:
+        return "ok" if passed else "MISSED"
+
+    # The same figures in the one-line form bench/run_all.py collects.
+    print(f"agent.collection_seconds: {seconds:.3f} s [target <= {MAX_SECONDS} s, {verdict(seconds <= MAX_SECONDS)}]")
+    print(f"agent.peak_rss: {rss_mb:.1f} MB [target <= {MAX_RSS_MB:.0f} MB, {verdict(rss_mb <= MAX_RSS_MB)}]")
+    print(f"agent.software_{PACKAGES}_packages: {software_ms:.1f} ms "
+          f"[target <= {MAX_SOFTWARE_MS:.0f} ms, {verdict(software_ms <= MAX_SOFTWARE_MS)}]")
+    print(f"agent.payload_growth_day: {growth['raw JSON'] * 100:.1f} % "
+          f"[target <= {MAX_GROWTH * 100:.0f} %, {verdict(growth['raw JSON'] <= MAX_GROWTH)}]")
+    print(f"agent.payload_growth_day_gzip: {growth['gzip'] * 100:.1f} %")
     print("agent bench: " + ("all targets met" if ok else "TARGET MISSED"))
     return 0 if ok else 1
 
