@@ -281,7 +281,7 @@ def _uninstall_key(winreg: Any, root: Any, path: str, access: int, arch: str | N
                 log.debug("uninstall entry %s unreadable: %s", sub, exc)
                 continue
             # Updates and parts of a larger product hide themselves from "Programs and Features".
-            if values["SystemComponent"] == 1 or not _text(values["DisplayName"]):
+            if str(values["SystemComponent"]) == "1" or not _text(values["DisplayName"]):
                 continue
             entry = _entry(values["DisplayName"], values["DisplayVersion"], values["Publisher"], arch,
                            "windows", _install_date(values["InstallDate"]))

@@ -196,6 +196,7 @@ def test_windows_uninstall_keys_in_both_views_and_per_user():
         UNINSTALL + r"\{7-Zip}": {"DisplayName": "7-Zip 23.01 (x64)", "DisplayVersion": "23.01",
                                    "Publisher": "Igor Pavlov", "InstallDate": "20240115"},
         UNINSTALL + r"\KB5034441": {"DisplayName": "Security Update", "SystemComponent": 1},
+        UNINSTALL + r"\AsText": {"DisplayName": "Part of a suite", "SystemComponent": "1"},
         UNINSTALL + r"\NoName": {"DisplayVersion": "1.0"},
         UNINSTALL + r"\BadDate": {"DisplayName": "Bad Date App", "InstallDate": "15/01/2024"},
         UNINSTALL + r"\Locked": {"DisplayName": "never read"},
