@@ -1,7 +1,8 @@
 """Pure collection of one schema-v1 snapshot (see docs/payload.md).
 
-One function per area (cpu, os, users, processes, host, memory); none of them
-sends or writes anything. Every platform-specific input (psutil, the Windows
+One function per area (cpu, os, users, processes, host, memory here; software,
+listening sockets, disks, interfaces, services and hardware in
+:mod:`agent.inventory`); none of them sends or writes anything. Every platform-specific input (psutil, the Windows
 registry, the root of the file system, ``platform.uname()``) comes in through
 a :class:`Sources` object, so the Windows and ARM branches can be tested on
 Linux with fakes, and so the real agent is the same code with the defaults.
@@ -21,11 +22,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import psutil
 
 from . import __version__
+from . import inventory
 from .redact import cmdline_redact
 from .state import host_id_load_or_create
 
@@ -55,6 +57,14 @@ _ARM_IMPLEMENTERS = {
 }
 
 
+def _winreg_module() -> Any:
+    try:
+        import winreg
+    except ImportError:
+        return None
+    return winreg
+
+
 def registry_value(key: str, name: str) -> Any:
     """Read one value under ``HKEY_LOCAL_MACHINE``; ``None`` when absent or not on Windows."""
     try:
@@ -76,7 +86,9 @@ class Sources:
 
     Tests replace ``psutil`` (only for what Linux cannot give: a Windows
     process table, an empty utmp), ``registry`` and ``root`` (a folder laid
-    out like ``/`` with its own ``proc/cpuinfo``, ``etc/os-release`` ...).
+    out like ``/`` with its own ``proc/cpuinfo``, ``etc/os-release`` ...),
+    ``winreg`` (the module, for the Uninstall keys), ``run`` (external
+    commands: ``rpm``, ``systemctl``) and ``wmi`` (serial and UUID on Windows).
     """
 
     psutil: Any = psutil
@@ -87,6 +99,9 @@ class Sources:
     state_dir: Path | None = None
     hostname: Callable[[], str] = socket.gethostname
     fqdn: Callable[[], str] = socket.getfqdn
+    winreg: Any = field(default_factory=_winreg_module)
+    run: Callable[[Sequence[str], float], str | None] = inventory.run_command
+    wmi: Callable[[], dict[str, Any]] | None = inventory.wmi_bios
 
 
 # ---------------------------------------------------------------- helpers
@@ -496,6 +511,40 @@ class ProcessSampler:
 # ---------------------------------------------------------------- snapshot
 
 
+def _area(name: str, func: Callable[[], Any]) -> Any:
+    # Each inventory collector already catches what its sources raise per
+    # field and per entry; this guard is for the unforeseen, so that a new
+    # area can never cost the snapshot the CPU, OS, users and processes.
+    try:
+        return func()
+    except Exception:  # noqa: BLE001 - see above; logged with its traceback
+        log.warning("collecting %s failed; sent as null", name, exc_info=True)
+        return None
+
+
+INVENTORY_FIELDS = ("software", "software_digest", "software_count", "listening", "disks", "interfaces",
+                    "services", "hardware")
+
+
+def inventory_collect(src: Sources) -> dict[str, Any]:
+    """The inventory areas of a snapshot, in their stored order (docs/payload.md).
+
+    ``software`` is always collected in full here; whether a run sends it or
+    only its digest is the delivery's decision (``agent.run_agent``).
+    """
+    software = _area("software", lambda: inventory.software_info(src))
+    return {
+        "software": software,
+        "software_digest": None if software is None else inventory.software_digest(software),
+        "software_count": None if software is None else len(software),
+        "listening": _area("listening", lambda: inventory.listening_info(src)),
+        "disks": _area("disks", lambda: inventory.disks_info(src)),
+        "interfaces": _area("interfaces", lambda: inventory.interfaces_info(src)),
+        "services": _area("services", lambda: inventory.services_info(src)),
+        "hardware": _area("hardware", lambda: inventory.hardware_info(src)),
+    }
+
+
 def snapshot_collect(
     *,
     src: Sources | None = None,
@@ -534,5 +583,6 @@ def snapshot_collect(
         "users": users,
         "users_source": users_source,
         "processes": processes,
+        **inventory_collect(src),
     }
 

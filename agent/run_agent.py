@@ -19,6 +19,7 @@ import random
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
@@ -38,8 +39,9 @@ from .sender import (
     SnapshotRejected,
     mask_token,
 )
+from .software_rule import software_delivered, software_trim
 from .spool import Spool
-from .state import default_state_dir
+from .state import default_state_dir, software_state_load
 
 log = logging.getLogger("agent")
 
@@ -180,7 +182,7 @@ class Agent:
         self.args.token, self.args.token_enrolled = token, True
         self.sender = self._sender(token)
 
-    def _send(self, body: bytes, snapshot: dict[str, Any]) -> None:
+    def _send(self, body: bytes, snapshot: dict[str, Any]) -> dict[str, Any]:
         """Send with the current token, enrolling first if there is none.
 
         A refused token that came from an earlier enrollment (revoked, or the
@@ -189,23 +191,26 @@ class Agent:
         if self.sender is None:
             self._enroll(snapshot)
         try:
-            self.sender.send(body)
+            return self.sender.send(body)
         except AuthRefused:
             if not (self.args.enroll_secret and self.args.token_enrolled):
                 raise
             log.warning("the enrolled token was refused; enrolling again")
             self._enroll(snapshot)
-            self.sender.send(body)
+            return self.sender.send(body)
 
     def run_once(self) -> ExitStatus:
         """Collect and send one snapshot, then the spool; return what happened."""
         snapshot = snapshot_collect(src=self.sources, include_cmdline=not self.args.no_cmdline,
                                     sample_seconds=self.args.sample_seconds, sleep=self.stop.wait)
         snapshot_id = snapshot["snapshot_id"]
+        now = datetime.now(timezone.utc)
+        sent_full = software_trim(snapshot, state=software_state_load(self.state_dir), now=now)
         body = _encode(snapshot)
-        log.debug("snapshot %s: %d processes, %d bytes gzip", snapshot_id, len(snapshot["processes"]), len(body))
+        log.debug("snapshot %s: %d processes, software %s, %d bytes gzip", snapshot_id, len(snapshot["processes"]),
+                  "in full" if sent_full else "digest only", len(body))
         try:
-            self._send(body, snapshot)
+            answer = self._send(body, snapshot)
         except AuthRefused as exc:
             self.spool.put(snapshot_id=snapshot_id, body_gz=body)
             log.error("%s; the snapshot is spooled, fix the token and run again", exc)
@@ -220,7 +225,16 @@ class Agent:
             log.warning("delivery failed (%s); snapshot %s spooled in %s", exc, snapshot_id, self.spool.directory)
             return ExitStatus.SPOOLED
         log.info("snapshot %s delivered to %s", snapshot_id, self.sender.display_url)
+        self._software_delivered(snapshot, sent_full=sent_full, answer=answer, now=now)
         return self.drain()
+
+    def _software_delivered(self, snapshot: dict[str, Any], *, sent_full: bool, answer: dict[str, Any],
+                            now: datetime) -> None:
+        try:
+            software_delivered(self.state_dir, snapshot=snapshot, sent_full=sent_full, answer=answer, now=now)
+        except OSError as exc:
+            # The snapshot is delivered; an unwritable state only means a full list again next run.
+            log.warning("cannot keep the software state in %s: %s", self.state_dir, exc)
 
     def drain(self) -> ExitStatus:
         """Deliver spooled snapshots oldest first; stop at the first sign the server is unwell."""
@@ -232,7 +246,7 @@ class Agent:
             except FileNotFoundError:
                 continue  # another run delivered it meanwhile
             try:
-                self.sender.send(body)
+                answer = self.sender.send(body)
             except SnapshotRejected as exc:
                 where = self.spool.set_aside(snapshot_id=entry.snapshot_id, body_gz=body, error=str(exc), entry=entry)
                 log.error("spooled %s; set aside in %s%s", exc, where, _rejection_hint(exc))
@@ -245,6 +259,8 @@ class Agent:
                 return ExitStatus.SPOOLED
             self.spool.remove(entry)
             log.info("spooled snapshot %s delivered", entry.snapshot_id)
+            if answer.get("software_wanted"):
+                self._software_delivered({}, sent_full=False, answer=answer, now=datetime.now(timezone.utc))
         return ExitStatus.DELIVERED
 
     def run_forever(self, interval: float) -> ExitStatus:

@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import requests
 
@@ -115,6 +115,14 @@ def mask_token(token: str) -> str:
     return f"{token[:4]}…({len(token)} chars)" if len(token) > 8 else "****"
 
 
+def _answer(response: requests.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
 class Sender:
     """Posts gzip snapshot bodies to one server with one token."""
 
@@ -155,8 +163,12 @@ class Sender:
         """Release the connection pool."""
         self.session.close()
 
-    def send(self, body_gz: bytes) -> None:
-        """Deliver one gzip body, retrying transient failures; raise a DeliveryError otherwise."""
+    def send(self, body_gz: bytes) -> dict[str, Any]:
+        """Deliver one gzip body, retrying transient failures; raise a DeliveryError otherwise.
+
+        Returns the server's JSON answer (``software_wanted`` ...), or ``{}``
+        when the body is not a JSON object: the snapshot is delivered either way.
+        """
         last_problem = "no attempt made"
         for attempt in range(self.policy.attempts):
             delay: float | None = None
@@ -170,7 +182,7 @@ class Sender:
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return
+                    return _answer(response)
                 detail = response.text[:2000]
                 if status in (401, 403):
                     raise AuthRefused(f"server refused the agent token (HTTP {status}): {detail}")

@@ -1,18 +1,24 @@
 """The agent's state folder: where it lives, and crash-safe writes into it.
 
 The state folder holds what must survive between runs (the spool, a generated
-host id, later an enrolled token). Its location follows each platform's
+host id, an enrolled token, and the digest of the last software list sent). Its location follows each platform's
 convention so that a root service and a user's test run never share files.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Mapping
+
+log = logging.getLogger(__name__)
 
 STATE_DIR_ROOT_LINUX = Path("/var/lib/relevo-agent")
 HOST_ID_FILE = "host-id"
@@ -93,3 +99,47 @@ def host_id_load_or_create(state_dir: Path) -> str:
     new_id = uuid.uuid4().hex
     write_atomic(path, (new_id + "\n").encode("ascii"))
     return new_id
+
+
+SOFTWARE_STATE_FILE = "software.json"
+
+
+@dataclass(frozen=True)
+class SoftwareState:
+    """What the agent remembers of the software list it last delivered in full.
+
+    ``digest`` and ``sent_at`` (UTC) name the last full list the server
+    acknowledged; ``wanted`` is set when the server answered
+    ``software_wanted``, so the next run sends the full list whatever else holds.
+    """
+
+    digest: str | None = None
+    sent_at: datetime | None = None
+    wanted: bool = False
+
+
+def software_state_load(state_dir: Path) -> SoftwareState:
+    """The kept software state; an empty one (so the next run sends the full list) if missing or unreadable."""
+    path = state_dir / SOFTWARE_STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        sent_at = datetime.fromisoformat(data["sent_at"]) if data.get("sent_at") else None
+        if sent_at is not None and sent_at.tzinfo is None:
+            raise ValueError("sent_at has no time zone")
+        digest = data.get("digest")
+        if digest is not None and not isinstance(digest, str):
+            raise ValueError("digest is not a string")
+        return SoftwareState(digest=digest, sent_at=sent_at, wanted=bool(data.get("wanted", False)))
+    except FileNotFoundError:
+        return SoftwareState()
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A torn or hand-edited file costs one full list, never a failed run.
+        log.warning("software state %s unreadable (%s); the full list will be sent", path, exc)
+        return SoftwareState()
+
+
+def software_state_save(state_dir: Path, state: SoftwareState) -> None:
+    """Keep the software state, crash-safe (a torn file would only cost one full list anyway)."""
+    data = {"digest": state.digest, "sent_at": state.sent_at.isoformat() if state.sent_at else None,
+            "wanted": state.wanted}
+    write_atomic(state_dir / SOFTWARE_STATE_FILE, json.dumps(data).encode("utf-8"))

@@ -21,6 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.collector import snapshot_collect  # noqa: E402
+from agent.software_rule import software_trim  # noqa: E402
+from agent.state import SoftwareState  # noqa: E402
 
 TARGET_PROCESSES = 400
 # The agent's default CPU window is longer; the benchmark needs a snapshot, not precise percentages.
@@ -47,6 +49,10 @@ def collect_snapshot(processes: int = TARGET_PROCESSES) -> dict:
     """One schema-v1 snapshot of this machine, from the agent's collector, with *processes* processes."""
     snapshot = snapshot_collect(sample_seconds=SAMPLE_SECONDS)
     snapshot["processes"] = pad_processes(snapshot["processes"], processes)
+    # The usual upload carries the software list's digest, not the list (the
+    # software rule, docs/payload.md): the full list goes once a day per host.
+    now = dt.datetime.now(dt.timezone.utc)
+    software_trim(snapshot, state=SoftwareState(digest=snapshot["software_digest"], sent_at=now), now=now)
     return snapshot
 
 

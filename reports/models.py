@@ -42,6 +42,14 @@ class Host(models.Model):
         blank=True, default="", editable=False,
         help_text="Lower-cased 'name<TAB>cmdline' lines of the newest snapshot, for process search.",
     )
+    software_digest = models.CharField(
+        max_length=64, blank=True, default="", editable=False,
+        help_text="software_digest of the host's current software list (docs/payload.md, the software rule).",
+    )
+    software_snapshot = models.ForeignKey(
+        "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
+        help_text="The snapshot whose document holds the host's current software list.",
+    )
 
     class Meta:
         ordering = ["hostname"]

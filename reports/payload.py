@@ -10,7 +10,10 @@ schema and the validator cannot drift apart.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import ipaddress
+import json
 import operator
 import re
 import uuid
@@ -26,6 +29,13 @@ MAX_STRING = 4_096
 MAX_CMDLINE_CHARS = 8_192
 MAX_CMDLINE_ARGS = 1_024
 MAX_IPS = 256
+# Inventory breadth (docs/payload.md, "Inventory"): bounds of the optional lists.
+MAX_SOFTWARE = 20_000
+MAX_SOCKETS = 10_000
+MAX_SERVICES = 10_000
+MAX_DISKS = 1_000
+MAX_INTERFACES = 1_000
+MAX_INTERFACE_ADDRESSES = 256
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -50,6 +60,11 @@ Bytes = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Cores = Annotated[int, Meta(ge=1, le=65_536)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
 ProcessCpuPercent = Annotated[float, Meta(ge=0, le=1_000_000)]
+LongName = Annotated[str, Meta(min_length=1, max_length=1_024)]
+Short = Annotated[str, Meta(max_length=256)]
+NonEmptyShort = Annotated[str, Meta(min_length=1, max_length=256)]
+Word = Annotated[str, Meta(max_length=64)]
+Digest = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 
 
 class _Untracked(msgspec.Struct, gc=False):
@@ -123,6 +138,84 @@ class Process(_Untracked):
     cmdline: Optional[Annotated[list[Annotated[str, _text(max_length=MAX_CMDLINE_CHARS)]], Meta(max_length=MAX_CMDLINE_ARGS)]] = None
 
 
+class Software(_Untracked, kw_only=True):
+    """One installed package or program (dpkg, rpm, apk, the Windows Uninstall keys)."""
+
+    name: LongName
+    version: Optional[Short] = None
+    vendor: Optional[Annotated[str, Meta(max_length=1_024)]] = None
+    arch: Optional[Word] = None
+    source: Annotated[str, Meta(pattern="^[a-z0-9_-]{1,16}$")]
+    install_date: Optional[dt.date] = None
+
+
+class ListeningSocket(_Untracked):
+    """A listening TCP socket or a bound, unconnected UDP socket."""
+
+    protocol: Literal["tcp", "udp"]
+    address: Word
+    port: Annotated[int, Meta(ge=0, le=65_535)]
+    pid: Optional[U32] = None
+    process: Optional[Short] = None
+
+
+class Disk(_Untracked):
+    """One mounted file system backed by a device."""
+
+    mount_point: LongName
+    device: Optional[Annotated[str, Meta(max_length=1_024)]] = None
+    fs_type: Optional[Word] = None
+    total_bytes: Optional[Bytes] = None
+    free_bytes: Optional[Bytes] = None
+
+
+class InterfaceAddress(_Untracked):
+    address: Word
+    prefix_length: Optional[Annotated[int, Meta(ge=0, le=128)]] = None
+
+
+class Interface(_Untracked):
+    """One network interface; ``mac`` in one format on every platform (lower-case, ``:``)."""
+
+    name: NonEmptyShort
+    mac: Optional[Annotated[str, Meta(pattern="^[0-9a-f]{2}(:[0-9a-f]{2}){0,19}$")]] = None
+    addresses: Annotated[list[InterfaceAddress], Meta(max_length=MAX_INTERFACE_ADDRESSES)] = []
+    up: Optional[bool] = None
+    speed_mbps: Optional[Annotated[int, Meta(ge=0, le=100_000_000)]] = None
+    mtu: Optional[Annotated[int, Meta(ge=0, le=2**31 - 1)]] = None
+
+
+class Service(_Untracked, omit_defaults=True):
+    """A systemd service (active_state, sub_state, enabled) or a Windows service (the rest).
+
+    Null fields are left out when stored (``omit_defaults``), as the agent
+    leaves them out when sending: the other platform's fields would
+    otherwise cost every snapshot ~90 bytes per service.
+    """
+
+    name: NonEmptyShort
+    display_name: Optional[Short] = None
+    active_state: Optional[Word] = None
+    sub_state: Optional[Word] = None
+    enabled: Optional[Word] = None
+    status: Optional[Word] = None
+    start_type: Optional[Word] = None
+    account: Optional[Short] = None
+    binary_path: Optional[Str] = None
+
+
+class Hardware(_Untracked):
+    vendor: Optional[Short] = None
+    model: Optional[Short] = None
+    serial: Optional[Short] = None
+    uuid: Optional[Word] = None
+    bios_vendor: Optional[Short] = None
+    bios_version: Optional[Short] = None
+    bios_date: Optional[dt.date] = None
+    virtual: Optional[bool] = None
+    hypervisor: Optional[Word] = None
+
+
 class SnapshotPayload(_Untracked, kw_only=True):
     """One snapshot as the agent sends it; field order is the stored order."""
 
@@ -139,6 +232,15 @@ class SnapshotPayload(_Untracked, kw_only=True):
     users: Annotated[list[User], Meta(max_length=MAX_USERS)]
     users_source: Optional[Annotated[str, _text(max_length=32)]] = None
     processes: Annotated[list[Process], Meta(max_length=MAX_PROCESSES)]
+    # Inventory breadth: optional, so agents older than these fields keep working.
+    software: Optional[Annotated[list[Software], Meta(max_length=MAX_SOFTWARE)]] = None
+    software_digest: Optional[Digest] = None
+    software_count: Optional[Annotated[int, Meta(ge=0, le=MAX_SOFTWARE)]] = None
+    listening: Optional[Annotated[list[ListeningSocket], Meta(max_length=MAX_SOCKETS)]] = None
+    disks: Optional[Annotated[list[Disk], Meta(max_length=MAX_DISKS)]] = None
+    interfaces: Optional[Annotated[list[Interface], Meta(max_length=MAX_INTERFACES)]] = None
+    services: Optional[Annotated[list[Service], Meta(max_length=MAX_SERVICES)]] = None
+    hardware: Optional[Hardware] = None
 
 
 class PayloadError(Exception):
@@ -183,6 +285,7 @@ def decode(raw: bytes, *, now: dt.datetime) -> SnapshotPayload:
     except RecursionError:
         raise PayloadError("The body is nested too deeply.") from None
     _check_semantics(payload, now=now, raw=raw)
+    _check_inventory(payload)
     return payload
 
 
@@ -250,6 +353,56 @@ def _check_semantics(payload: SnapshotPayload, *, now: dt.datetime, raw: bytes) 
         path = _find_nul(msgspec.to_builtins(payload), "")
         if path is not None:
             raise _field_error(path, "NUL characters are not allowed in strings.")
+
+
+def software_digest(entries: list[Software]) -> str:
+    """The canonical sha256 of a software list; the agent's ``agent.inventory.software_digest`` twin.
+
+    Each entry is the JSON array ``[name, version, vendor, arch, source,
+    install_date]`` (compact, UTF-8 unescaped); the arrays are sorted by their
+    text and joined into one JSON array. Written with ``json.dumps`` on both
+    sides so the two encoders cannot differ in an escape.
+    """
+    rows = sorted(json.dumps([e.name, e.version, e.vendor, e.arch, e.source,
+                              e.install_date.isoformat() if e.install_date else None],
+                             ensure_ascii=False, separators=(",", ":")) for e in entries)
+    return hashlib.sha256(("[" + ",".join(rows) + "]").encode("utf-8")).hexdigest()
+
+
+def _check_inventory(payload: SnapshotPayload) -> None:
+    """Rules of the inventory fields a type cannot say: addresses, and the software digest."""
+    for index, sock in enumerate(payload.listening or ()):
+        if not _is_ip(sock.address):
+            raise _field_error(f"listening[{index}].address", f"{sock.address!r} is not an IP address.")
+    for index, interface in enumerate(payload.interfaces or ()):
+        for number, entry in enumerate(interface.addresses):
+            if not _is_ip(entry.address):
+                raise _field_error(f"interfaces[{index}].addresses[{number}].address",
+                                   f"{entry.address!r} is not an IP address.")
+    if payload.software is None:
+        return
+    # The digest is what later uploads send instead of the list, so the server
+    # must hold the list the digest names: a mismatch would make every later
+    # answer wrong. See docs/payload.md, "The software rule".
+    if payload.software_digest is None:
+        raise _field_error("software_digest", "software_digest is required when software is sent.")
+    if payload.software_count is not None and payload.software_count != len(payload.software):
+        raise _field_error("software_count", f"software_count is {payload.software_count} but software "
+                                             f"has {len(payload.software)} entries.")
+    if software_digest(payload.software) != payload.software_digest:
+        raise _field_error("software_digest", "software_digest is not the sha256 of the software list "
+                                              "in its canonical form (docs/payload.md).")
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_ip(text: str) -> bool:
+    # Cached: the same few addresses (0.0.0.0, ::, 127.0.0.1, the host's own)
+    # come in every upload, and parsing them each time cost ~3 us apiece.
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _find_nul(value: object, path: str) -> str | None:

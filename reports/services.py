@@ -52,9 +52,13 @@ class IngestResult:
     date: str
     file: str
     created: bool
+    # The upload sent only software_digest and the server holds no list with
+    # that digest: the agent sends its full list next run (docs/payload.md).
+    software_wanted: bool = False
 
-    def as_dict(self) -> dict[str, str]:
-        return {"snapshot_id": self.snapshot_id, "ip": self.ip, "date": self.date, "file": self.file}
+    def as_dict(self) -> dict[str, object]:
+        return {"snapshot_id": self.snapshot_id, "ip": self.ip, "date": self.date, "file": self.file,
+                "software_wanted": self.software_wanted}
 
 
 class SnapshotOfAnotherHost(Exception):
@@ -139,7 +143,7 @@ def snapshot_ingest(
         committing = False
         try:
             with write_transaction():
-                _record(
+                software_wanted = _record(
                     payload=payload, ip=ip, day=day, received_at=received_at,
                     appended=appended, prepared=prepared,
                 )
@@ -158,7 +162,7 @@ def snapshot_ingest(
             raise
     return IngestResult(
         snapshot_id=str(payload.snapshot_id), ip=str(ip), date=day.isoformat(),
-        file=appended.file_name, created=True,
+        file=appended.file_name, created=True, software_wanted=software_wanted,
     )
 
 
@@ -201,10 +205,11 @@ def _record(
     received_at: dt.datetime,
     appended: store.Appended,
     prepared: _Prepared,
-) -> int:
+) -> bool:
     """Insert the Snapshot row and bring its Host up to date (inside the caller's transaction).
 
-    Returns the new row's id. Runs on every upload, so its statements go
+    Returns whether the host's software list is wanted (see
+    :func:`_software_update`). Runs on every upload, so its statements go
     through ``reports.rowsql`` instead of the query compiler (see there why).
     """
     memory = payload.memory
@@ -271,15 +276,38 @@ def _record(
                        process_index=prepared.process_index)
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
+    wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
     if changes:
         rowsql.update(Host, host.pk, changes)
-    return snapshot_pk
+    return wanted
+
+
+def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapshot_pk: int,
+                     changes: dict[str, object]) -> bool:
+    """Keep which snapshot holds the host's current software list; say whether the list is wanted.
+
+    The agent sends its software list in full only when it changed or once a
+    day, and ``software_digest`` otherwise (docs/payload.md, "The software
+    rule"). A full list becomes the host's current one when it is the newest
+    snapshot, or when the host has none. A digest-only upload is answered with
+    ``software_wanted`` when the server holds no list with that digest (never
+    sent, changed, or its snapshot pruned: ``software_snapshot`` is then null).
+    """
+    current = (host.software_digest, host.software_snapshot_id)
+    if payload.software is not None:
+        if payload.collected_at >= host.last_seen or host.software_snapshot_id is None:
+            changes.update(software_digest=payload.software_digest, software_snapshot=snapshot_pk)
+        return False
+    if payload.software_digest is None:
+        return False  # an agent older than the software rule
+    return current[0] != payload.software_digest or current[1] is None
 
 
 # What _record compares before writing a host: its times and every column it would overwrite.
 _HOST_UPDATE_FIELDS = [
     "last_seen", "first_seen", "hostname", "fqdn", "last_ip",
     "os_name", "os_version", "cpu_model", "process_count", "user_count", "memory_total_bytes",
+    "software_digest", "software_snapshot",
 ]
 
 

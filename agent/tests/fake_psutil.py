@@ -24,6 +24,30 @@ Mem = namedtuple("Mem", "rss vms")
 VMem = namedtuple("VMem", "total available percent")
 Freq = namedtuple("Freq", "current min max")
 Addr = namedtuple("Addr", "family address netmask broadcast ptp")
+Conn = namedtuple("Conn", "fd family type laddr raddr status pid")
+Partition = namedtuple("Partition", "device mountpoint fstype opts")
+Usage = namedtuple("Usage", "total used free percent")
+IfStats = namedtuple("IfStats", "isup duplex speed mtu flags")
+
+
+class FakeService:
+    """A Windows service as psutil.win_service_iter() yields it; a field may be an exception."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
+    def __getattr__(self, name: str) -> Any:
+        fields = self.__dict__.get("fields", {})
+        if name not in fields:
+            raise AttributeError(name)
+        value = fields[name]
+
+        def read() -> Any:
+            if isinstance(value, BaseException):
+                raise value
+            return value
+
+        return read
 
 
 class FakeProcess:
@@ -62,10 +86,37 @@ class FakePsutil:
     NoSuchProcess = NoSuchProcess
     ZombieProcess = ZombieProcess
     AccessDenied = AccessDenied
+    AF_LINK = psutil.AF_LINK
+    CONN_LISTEN = psutil.CONN_LISTEN
+    CONN_NONE = psutil.CONN_NONE
 
-    def __init__(self, processes: list[FakeProcess] | None = None, users: Any = ()) -> None:
+    def __init__(self, processes: list[FakeProcess] | None = None, users: Any = (), **answers: Any) -> None:
         self.processes = processes or []
         self._users = users
+        # Inventory answers (net_connections, disk_partitions, disk_usage,
+        # net_if_stats, win_service_iter): a value, a callable, or an exception to raise.
+        self.answers = answers
+
+    def _answer(self, name: str, *args: Any) -> Any:
+        value = self.answers[name]
+        if isinstance(value, BaseException):
+            raise value
+        return value(*args) if callable(value) else value
+
+    def net_connections(self, kind: str = "inet"):
+        return self._answer("net_connections", kind)
+
+    def disk_partitions(self, all: bool = False):  # noqa: A002 - psutil's name
+        return self._answer("disk_partitions")
+
+    def disk_usage(self, path: str):
+        return self._answer("disk_usage", path)
+
+    def net_if_stats(self):
+        return self._answer("net_if_stats")
+
+    def win_service_iter(self):
+        return iter(self._answer("win_service_iter"))
 
     def process_iter(self, *_args: Any, **_kwargs: Any):
         return iter(list(self.processes))
@@ -101,6 +152,8 @@ class FakePsutil:
 
     def net_if_addrs(self):
         import socket
+        if "net_if_addrs" in self.answers:
+            return self._answer("net_if_addrs")
         return {
             "Ethernet": [Addr(socket.AF_INET, "10.0.1.15", None, None, None),
                          Addr(socket.AF_INET6, "fe80::1%12", None, None, None)],

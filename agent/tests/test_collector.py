@@ -18,7 +18,8 @@ from agent.collector import Sources, snapshot_collect
 from .fake_psutil import FakeProcess, FakePsutil, User
 
 TOP_LEVEL = ["schema_version", "snapshot_id", "collected_at", "agent", "host", "os", "cpu",
-             "memory", "users", "users_source", "processes"]
+             "memory", "users", "users_source", "processes", "software", "software_digest", "software_count",
+             "listening", "disks", "interfaces", "services", "hardware"]
 PROCESS_FIELDS = ["pid", "ppid", "name", "username", "status", "create_time", "cpu_percent",
                   "memory_rss_bytes", "memory_percent", "num_threads", "exe", "cmdline"]
 

@@ -64,3 +64,46 @@ def test_a_full_day_file_sets_the_snapshot_aside_with_a_clear_message(request, t
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 5
     assert len(list((tmp_path / "spool" / "rejected").glob("*.json.gz"))) == 2  # the first was not resent
+
+
+def test_software_rule_end_to_end(request, tmp_path):
+    """The full list when the server lacks it, the digest only otherwise, through a real server."""
+    import json
+    from datetime import datetime, timezone
+
+    from agent import inventory
+    from agent.collector import Sources
+
+    software = inventory.software_info(Sources())
+    if software is None:
+        pytest.skip("no package database on this machine")
+    digest = inventory.software_digest(software)
+    relevo = live_server(request)
+    # An agent that delivered its list to a server that has since lost it (a
+    # rebuilt database): its state says "sent a minute ago", the server has nothing.
+    (tmp_path / "software.json").write_text(json.dumps(
+        {"digest": digest, "sent_at": datetime.now(timezone.utc).isoformat(), "wanted": False}))
+    env = {**os.environ, "INVENTORY_SERVER": relevo.url, "INVENTORY_TOKEN": relevo.agent_token}
+
+    def run_and_read() -> dict:
+        result = subprocess.run([sys.executable, "-m", "agent", "--once", "--state-dir", str(tmp_path),
+                                 "--sample-seconds", "0"], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        answer = requests.get(f"{relevo.url}/query", params={"ip": "127.0.0.1", "latest": "true"},
+                              headers={"Authorization": f"Token {relevo.reader_token}"}, timeout=10)
+        [stored] = answer.json()["snapshots"]
+        return stored
+
+    first = run_and_read()
+    assert first["software"] is None and first["software_digest"] == digest
+    assert json.loads((tmp_path / "software.json").read_text())["wanted"] is True  # the server asked
+
+    second = run_and_read()
+    assert len(second["software"]) == len(software) and second["software_digest"] == digest
+    assert json.loads((tmp_path / "software.json").read_text())["wanted"] is False
+
+    third = run_and_read()
+    assert third["software"] is None and third["software_digest"] == digest
+    assert third["software_count"] == len(software)
+    assert third["listening"] is not None and third["interfaces"] and third["disks"]

@@ -30,6 +30,9 @@ class UploadResultSerializer(serializers.Serializer):
     ip = serializers.IPAddressField()
     date = serializers.DateField()
     file = serializers.CharField()
+    software_wanted = serializers.BooleanField(
+        help_text="True when the upload sent only software_digest and the server holds no list with that "
+                  "digest: the agent sends its full software list on its next run (docs/payload.md).")
 
 
 @extend_schema_field({"$ref": "#/components/schemas/StoredSnapshot"})

@@ -55,3 +55,44 @@ def rewrite_as_zlib(snapshot_id) -> bytes:
     blob = zlib.compress(row.document_bytes, 1)
     Snapshot.objects.filter(pk=row.pk).update(document_compressed=blob)
     return blob
+
+
+def make_software(count: int = 3, *, version: str = "1.0") -> list[dict]:
+    """A software list as an agent sends it (dpkg-like entries)."""
+    return [{"name": f"pkg-{i:04d}", "version": f"{version}-{i}", "vendor": "Debian Maintainers",
+             "arch": "amd64", "source": "deb", "install_date": "2026-05-09"} for i in range(count)]
+
+
+def software_digest(software: list[dict]) -> str:
+    """The canonical digest of a software list, as the server computes it."""
+    import msgspec
+
+    from reports import payload as payload_schema
+
+    return payload_schema.software_digest(msgspec.convert(software, list[payload_schema.Software]))
+
+
+def make_inventory(*, software: list[dict] | None = None, full: bool = True) -> dict:
+    """The inventory fields of a snapshot (docs/payload.md), the software list in full or as its digest."""
+    software = make_software() if software is None else software
+    return {
+        "software": software if full else None,
+        "software_digest": software_digest(software),
+        "software_count": len(software),
+        "listening": [{"protocol": "tcp", "address": "0.0.0.0", "port": 22, "pid": 812, "process": "sshd"},
+                      {"protocol": "udp", "address": "::", "port": 53, "pid": None, "process": None}],
+        "disks": [{"mount_point": "/", "device": "/dev/nvme0n1p1", "fs_type": "ext4",
+                   "total_bytes": 107_374_182_400, "free_bytes": 9_663_676_416}],
+        "interfaces": [{"name": "ens5", "mac": "02:fc:00:00:00:01",
+                        "addresses": [{"address": "10.0.1.15", "prefix_length": 24},
+                                      {"address": "fe80::fc:ff:fe00:1", "prefix_length": 64}],
+                        "up": True, "speed_mbps": 10000, "mtu": 9001}],
+        "services": [{"name": "ssh.service", "active_state": "active", "sub_state": "running",
+                      "enabled": "enabled"},
+                     {"name": "wuauserv", "display_name": "Windows Update", "status": "stopped",
+                      "start_type": "manual", "account": "LocalSystem",
+                      "binary_path": "C:\\Windows\\system32\\svchost.exe -k netsvcs"}],
+        "hardware": {"vendor": "Amazon EC2", "model": "m6i.large", "serial": "ec2abcdef-0123", "uuid":
+                     "ec2abcde-f012-3456-789a-bcdef0123456", "bios_vendor": "Amazon EC2", "bios_version": "1.0",
+                     "bios_date": "2017-10-16", "virtual": True, "hypervisor": "aws"},
+    }

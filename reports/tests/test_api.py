@@ -72,7 +72,7 @@ def test_upload_stores_the_snapshot_and_answers_201(agent_token, data_dir):
     assert response.status_code == 201
     day = dt.datetime.fromisoformat(payload["collected_at"]).date().isoformat()
     assert response.json() == {"snapshot_id": payload["snapshot_id"], "ip": "10.0.0.5", "date": day,
-                               "file": f"10.0.0.5_{day}.json"}
+                               "file": f"10.0.0.5_{day}.json", "software_wanted": False}
     [stored] = json.loads((data_dir / f"10.0.0.5_{day}.json").read_bytes())
     assert stored["host"]["id"] == "host-1" and stored["ip"] == "10.0.0.5"
     assert Snapshot.objects.get().snapshot_id.hex == payload["snapshot_id"].replace("-", "")
