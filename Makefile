@@ -31,7 +31,8 @@ run: install .env
 	$(PY) manage.py demo_setup --env-file .env
 	$(PY) scripts/run_demo.py --host $(HOST) --port $(PORT)
 
-# The whole suite twice: on the embedded SQLite, then on PostgreSQL (PG_URL).
+# The whole suite twice: on the embedded SQLite, then on PostgreSQL (PG_URL); the
+# backend_free tests (packages, Wine, a booted Debian) prove nothing new the second time.
 # pytest-django creates and drops test_relevo_<pid>, so parallel runs on one
 # server do not collide. Outside CI a missing PostgreSQL skips that run with a
 # message; under CI=true pytest runs anyway and fails on it.
@@ -43,8 +44,8 @@ test-sqlite: install .env
 test-postgres: install .env
 	@if $(PY) -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=5).close()" "$(PG_URL)" 2>/dev/null \
 	    || [ "$${CI:-}" = true ]; then \
-	  echo "DATABASE_URL=$(PG_URL) $(PY) -m pytest"; \
-	  DATABASE_URL="$(PG_URL)" RELEVO_TEST_DB_NAME="test_relevo_$$$$" $(PY) -m pytest; \
+	  echo "DATABASE_URL=$(PG_URL) $(PY) -m pytest -m 'not backend_free'"; \
+	  DATABASE_URL="$(PG_URL)" RELEVO_TEST_DB_NAME="test_relevo_$$$$" $(PY) -m pytest -m "not backend_free"; \
 	else \
 	  echo "SKIPPED the PostgreSQL run: nothing answers at $(PG_URL) (start PostgreSQL or set PG_URL=...)"; \
 	fi

@@ -20,7 +20,7 @@ import pytest
 from agent import __version__
 from conftest import require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backend_free]
 ROOT = Path(__file__).resolve().parents[2]
 FILES = {
     "usr/bin/relevo-agent", "usr/lib/relevo-agent/agent/__init__.py", "usr/lib/relevo-agent/agent/run_agent.py",

@@ -20,7 +20,7 @@ import requests
 from .prerequisites import live_server, require
 from .windows.build_env import WindowsEnv, build_env, find_wine, to_windows_path
 
-pytestmark = pytest.mark.windows
+pytestmark = [pytest.mark.windows, pytest.mark.backend_free]
 
 RUN_TIMEOUT = 180
 

@@ -37,7 +37,7 @@ from relevo_packaging import windows as packages
 from .prerequisites import require
 from .windows.build_env import WINE_ENV, WindowsEnv, build_env, find_wine, to_windows_path
 
-pytestmark = pytest.mark.windows
+pytestmark = [pytest.mark.windows, pytest.mark.backend_free]
 
 SECRET = "fleet-enroll-secret-for-the-msi-0123456789"
 TIMEOUT = 300

@@ -24,7 +24,7 @@ from agent import __version__
 from conftest import require
 from reports.tests import debian_root, live
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backend_free]
 
 
 def _log(message: str, started: float) -> None:
