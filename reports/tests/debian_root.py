@@ -7,7 +7,7 @@ How it is built and booted, and why:
 
 * ``base_root()`` runs ``debootstrap`` once for a set of inputs (suite, mirror,
   packages, this harness's version) and keeps the result under
-  ``build/debian-root/<key>/``; later runs copy it (seconds) instead of
+  ``~/.cache/relevo-tests/debian-root/<key>/`` (``RELEVO_TEST_CACHE``); later runs copy it (seconds) instead of
   bootstrapping again (minutes). The mirror is the one this machine's apt
   uses, read from ``/etc/apt/sources.list*``. The packages are what an EC2
   cloud image already has (systemd, dbus, curl, python3); everything the user
@@ -42,8 +42,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
+# The bootstrapped base and the apt/pip downloads are keyed by their inputs, so
+# every clone on a machine can share them (CI's fresh clone included): outside
+# the work tree, like pip's own cache. RELEVO_TEST_CACHE moves it.
+CACHE = Path(os.environ.get("RELEVO_TEST_CACHE") or Path.home() / ".cache" / "relevo-tests")
 SUITE = "bookworm"
-DOWNLOAD_CACHE = BUILD / "debian-downloads"
+DOWNLOAD_CACHE = CACHE / "debian-downloads"
 # What a cloud image has before its user data runs.
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "ca-certificates", "curl", "iproute2", "procps", "python3")
 HARNESS_VERSION = "2"  # bump when base_root() changes what it puts in the root
@@ -98,10 +102,10 @@ def _run(args: list[str], *, timeout: float, log: Path | None = None, **kwargs) 
 
 
 def base_root(*, timeout: float = 900) -> Path:
-    """A bootstrapped root for the current inputs, built once and kept under build/debian-root/."""
+    """A bootstrapped root for the current inputs, built once and kept under CACHE/debian-root/."""
     mirror = apt_mirror()
     key = hashlib.sha256(repr((SUITE, mirror, BASE_PACKAGES, HARNESS_VERSION)).encode()).hexdigest()[:16]
-    cache = BUILD / "debian-root" / key
+    cache = CACHE / "debian-root" / key
     if (cache / "root" / "lib" / "systemd" / "systemd").exists() and (cache / "ready").exists():
         return cache / "root"
     shutil.rmtree(cache, ignore_errors=True)
