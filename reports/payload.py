@@ -14,6 +14,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+import logging
 import operator
 import re
 import uuid
@@ -21,6 +22,8 @@ from typing import Annotated, Literal, Optional
 
 import msgspec
 from msgspec import Meta
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_PROCESSES = 20_000
@@ -64,6 +67,8 @@ LongName = Annotated[str, Meta(min_length=1, max_length=1_024)]
 Short = Annotated[str, Meta(max_length=256)]
 NonEmptyShort = Annotated[str, Meta(min_length=1, max_length=256)]
 Word = Annotated[str, Meta(max_length=64)]
+# An address as text; the schema says so, and _check_semantics/_check_inventory parse it.
+IPText = Annotated[str, Meta(max_length=64, extra_json_schema=IP_ADDRESS)]
 Digest = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 
 
@@ -86,7 +91,7 @@ class Host(_Untracked):
     id: Annotated[str, _text(min_length=1, max_length=256)]
     hostname: NonEmptyStr
     fqdn: Optional[Str] = None
-    ips: Annotated[list[Annotated[str, Meta(max_length=64, extra_json_schema=IP_ADDRESS)]], Meta(max_length=MAX_IPS)] = []
+    ips: Annotated[list[IPText], Meta(max_length=MAX_IPS)] = []
     boot_time: Optional[Time] = None
 
 
@@ -153,7 +158,7 @@ class ListeningSocket(_Untracked):
     """A listening TCP socket or a bound, unconnected UDP socket."""
 
     protocol: Literal["tcp", "udp"]
-    address: Word
+    address: IPText
     port: Annotated[int, Meta(ge=0, le=65_535)]
     pid: Optional[U32] = None
     process: Optional[Short] = None
@@ -170,7 +175,7 @@ class Disk(_Untracked):
 
 
 class InterfaceAddress(_Untracked):
-    address: Word
+    address: IPText
     prefix_length: Optional[Annotated[int, Meta(ge=0, le=128)]] = None
 
 
@@ -381,17 +386,19 @@ def _check_inventory(payload: SnapshotPayload) -> None:
                                    f"{entry.address!r} is not an IP address.")
     if payload.software is None:
         return
-    # The digest is what later uploads send instead of the list, so the server
-    # must hold the list the digest names: a mismatch would make every later
-    # answer wrong. See docs/payload.md, "The software rule".
-    if payload.software_digest is None:
-        raise _field_error("software_digest", "software_digest is required when software is sent.")
-    if payload.software_count is not None and payload.software_count != len(payload.software):
-        raise _field_error("software_count", f"software_count is {payload.software_count} but software "
-                                             f"has {len(payload.software)} entries.")
-    if software_digest(payload.software) != payload.software_digest:
-        raise _field_error("software_digest", "software_digest is not the sha256 of the software list "
-                                              "in its canonical form (docs/payload.md).")
+    # The list is the truth: its digest and count are derived from it here, so
+    # the host's record names exactly the list the server holds, and later
+    # digest-only uploads are compared with that (docs/payload.md, "The
+    # software rule"). An agent that sent other values is logged, not refused:
+    # a schema cannot say "the sha256 of this list", so a valid request is not
+    # turned away for it, and the agent's next digest-only upload will differ
+    # and be asked for the list again.
+    digest, count = software_digest(payload.software), len(payload.software)
+    if (payload.software_digest, payload.software_count) not in {(digest, count), (digest, None), (None, None)}:
+        logger.warning("host %s sent software_digest %s and software_count %s for a list of %d entries "
+                       "whose digest is %s; kept the list's own", payload.host.id, payload.software_digest,
+                       payload.software_count, count, digest)
+    payload.software_digest, payload.software_count = digest, count
 
 
 @functools.lru_cache(maxsize=4096)

@@ -76,7 +76,7 @@ def test_the_well_formed_link_downloads_under_the_canonical_file_name(signed_in,
     response = signed_in.get(f"/hosts/{pk}/days/127.0.0.1/{day}.json")
     assert response.status_code == 200
     assert response["Content-Disposition"] == f'attachment; filename="127.0.0.1_{day}.json"'
-    assert json.loads(response.content)[0]["ip"] == "127.0.0.1"
+    assert json.loads(b"".join(response.streaming_content))[0]["ip"] == "127.0.0.1"
     # Another spelling of the same address gets the same, canonical name.
     mapped = signed_in.get(f"/hosts/{pk}/days/::ffff:127.0.0.1/{day}.json")
     assert mapped.status_code == 200
