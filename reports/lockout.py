@@ -6,9 +6,9 @@ call) and refuses a locked-out address in its authentication backend, before
 any password is hashed. Two things are decided here:
 
 * which address a request comes from: the same answer as for day files and
-  throttles (``reports.network.client_ip``), so ``X-Forwarded-For`` counts
-  only from ``INVENTORY_TRUSTED_PROXIES`` and a client behind no proxy cannot
-  escape its lock by sending one;
+  throttles (``reports.addresses.client_ip``, worked out once per request),
+  so ``X-Forwarded-For`` counts only from ``INVENTORY_TRUSTED_PROXIES`` and a
+  client behind no proxy cannot escape its lock by sending one;
 * what a refused sign-in gets: 429, ``Retry-After`` and a page that says when
   to try again, instead of axes' bare text;
 * that a refused sign-in writes nothing (``LockoutHandler``).
@@ -31,7 +31,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from reports.network import client_ip
+from reports import addresses
 
 
 def client_address(request) -> str | None:
@@ -40,10 +40,7 @@ def client_address(request) -> str | None:
     None when the peer has no usable address (a Unix socket): those requests
     then share one count, which is the cautious side.
     """
-    try:
-        return str(client_ip(request.META))
-    except ValueError:
-        return None
+    return addresses.client_address(request)
 
 
 class LockoutHandler(AxesDatabaseHandler):

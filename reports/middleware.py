@@ -38,7 +38,7 @@ from django.http import JsonResponse
 
 from reports import metrics, outage
 from reports.api.errors import server_error
-from reports.network import client_ip
+from reports.addresses import client_address
 
 logger = logging.getLogger("relevo.request")
 problems = logging.getLogger(__name__)  # prose; relevo.request carries only the JSON lines
@@ -114,10 +114,6 @@ class RequestLogMiddleware:
 
     @staticmethod
     def _log(request, status: int, seconds: float, reason: str | None) -> None:
-        try:
-            address = str(client_ip(request.META))
-        except ValueError:
-            address = None
         line = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
             "event": "request",
@@ -125,7 +121,7 @@ class RequestLogMiddleware:
             "path": request.path,
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
-            "client_ip": address,
+            "client_ip": client_address(request),
         }
         host_id = request.META.get(HOST_ID_KEY)
         if host_id is not None:

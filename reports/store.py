@@ -39,7 +39,6 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
-import functools
 import ipaddress
 import os
 import re
@@ -54,8 +53,7 @@ import msgspec
 from django.conf import settings
 
 from reports import metrics
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from reports.addresses import IPAddress, parse_ip
 
 OPEN_TAIL = b"[\n"
 CLOSE_TAIL = b"\n]\n"
@@ -99,33 +97,6 @@ class Appended:
 
 def data_dir() -> Path:
     return Path(settings.INVENTORY_DATA_DIR)
-
-
-def parse_ip(text: str) -> IPAddress:
-    """A canonical address from text, or ValueError.
-
-    Strict: the text must be the address and nothing else. Nothing is
-    stripped, because the text may come from a link or a query string and
-    the caller must never be able to keep using it raw (a trailing ``\\n``
-    or ``\\x1f`` once reached a ``Content-Disposition`` header); callers use
-    the returned address from here on. Scope ids (``fe80::1%eth0``) are
-    refused, and IPv4-mapped IPv6 addresses become the IPv4 address they
-    carry, so one host has one file name.
-    """
-    if not isinstance(text, str) or not text or len(text) > 45 or "%" in text:
-        raise ValueError(f"{text!r} is not an IP address")
-    return _parse_ip(text)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_ip(text: str) -> IPAddress:
-    # An upload parses its peer's address three times (throttle key, day
-    # file, request log) at 4-7 us each; a fleet has a bounded set of
-    # addresses, and addresses are immutable, so they are parsed once.
-    address = ipaddress.ip_address(text)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def file_name(ip: IPAddress, day: dt.date) -> str:

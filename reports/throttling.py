@@ -49,7 +49,7 @@ from rest_framework import exceptions, throttling
 
 from reports import dbwrite
 from reports.models import AgentToken, ThrottleCounter
-from reports.network import client_ip
+from reports.addresses import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -245,10 +245,7 @@ def hit(key: str, rate: tuple[int, int], *, now: float | None = None) -> tuple[b
 
 
 def _address(request) -> str:
-    try:
-        return str(client_ip(request.META))
-    except ValueError:
-        return "unknown"
+    return client_address(request) or "unknown"
 
 
 class RelevoThrottle(throttling.BaseThrottle):
