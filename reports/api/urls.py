@@ -2,6 +2,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from reports import metrics_view
 from reports.api import views
 
 app_name = "reports-api"
@@ -12,7 +13,7 @@ urlpatterns = [
     path("enroll", views.EnrollView.as_view(), name="enroll"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("metrics", views.metrics_view, name="metrics"),
+    path("metrics", metrics_view.metrics_view, name="metrics"),
     path("api/hosts/", views.HostListView.as_view(), name="host_list"),
     path("api/hosts/<int:pk>/", views.HostDetailView.as_view(), name="host_detail"),
     path("api/hosts/<int:pk>/snapshots/", views.HostSnapshotListView.as_view(), name="host_snapshot_list"),

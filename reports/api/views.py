@@ -13,7 +13,7 @@ import re
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django_filters.rest_framework import DjangoFilterBackend
@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
-from reports import metrics, selectors, services, store
+from reports import selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
 from reports.api.errors import DayFileFull, InvalidParameters, InvalidPayload, NothingStored
@@ -345,18 +345,3 @@ def readyz(request):
     ready = all(checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks, "data_dir_free_bytes": free},
                         status=200 if ready else 503)
-
-
-@require_GET
-def metrics_view(request):
-    """Prometheus metrics, for allowed addresses or the metrics token (see ``reports.metrics``)."""
-    try:
-        address = client_ip(request.META)
-    except ValueError:
-        address = None
-    if not metrics.scrape_allowed(client_ip=address, authorization=request.META.get("HTTP_AUTHORIZATION", "")):
-        return JsonResponse({"error": "permission_denied",
-                             "detail": "Metrics are served to allowed addresses or with the metrics token."},
-                            status=403)
-    body, content_type = metrics.render()
-    return HttpResponse(body, content_type=content_type)

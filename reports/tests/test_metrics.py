@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -124,3 +125,25 @@ def test_importing_metrics_creates_no_folder(tmp_path):
     assert not (tmp_path / "var").exists()
     assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
     assert f"PROMETHEUS_MULTIPROC_DIR={folder} is not a folder" in result.stderr
+
+
+
+@pytest.mark.parametrize("module", ["metrics", "addresses"])
+def test_leaf_modules_import_nothing_of_relevo_anywhere(module):
+    """Not even inside a function: such an import once hid a cycle store -> metrics -> selectors -> store."""
+    tree = ast.parse((live.ROOT / "reports" / f"{module}.py").read_text())
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    imported += [node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert [name for name in imported if name.split(".")[0] in ("reports", "inventory_site", ".")] == []
+
+
+def test_recording_loads_neither_the_database_nor_the_scrape_side():
+    """Importing the storage module loads the metric declarations and the address rules, nothing more."""
+    code = ("import json, sys, reports.store; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('reports'))))")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "inventory_site.settings"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run([sys.executable, "-c", code], cwd=live.ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["reports", "reports.addresses", "reports.metrics", "reports.store"]
