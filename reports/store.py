@@ -359,8 +359,8 @@ class DayFileWriter:
     def documents(self) -> Iterator[tuple[int, bytes]]:
         """Every document with its offset, in file order, read through the locked descriptor.
 
-        ``iter_documents`` cannot be used here: it takes the shared lock on a
-        second descriptor, which would wait forever for our own exclusive lock.
+        ``open_day`` cannot be used here: it takes the shared lock on a second
+        descriptor, which would wait forever for our own exclusive lock.
         """
         if not self._size:
             return
@@ -507,7 +507,7 @@ class DayFileStream:
             self.close()
 
     def read(self) -> bytes:
-        """Everything at once: for callers that need the whole file in memory (rebuilds, tests)."""
+        """Everything at once, for a caller that needs the whole file in memory."""
         return b"".join(self)
 
     def close(self) -> None:
@@ -539,12 +539,6 @@ def open_day(ip: IPAddress, day: dt.date) -> DayFileStream | None:
     raise StoreError(f"{path.name} could not be repaired")
 
 
-def read_day(ip: IPAddress, day: dt.date) -> bytes | None:
-    """The whole day file as bytes (a JSON array), or None: for rebuilds; requests use ``open_day``."""
-    stream = open_day(ip, day)
-    return None if stream is None else stream.read()
-
-
 def read_document(file: str, offset: int, length: int) -> bytes | None:
     """One document by its position, as recorded at append time; None if it is not there."""
     if parse_file_name(file) is None:
@@ -563,17 +557,6 @@ def read_document(file: str, offset: int, length: int) -> bytes | None:
     return data
 
 
-def iter_documents(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Every document of one day file with its offset, in file order (for rebuilds)."""
-    ip_day = parse_file_name(path.name)
-    if ip_day is None:
-        return
-    content = read_day(*ip_day)
-    if content is None:
-        return
-    yield from _split_documents(content)
-
-
 def iter_day_files() -> Iterator[tuple[IPAddress, dt.date, Path]]:
     """Every day file in the data folder, in name order; other files are ignored."""
     folder = data_dir()
@@ -583,20 +566,6 @@ def iter_day_files() -> Iterator[tuple[IPAddress, dt.date, Path]]:
         parsed = parse_file_name(name)
         if parsed is not None:
             yield parsed[0], parsed[1], folder / name
-
-
-def remove_day_file(ip: IPAddress, day: dt.date) -> bool:
-    """Delete one day file under its lock (retention); True if it existed."""
-    path = day_path(ip, day)
-    fd = _open_locked(path, create=False, exclusive=True)
-    if fd is None:
-        return False
-    try:
-        os.unlink(path)
-        _fsync_dir(path.parent)
-    finally:
-        os.close(fd)
-    return True
 
 
 def is_writable() -> bool:

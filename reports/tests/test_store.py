@@ -18,6 +18,12 @@ def doc(n: int, size: int = 40) -> bytes:
     return json.dumps({"n": n, "pad": "x" * size}, separators=(",", ":")).encode()
 
 
+def read_day(ip, day) -> bytes | None:
+    """The whole day file through the store's reader (which repairs a torn tail first), or None."""
+    stream = store.open_day(ip, day)
+    return None if stream is None else stream.read()
+
+
 def append(ip, day, document: bytes) -> store.Appended:
     with store.locked_for_append(ip, day) as writer:
         return writer.append(document)
@@ -50,7 +56,7 @@ def test_appends_keep_a_json_array_in_order_with_exact_offsets(data_dir):
     for n, where in enumerate(placed):
         assert raw[where.offset:where.offset + where.length] == doc(n)
         assert store.read_document(where.file_name, where.offset, where.length) == doc(n)
-    assert store.read_day(IP, DAY) == raw
+    assert read_day(IP, DAY) == raw
 
 
 def test_an_append_writes_only_the_new_document(data_dir):
@@ -80,7 +86,7 @@ def test_undo_of_the_first_append_removes_the_file(data_dir):
 
 
 def test_reading_a_missing_day_gives_none_and_creates_nothing(data_dir):
-    assert store.read_day(IP, DAY) is None
+    assert read_day(IP, DAY) is None
     assert os.listdir(data_dir) == []
 
 
@@ -98,7 +104,7 @@ def _torn_copies(data_dir):
 def test_a_write_cut_at_any_byte_is_repaired_on_the_next_read(data_dir):
     for path, torn, complete in _torn_copies(data_dir):
         path.write_bytes(torn)
-        items = json.loads(store.read_day(IP, DAY))
+        items = json.loads(read_day(IP, DAY))
         assert [item["n"] for item in items][:2] == [0, 1]
         assert len(items) in (2, 3)
         if complete:
@@ -118,13 +124,13 @@ def test_garbage_after_the_last_document_is_cut(data_dir):
     append(IP, DAY, doc(0))
     path = data_dir / "10.0.0.5_2026-11-27.json"
     path.write_bytes(path.read_bytes()[:-2] + b",{\"n\":1,\"pad\x00\x00\x00\x00")
-    assert [item["n"] for item in json.loads(store.read_day(IP, DAY))] == [0]
+    assert [item["n"] for item in json.loads(read_day(IP, DAY))] == [0]
 
 
 def test_a_file_with_no_complete_document_is_removed(data_dir):
     path = data_dir / "10.0.0.5_2026-11-27.json"
     path.write_bytes(b"[\n{\"n\":0,")
-    assert store.read_day(IP, DAY) is None
+    assert read_day(IP, DAY) is None
     assert not path.exists()
     path.write_bytes(b"")
     append(IP, DAY, doc(3))
@@ -138,7 +144,7 @@ def test_a_symlink_in_place_of_a_day_file_is_never_followed(data_dir, tmp_path):
     with pytest.raises(store.StoreError):
         append(IP, DAY, doc(0))
     with pytest.raises(store.StoreError):
-        store.read_day(IP, DAY)
+        read_day(IP, DAY)
     assert target.read_bytes() == b"[\n{}\n]\n"
 
 
@@ -148,10 +154,10 @@ def test_read_document_refuses_names_that_are_not_day_files(data_dir, tmp_path):
     assert store.read_document("secret.txt", 0, 8) is None
 
 
-def test_iter_documents_gives_offsets_for_rebuilds(data_dir):
+def test_documents_gives_offsets_for_rebuilds(data_dir):
     placed = [append(IP, DAY, doc(n)) for n in range(3)]
-    path = data_dir / "10.0.0.5_2026-11-27.json"
-    assert [(o, d) for o, d in store.iter_documents(path)] == [(p.offset, doc(n)) for n, p in enumerate(placed)]
+    with store.locked_for_append(IP, DAY) as writer:
+        assert list(writer.documents()) == [(p.offset, doc(n)) for n, p in enumerate(placed)]
     assert [(ip, day) for ip, day, _ in store.iter_day_files()] == [(IP, DAY)]
 
 
@@ -205,7 +211,7 @@ def test_kill_9_during_appends_loses_no_acknowledged_document(data_dir):
                 acknowledged.append(reader.recv())
             except EOFError:
                 break
-        items = [item["k"] for item in json.loads(store.read_day(IP, DAY) or b"[]")]
+        items = [item["k"] for item in json.loads(read_day(IP, DAY) or b"[]")]
         assert json.loads(path.read_bytes()) is not None
         missing = set(acknowledged) - set(items)
         assert not missing, f"acknowledged documents lost after kill -9: {sorted(missing)[:5]}"
@@ -235,17 +241,17 @@ def test_an_append_that_meets_a_full_disk_is_cut_back_and_nothing_else_changes(s
     with pytest.raises(store.StorageFull):
         append(IP, DAY, doc(2, size=256 * 1024))
     assert (small_filesystem.path / "data" / first.file_name).read_bytes() == before
-    assert json.loads(store.read_day(IP, DAY)) == [json.loads(doc(1))]
+    assert json.loads(read_day(IP, DAY)) == [json.loads(doc(1))]
 
     other = store.parse_ip("10.0.0.6")
     with pytest.raises(store.StorageFull):
         append(other, DAY, doc(3, size=256 * 1024))
-    assert store.read_day(other, DAY) is None
+    assert read_day(other, DAY) is None
     assert sorted(os.listdir(small_filesystem.path / "data")) == [first.file_name]
 
     small_filesystem.free()
     append(IP, DAY, doc(4, size=256 * 1024))
-    assert [d["n"] for d in json.loads(store.read_day(IP, DAY))] == [1, 4]
+    assert [d["n"] for d in json.loads(read_day(IP, DAY))] == [1, 4]
 
 
 def test_free_bytes_is_the_file_systems_free_space(small_filesystem, settings):
@@ -285,7 +291,7 @@ def test_a_stream_is_the_array_as_it_was_opened_while_writers_carry_on(data_dir)
     with store.locked_for_append(IP, DAY) as writer:
         writer.replace_all([doc(7)])
     assert [d["n"] for d in json.loads(rewritten.read())] == [0, 1, 2, 3]
-    assert [d["n"] for d in json.loads(store.read_day(IP, DAY))] == [7]
+    assert [d["n"] for d in json.loads(read_day(IP, DAY))] == [7]
 
 
 def test_a_stream_closes_its_file_when_closed_unread_or_read_to_the_end(data_dir):
