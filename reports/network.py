@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from reports.addresses import IPAddress, _forwarded_client
+from types import SimpleNamespace
+
+from reports.addresses import IPAddress
+from reports.addresses import client_ip as _client_ip
 
 
 def client_ip(meta: dict) -> IPAddress:
-    """``reports.addresses.client_ip`` for a WSGI environ, uncached: the old call shape."""
-    return _forwarded_client(meta)
+    """``reports.addresses.client_ip`` in the old call shape (it keeps its answer in *meta* alike)."""
+    return _client_ip(SimpleNamespace(META=meta))
