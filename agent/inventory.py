@@ -25,6 +25,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from .sysfiles import read_text
+
 if TYPE_CHECKING:
     from .collector import Sources
 
@@ -609,15 +611,6 @@ def _hypervisor(vendor: str | None, model: str | None) -> str | None:
     return None
 
 
-def _read_sys(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        # product_serial and product_uuid are readable by root only.
-        log.debug("cannot read %s: %s", path, exc)
-        return None
-
-
 def _wmi_value(query: str, key: str) -> str | None:
     """One value from WMI through CPython's own ``_wmi`` (3.12+); ``None`` where it is missing (Wine)."""
     try:
@@ -663,18 +656,18 @@ def hardware_info(src: Sources) -> dict[str, Any]:
         dmi = src.root / "sys" / "class" / "dmi" / "id"
 
         def read(name: str, limit: int = MAX_SHORT) -> str | None:
-            return _dmi(_read_sys(dmi / name), limit)
+            return _dmi(read_text(dmi / name), limit)
 
         vendor, model = read("sys_vendor"), read("product_name")
         found = {
             "vendor": vendor, "model": model, "serial": read("product_serial"),
             "uuid": (read("product_uuid", 64) or "").lower() or None,
             "bios_vendor": read("bios_vendor"), "bios_version": read("bios_version"),
-            "bios_date": _bios_date(_read_sys(dmi / "bios_date")),
+            "bios_date": _bios_date(read_text(dmi / "bios_date")),
         }
-        hypervisor = _hypervisor(vendor, model) or _text(_read_sys(src.root / "sys" / "hypervisor" / "type"), 64)
+        hypervisor = _hypervisor(vendor, model) or _text(read_text(src.root / "sys" / "hypervisor" / "type"), 64)
         flags = None
-        for line in (_read_sys(src.root / "proc" / "cpuinfo") or "").splitlines():
+        for line in (read_text(src.root / "proc" / "cpuinfo") or "").splitlines():
             if line.startswith("flags"):
                 flags = line.partition(":")[2].split()
                 break
