@@ -28,6 +28,7 @@ import psutil
 
 from . import __version__
 from . import inventory
+from .limits import MAX_CMDLINE_ARGS, MAX_CMDLINE_CHARS, MAX_IPS, MAX_PROCESSES, MAX_SHORT, MAX_STRING, MAX_USERS
 from .redact import cmdline_redact
 from .state import host_id_load_or_create
 from .sysfiles import read_text
@@ -36,15 +37,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DEFAULT_SAMPLE_SECONDS = 0.5
-
-# Limits from docs/payload.md: a snapshot that breaks them is refused with a
-# 400, so the agent trims here rather than lose the whole snapshot.
-MAX_STRING = 4096
-MAX_CMDLINE_ARGS = 1024
-MAX_CMDLINE_CHARS = 8192
-MAX_PROCESSES = 20_000
-MAX_USERS = 1000
-MAX_IPS = 256
 
 _REG_CPU = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
 _REG_NT = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion"
@@ -246,7 +238,7 @@ def _host_id(src: Sources) -> str:
             if found:
                 break
     if found:
-        return clean_string(found.strip())[:256]
+        return clean_string(found.strip())[:MAX_SHORT]
     if src.state_dir is None:
         # Nowhere to keep a generated id: better a per-run id than no snapshot.
         log.warning("no machine id and no state folder; using a one-off host id")
