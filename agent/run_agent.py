@@ -345,8 +345,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Entry point of ``python -m agent``: configuration, then :func:`program`; returns an :class:`ExitStatus`.
 
     Never calls ``sys.exit``, so tests pass their own ``argv`` and ``env``.
-    Every undelivered snapshot is in the spool before :func:`program`
-    returns, so an interruption loses nothing: it only changes the code.
+    Ctrl-C is a stop request like SIGTERM: the step under way finishes and
+    whatever was not delivered is spooled, so nothing is lost; only the exit
+    code (130) says the run was cut short.
     """
     env = os.environ if env is None else env
     parser = build_parser()
@@ -367,7 +368,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return ExitStatus.USAGE
         status = program(config, token=token, stop=stop)
     except KeyboardInterrupt:
-        # Only where no handler could be installed (another thread) or before it was.
+        # Raised only where our SIGINT handler is not in charge (main() off the main thread, an embedder's handler).
         stop.interrupted = True
     except Exception:
         log.exception("unexpected failure")
