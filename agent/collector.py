@@ -28,22 +28,15 @@ import psutil
 
 from . import __version__
 from . import inventory
+from .limits import MAX_CMDLINE_ARGS, MAX_CMDLINE_CHARS, MAX_IPS, MAX_PROCESSES, MAX_SHORT, MAX_STRING, MAX_USERS
 from .redact import cmdline_redact
 from .state import host_id_load_or_create
+from .sysfiles import read_text
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DEFAULT_SAMPLE_SECONDS = 0.5
-
-# Limits from docs/payload.md: a snapshot that breaks them is refused with a
-# 400, so the agent trims here rather than lose the whole snapshot.
-MAX_STRING = 4096
-MAX_CMDLINE_ARGS = 1024
-MAX_CMDLINE_CHARS = 8192
-MAX_PROCESSES = 20_000
-MAX_USERS = 1000
-MAX_IPS = 256
 
 _REG_CPU = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
 _REG_NT = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion"
@@ -125,14 +118,6 @@ def clean_string(value: Any) -> str | None:
     return text[:MAX_STRING]
 
 
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        return None
-
-
 def _key_values(text: str, sep: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for line in text.splitlines():
@@ -155,7 +140,7 @@ def _call(what: str, func: Callable[[], Any]) -> Any:
 
 
 def _cpu_model_linux(root: Path) -> tuple[str | None, str | None]:
-    text = _read_text(root / "proc" / "cpuinfo") or ""
+    text = read_text(root / "proc" / "cpuinfo") or ""
     info = _key_values(text, ":")
     # x86 has "model name"; ARM kernels give "Hardware" (SoC) or the old "Processor".
     model = info.get("model name") or info.get("Hardware") or info.get("Processor")
@@ -213,8 +198,8 @@ def os_info(src: Sources) -> dict[str, Any]:
         distribution_version = src.registry(_REG_NT, "DisplayVersion") or src.registry(_REG_NT, "ReleaseId")
         kernel = uname.version
     else:
-        release_text = (_read_text(src.root / "etc" / "os-release")
-                        or _read_text(src.root / "usr" / "lib" / "os-release"))
+        release_text = (read_text(src.root / "etc" / "os-release")
+                        or read_text(src.root / "usr" / "lib" / "os-release"))
         if release_text:
             fields = {k: v.strip("\"'") for k, v in _key_values(release_text, "=").items()}
             distribution = fields.get("NAME")
@@ -249,11 +234,11 @@ def _host_id(src: Sources) -> str:
     else:
         found = None
         for candidate in ("etc/machine-id", "var/lib/dbus/machine-id"):
-            found = (_read_text(src.root / candidate) or "").strip()
+            found = (read_text(src.root / candidate) or "").strip()
             if found:
                 break
     if found:
-        return clean_string(found.strip())[:256]
+        return clean_string(found.strip())[:MAX_SHORT]
     if src.state_dir is None:
         # Nowhere to keep a generated id: better a per-run id than no snapshot.
         log.warning("no machine id and no state folder; using a one-off host id")
@@ -307,7 +292,7 @@ def _logind_users(root: Path) -> list[dict[str, Any]] | None:
     for path in sorted(folder.iterdir()):
         if path.suffix == ".ref" or not path.is_file():
             continue
-        info = _key_values(_read_text(path) or "", "=")
+        info = _key_values(read_text(path) or "", "=")
         if not info.get("USER") or info.get("CLASS", "user") not in ("user", "user-early"):
             continue
         if info.get("STATE") == "closing":

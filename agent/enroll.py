@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 
 from . import __version__
-from .sender import AuthRefused, RequestRefused, ServerUnavailable
+from .sender import AuthRefused, RequestRefused, ServerUnavailable, status_error
 from .state import write_atomic
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ def enroll(*, server: str, secret: str, host_id: str, hostname: str | None,
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise ServerUnavailable(f"enrollment failed: {type(exc).__name__}: {exc}") from exc
     status = response.status_code
-    if status == 201:
+    error = status_error(status, snapshot=False)
+    if error is None and status == 201:
         try:
             token = response.json()["token"]
         except (ValueError, KeyError, TypeError):
@@ -74,8 +75,9 @@ def enroll(*, server: str, secret: str, host_id: str, hostname: str | None,
             raise RequestRefused("the server's enrollment answer has no token")
         return token
     detail = response.text[:500]
-    if status in (401, 403):
+    if error is AuthRefused:
         raise AuthRefused(f"the server refused enrollment (HTTP {status}): {detail}")
-    if status == 429 or status >= 500:
+    if error is ServerUnavailable:
         raise ServerUnavailable(f"enrollment failed with HTTP {status}")
+    # Another 2xx than 201 Created is no enrollment either: a proxy or a wrong --server answered.
     raise RequestRefused(f"enrollment failed with HTTP {status}: {detail}")

@@ -25,20 +25,24 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from .limits import (
+    MAX_ADDRESSES,
+    MAX_DISKS,
+    MAX_INTERFACES,
+    MAX_NAME,
+    MAX_SERVICES,
+    MAX_SHORT,
+    MAX_SOCKETS,
+    MAX_SOFTWARE,
+    MAX_STRING,
+    MAX_WORD,
+)
+from .sysfiles import read_text
+
 if TYPE_CHECKING:
     from .collector import Sources
 
 log = logging.getLogger(__name__)
-
-# Bounds of docs/payload.md; the agent trims rather than have the snapshot refused.
-MAX_SOFTWARE = 20_000
-MAX_SOCKETS = 10_000
-MAX_SERVICES = 10_000
-MAX_DISKS = 1_000
-MAX_INTERFACES = 1_000
-MAX_ADDRESSES = 256
-MAX_NAME = 1_024
-MAX_SHORT = 256
 
 COMMAND_TIMEOUT = 10.0
 
@@ -101,7 +105,7 @@ def _entry(name: Any, version: Any, vendor: Any, arch: Any, source: str, install
     if name is None:
         return None
     return {"name": name, "version": _text(version), "vendor": _text(vendor, MAX_NAME),
-            "arch": _text(arch, 64), "source": source, "install_date": installed}
+            "arch": _text(arch, MAX_WORD), "source": source, "install_date": installed}
 
 
 def _vendor_from_maintainer(value: str | None) -> str | None:
@@ -366,7 +370,7 @@ def listening_info(src: Sources) -> list[dict[str, Any]] | None:
             except (ps.Error, OSError) as exc:
                 log.debug("pid %s name unreadable: %s", pid, exc)
                 names[pid] = None
-        address = _text(str(address).split("%", 1)[0], 64)
+        address = _text(str(address).split("%", 1)[0], MAX_WORD)
         key = (protocol, address, port, pid)
         found.setdefault(key, {"protocol": protocol, "address": address, "port": _int(port), "pid": pid,
                                "process": names.get(pid) if pid else None})
@@ -398,7 +402,7 @@ def disks_info(src: Sources) -> list[dict[str, Any]] | None:
             # An empty DVD drive, a dead network share, a mount this user may not stat.
             log.debug("disk_usage(%s) failed: %s", mount, exc)
         found.append({"mount_point": mount, "device": _text(part.device, MAX_NAME),
-                      "fs_type": _text(part.fstype, 64), "total_bytes": total, "free_bytes": free})
+                      "fs_type": _text(part.fstype, MAX_WORD), "total_bytes": total, "free_bytes": free})
     return found[:MAX_DISKS]
 
 
@@ -515,8 +519,8 @@ def _systemd_services(src: Sources) -> list[dict[str, Any]] | None:
             continue
         # The description (display_name) is left out for the same reason: it is
         # the unit file's text, not the host's state.
-        found.append({"name": _text(unit), "active_state": _text(active, 64), "sub_state": _text(sub, 64),
-                      "enabled": _text(state, 64)})
+        found.append({"name": _text(unit), "active_state": _text(active, MAX_WORD), "sub_state": _text(sub, MAX_WORD),
+                      "enabled": _text(state, MAX_WORD)})
     return found
 
 
@@ -549,8 +553,8 @@ def _windows_services(ps: Any) -> list[dict[str, Any]] | None:
         if values["status"] == "stopped" and values["start_type"] != "automatic":
             continue
         found.append({"name": _text(name), "display_name": _text(values["display_name"]),
-                      "status": _text(values["status"], 64), "start_type": _text(values["start_type"], 64),
-                      "account": _text(values["username"]), "binary_path": _text(values["binpath"], 4096)})
+                      "status": _text(values["status"], MAX_WORD), "start_type": _text(values["start_type"], MAX_WORD),
+                      "account": _text(values["username"]), "binary_path": _text(values["binpath"], MAX_STRING)})
     return found
 
 
@@ -609,15 +613,6 @@ def _hypervisor(vendor: str | None, model: str | None) -> str | None:
     return None
 
 
-def _read_sys(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        # product_serial and product_uuid are readable by root only.
-        log.debug("cannot read %s: %s", path, exc)
-        return None
-
-
 def _wmi_value(query: str, key: str) -> str | None:
     """One value from WMI through CPython's own ``_wmi`` (3.12+); ``None`` where it is missing (Wine)."""
     try:
@@ -652,7 +647,7 @@ def hardware_info(src: Sources) -> dict[str, Any]:
         extra = src.wmi() if src.wmi is not None else {}
         found = {
             "vendor": vendor, "model": model,
-            "serial": _dmi(extra.get("serial")), "uuid": _dmi(extra.get("uuid"), 64),
+            "serial": _dmi(extra.get("serial")), "uuid": _dmi(extra.get("uuid"), MAX_WORD),
             "bios_vendor": _dmi(reg("BIOSVendor")), "bios_version": _dmi(reg("BIOSVersion")),
             "bios_date": _bios_date(reg("BIOSReleaseDate")),
         }
@@ -663,18 +658,18 @@ def hardware_info(src: Sources) -> dict[str, Any]:
         dmi = src.root / "sys" / "class" / "dmi" / "id"
 
         def read(name: str, limit: int = MAX_SHORT) -> str | None:
-            return _dmi(_read_sys(dmi / name), limit)
+            return _dmi(read_text(dmi / name), limit)
 
         vendor, model = read("sys_vendor"), read("product_name")
         found = {
             "vendor": vendor, "model": model, "serial": read("product_serial"),
-            "uuid": (read("product_uuid", 64) or "").lower() or None,
+            "uuid": (read("product_uuid", MAX_WORD) or "").lower() or None,
             "bios_vendor": read("bios_vendor"), "bios_version": read("bios_version"),
-            "bios_date": _bios_date(_read_sys(dmi / "bios_date")),
+            "bios_date": _bios_date(read_text(dmi / "bios_date")),
         }
-        hypervisor = _hypervisor(vendor, model) or _text(_read_sys(src.root / "sys" / "hypervisor" / "type"), 64)
+        hypervisor = _hypervisor(vendor, model) or _text(read_text(src.root / "sys" / "hypervisor" / "type"), MAX_WORD)
         flags = None
-        for line in (_read_sys(src.root / "proc" / "cpuinfo") or "").splitlines():
+        for line in (read_text(src.root / "proc" / "cpuinfo") or "").splitlines():
             if line.startswith("flags"):
                 flags = line.partition(":")[2].split()
                 break

@@ -1,10 +1,12 @@
 """Command line of the agent: collect, send, spool, and report with an exit code.
 
-``main(argv=None, env=None) -> int`` never calls ``sys.exit`` itself, so tests
-call it directly with their own argv and environment. Each run sends the fresh
-snapshot first, then delivers the spool oldest first; whatever cannot be
-delivered is spooled, and a snapshot the server refuses as malformed is set
-aside so it never loops.
+httpie's shape: ``main(argv=None, env=None) -> int`` turns the arguments and
+the environment into one frozen :class:`~agent.config.AgentConfig`, maps
+errors and Ctrl-C to exit codes and never calls ``sys.exit``, so tests call it
+with their own argv and environment; :func:`program` does the work. Each run
+sends the fresh snapshot first, then delivers the spool oldest first; whatever
+cannot be delivered is spooled, and a snapshot the server refuses as malformed
+is set aside so it never loops.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import random
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from . import __version__
 from . import enroll
-from .config_file import ConfigError, config_read
+from .config import AgentConfig, UsageError, config_build
+from .config_file import ConfigError
 from .collector import DEFAULT_SAMPLE_SECONDS, Sources, snapshot_collect
 from .redact import cmdline_redact
 from .sender import (
@@ -41,7 +44,7 @@ from .sender import (
 )
 from .software_rule import software_delivered, software_trim
 from .spool import Spool
-from .state import default_state_dir, software_state_load
+from .state import software_state_load
 
 log = logging.getLogger("agent")
 
@@ -63,10 +66,11 @@ class ExitStatus(enum.IntEnum):
     SPOOLED = 3
     AUTH_REFUSED = 4
     REJECTED = 5
+    INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI definition; environment fallbacks are applied in :func:`main`."""
+    """The CLI definition; environment and settings-file fallbacks are applied by :func:`config_build`."""
     parser = argparse.ArgumentParser(
         prog="python -m agent",
         description="Collect an inventory snapshot of this host and send it to a Relevo server.",
@@ -104,47 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _UsageError(Exception):
-    pass
+@dataclass(frozen=True)
+class Token:
+    """The token a run sends with, and whether an enrollment gave it (so a refusal may be cured by enrolling)."""
+
+    value: str
+    enrolled: bool
 
 
-def _validate(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    args.server = args.server or env.get("INVENTORY_SERVER")
-    token_file = args.token_file or (None if env.get("INVENTORY_TOKEN") else env.get("INVENTORY_TOKEN_FILE"))
-    if not args.token and token_file:
-        try:
-            args.token = Path(token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise _UsageError(f"cannot read the token file {token_file}: {exc.strerror}") from None
-    args.token = args.token or env.get("INVENTORY_TOKEN")
-    args.enroll_secret = args.enroll_secret or env.get("INVENTORY_ENROLL_SECRET")
-    args.state_dir = args.state_dir or default_state_dir(env=env)
-    # A token given by the operator wins; otherwise the one an earlier enrollment kept.
-    args.token_enrolled = False
-    if not args.token:
-        args.token = enroll.token_load(args.state_dir)
-        args.token_enrolled = bool(args.token)
-    if args.interval is not None and args.interval <= 0:
-        raise _UsageError("--interval must be a positive number of seconds")
-    if args.retries < 1:
-        raise _UsageError("--retries must be at least 1")
-    if args.timeout <= 0:
-        raise _UsageError("--timeout must be positive")
-    if args.sample_seconds < 0:
-        raise _UsageError("--sample-seconds must not be negative")
-    if args.splay < 0:
-        raise _UsageError("--splay must not be negative")
-    if args.dry_run:
-        return
-    if not args.server:
-        raise _UsageError("no server: pass --server URL or set INVENTORY_SERVER")
-    if not args.token and not args.enroll_secret:
-        raise _UsageError("no token: pass --token TOKEN (or set INVENTORY_TOKEN), or --enroll-secret SECRET to enroll")
-    parts = urlsplit(args.server)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _UsageError(f"--server must be an http(s) URL, got {cmdline_redact([args.server])[0]!r}")
-    if args.ca_bundle and not Path(args.ca_bundle).is_file():
-        raise _UsageError(f"--ca-bundle {args.ca_bundle!r} is not a file")
+def token_initial(config: AgentConfig) -> Token | None:
+    """The operator's token, else the one an earlier enrollment kept; ``None``: enroll before the first send."""
+    if config.token:
+        return Token(config.token, enrolled=False)
+    kept = enroll.token_load(config.state_dir)
+    if kept:
+        return Token(kept, enrolled=True)
+    if not config.enroll_secret:
+        raise UsageError("no token: pass --token TOKEN (or set INVENTORY_TOKEN), or --enroll-secret SECRET to enroll")
+    return None
 
 
 def _encode(snapshot: dict[str, Any]) -> bytes:
@@ -153,34 +134,56 @@ def _encode(snapshot: dict[str, Any]) -> bytes:
 
 
 class Agent:
-    """One configured agent: collects, delivers and drains its spool."""
+    """One configured agent: collects, delivers and drains its spool.
 
-    def __init__(self, args: argparse.Namespace, *, stop: threading.Event, env: Mapping[str, str]) -> None:
-        self.args = args
+    It holds the run's state that configuration cannot know in advance: the
+    current :class:`Token` (replaced when the agent enrolls) and the
+    :class:`Sender` that uses it. Use it as a context manager so the
+    connection pool is released.
+    """
+
+    def __init__(self, config: AgentConfig, *, token: Token | None, stop: threading.Event) -> None:
+        self.config = config
         self.stop = stop
-        self.state_dir = args.state_dir
+        self.state_dir = config.state_dir
         self.sources = Sources(state_dir=self.state_dir)
-        self.spool = Spool(args.spool_dir or self.state_dir / "spool")
-        self.sender: Sender | None = self._sender(args.token) if args.token else None
-        log.debug("server %s, token %s, state folder %s", cmdline_redact([args.server])[0],
-                  mask_token(args.token) if args.token else "none yet (will enroll)", self.state_dir)
+        self.spool = Spool(config.spool_dir)
+        self.token: Token | None = None
+        self.sender: Sender | None = None
+        if token is not None:
+            self._use(token)
+        log.debug("server %s, token %s, state folder %s", cmdline_redact([config.server])[0],
+                  mask_token(token.value) if token else "none yet (will enroll)", self.state_dir)
 
-    def _sender(self, token: str) -> Sender:
-        if getattr(self, "sender", None) is not None:
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the sender's connection pool."""
+        if self.sender is not None:
             self.sender.close()
-        return Sender(server=self.args.server, token=token, ca_bundle=self.args.ca_bundle,
-                      connect_timeout=min(5.0, self.args.timeout), read_timeout=self.args.timeout,
-                      policy=RetryPolicy(attempts=self.args.retries), wait=self.stop.wait)
+
+    def _use(self, token: Token) -> None:
+        """Send with ``token`` from now on."""
+        self.close()
+        config = self.config
+        self.token = token
+        self.sender = Sender(server=config.server, token=token.value, ca_bundle=config.ca_bundle,
+                             connect_timeout=config.connect_timeout, read_timeout=config.timeout,
+                             policy=RetryPolicy(attempts=config.retries), wait=self.stop.wait)
 
     def _enroll(self, snapshot: dict[str, Any]) -> None:
         """Get a per-host token with the enroll secret, keep it, and send with it from now on."""
-        token = enroll.enroll(server=self.args.server, secret=self.args.enroll_secret,
+        config = self.config
+        value = enroll.enroll(server=config.server, secret=config.enroll_secret,
                               host_id=snapshot["host"]["id"], hostname=snapshot["host"].get("hostname"),
-                              ca_bundle=self.args.ca_bundle, timeout=(min(5.0, self.args.timeout), self.args.timeout))
-        where = enroll.token_save(self.state_dir, token)
-        log.info("enrolled as host %s; token %s kept in %s", snapshot["host"]["id"], mask_token(token), where)
-        self.args.token, self.args.token_enrolled = token, True
-        self.sender = self._sender(token)
+                              ca_bundle=config.ca_bundle, timeout=(config.connect_timeout, config.timeout))
+        where = enroll.token_save(self.state_dir, value)
+        log.info("enrolled as host %s; token %s kept in %s", snapshot["host"]["id"], mask_token(value), where)
+        self._use(Token(value, enrolled=True))
 
     def _send(self, body: bytes, snapshot: dict[str, Any]) -> dict[str, Any]:
         """Send with the current token, enrolling first if there is none.
@@ -193,7 +196,7 @@ class Agent:
         try:
             return self.sender.send(body)
         except AuthRefused:
-            if not (self.args.enroll_secret and self.args.token_enrolled):
+            if not (self.config.enroll_secret and self.token.enrolled):
                 raise
             log.warning("the enrolled token was refused; enrolling again")
             self._enroll(snapshot)
@@ -201,8 +204,8 @@ class Agent:
 
     def run_once(self) -> ExitStatus:
         """Collect and send one snapshot, then the spool; return what happened."""
-        snapshot = snapshot_collect(src=self.sources, include_cmdline=not self.args.no_cmdline,
-                                    sample_seconds=self.args.sample_seconds, sleep=self.stop.wait)
+        snapshot = snapshot_collect(src=self.sources, include_cmdline=self.config.include_cmdline,
+                                    sample_seconds=self.config.sample_seconds, sleep=self.stop.wait)
         snapshot_id = snapshot["snapshot_id"]
         now = datetime.now(timezone.utc)
         sent_full = software_trim(snapshot, state=software_state_load(self.state_dir), now=now)
@@ -277,14 +280,30 @@ class Agent:
         return ExitStatus.DELIVERED
 
 
-def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+class StopRequest(threading.Event):
+    """Set when the agent is asked to stop; remembers whether Ctrl-C (SIGINT) asked.
+
+    SIGTERM is a service manager's orderly stop (exit 0 once the current step
+    is done); Ctrl-C is an operator's interruption and exits 130, as a shell
+    expects of an interrupted command.
+    """
+
+    interrupted = False
+
+    def request(self, signum: int) -> None:
+        if signum == signal.SIGINT:
+            self.interrupted = True
+        self.set()
+
+
+def _install_signal_handlers(stop: StopRequest) -> dict[int, Any]:
     """Turn SIGTERM / Ctrl-C into a stop request; return the handlers to restore."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, _frame: Any) -> None:
         log.info("signal %d received, stopping after the current step", signum)
-        stop.set()
+        stop.request(signum)
 
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -305,8 +324,31 @@ def _configure_logging(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def program(config: AgentConfig, *, token: Token | None, stop: threading.Event) -> ExitStatus:
+    """Do what ``config`` asks: print one snapshot (``--dry-run``), run once, or run every interval."""
+    if config.dry_run:
+        snapshot = snapshot_collect(src=Sources(state_dir=config.state_dir), include_cmdline=config.include_cmdline,
+                                    sample_seconds=config.sample_seconds, sleep=stop.wait)
+        # ASCII escapes: a Windows console or pipe (cp1252) cannot encode every process name.
+        json.dump(snapshot, sys.stdout, ensure_ascii=True, indent=2)
+        sys.stdout.write("\n")
+        return ExitStatus.DELIVERED
+    with Agent(config, token=token, stop=stop) as agent:
+        if config.interval is not None:
+            return agent.run_forever(config.interval)
+        if config.splay and stop.wait(random.uniform(0, config.splay)):
+            return ExitStatus.DELIVERED  # stopped before collecting: nothing was due
+        return agent.run_once()
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """Entry point of ``python -m agent``; returns an :class:`ExitStatus`."""
+    """Entry point of ``python -m agent``: configuration, then :func:`program`; returns an :class:`ExitStatus`.
+
+    Never calls ``sys.exit``, so tests pass their own ``argv`` and ``env``.
+    Ctrl-C is a stop request like SIGTERM: the step under way finishes and
+    whatever was not delivered is spooled, so nothing is lost; only the exit
+    code (130) says the run was cut short.
+    """
     env = os.environ if env is None else env
     parser = build_parser()
     try:
@@ -314,39 +356,27 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except SystemExit as exc:
         return ExitStatus.DELIVERED if exc.code == 0 else ExitStatus.USAGE
     _configure_logging(args.verbose)
-    try:
-        config = args.config or env.get("INVENTORY_CONFIG")
-        if config:
-            # Flags > environment > file: an operator's one-off override needs no edit of the file.
-            env = {**config_read(Path(config)), **env}
-        _validate(args, env)
-    except (ConfigError, _UsageError) as exc:
-        parser.print_usage(sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitStatus.USAGE
-
-    if args.dry_run:
-        state_dir = args.state_dir
-        snapshot = snapshot_collect(src=Sources(state_dir=state_dir), include_cmdline=not args.no_cmdline,
-                                    sample_seconds=args.sample_seconds)
-        # ASCII escapes: a Windows console or pipe (cp1252) cannot encode every process name.
-        json.dump(snapshot, sys.stdout, ensure_ascii=True, indent=2)
-        sys.stdout.write("\n")
-        return ExitStatus.DELIVERED
-
-    stop = threading.Event()
+    stop = StopRequest()
     previous_handlers = _install_signal_handlers(stop)
-    agent = Agent(args, stop=stop, env=env)
     try:
-        if args.interval is not None:
-            return agent.run_forever(args.interval)
-        if args.splay and stop.wait(random.uniform(0, args.splay)):
-            return ExitStatus.DELIVERED
-        return agent.run_once()
+        try:
+            config = config_build(args, env)
+            token = None if config.dry_run else token_initial(config)
+        except (ConfigError, UsageError) as exc:
+            parser.print_usage(sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
+            return ExitStatus.USAGE
+        status = program(config, token=token, stop=stop)
     except KeyboardInterrupt:
-        return ExitStatus.DELIVERED
+        # Raised only where our SIGINT handler is not in charge (main() off the main thread, an embedder's handler).
+        stop.interrupted = True
+    except Exception:
+        log.exception("unexpected failure")
+        return ExitStatus.ERROR
     finally:
-        if agent.sender is not None:
-            agent.sender.close()
         for signum, previous in previous_handlers.items():
             signal.signal(signum, previous)
+    if stop.interrupted:
+        log.warning("interrupted (Ctrl-C); whatever was not delivered waits in the spool")
+        return ExitStatus.INTERRUPTED
+    return status

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 UPLOAD_PATH = "/upload"
 # Statuses that mean "this body can never be accepted": keep it aside, do not loop.
 _REJECTING = frozenset({400, 413, 415, 422})
+_AUTH = frozenset({401, 403})
 
 
 class DeliveryError(Exception):
@@ -71,6 +72,26 @@ class RequestRefused(DeliveryError):
 
 class ServerUnavailable(DeliveryError):
     """The server could not be reached or kept failing; the snapshot should be spooled."""
+
+
+def status_error(status: int, *, snapshot: bool = True) -> type[DeliveryError] | None:
+    """What an HTTP status means to the agent: ``None`` for success, else the error to raise.
+
+    The one mapping for every request the agent makes (``/upload``,
+    ``/enroll``). ``ServerUnavailable`` (429, 5xx) means "try again later";
+    ``SnapshotRejected`` applies only when the body is a snapshot
+    (``snapshot=True``): another body the server cannot take means a
+    misconfigured agent, ``RequestRefused``, as do redirects and other 4xx.
+    """
+    if 200 <= status < 300:
+        return None
+    if status in _AUTH:
+        return AuthRefused
+    if status == 429 or status >= 500:
+        return ServerUnavailable
+    if snapshot and status in _REJECTING:
+        return SnapshotRejected
+    return RequestRefused
 
 
 @dataclass(frozen=True)
@@ -181,20 +202,20 @@ class Sender:
                 last_problem = f"{type(exc).__name__}: {exc}"
             else:
                 status = response.status_code
-                if 200 <= status < 300:
+                error = status_error(status)
+                if error is None:
                     return _answer(response)
                 detail = response.text[:2000]
-                if status in (401, 403):
+                if error is AuthRefused:
                     raise AuthRefused(f"server refused the agent token (HTTP {status}): {detail}")
-                if status in _REJECTING:
+                if error is SnapshotRejected:
                     raise SnapshotRejected(status, detail)
-                if status == 429 or status >= 500:
-                    last_problem = f"HTTP {status}"
-                    delay = parse_retry_after(response.headers.get("Retry-After"))
-                    if delay is not None and delay > self.policy.retry_after_max_seconds:
-                        raise ServerUnavailable(f"HTTP {status}, Retry-After {delay:.0f}s is too long to wait")
-                else:
+                if error is RequestRefused:
                     raise RequestRefused(f"HTTP {status} from {self.display_url}: check --server ({detail[:200]})")
+                last_problem = f"HTTP {status}"
+                delay = parse_retry_after(response.headers.get("Retry-After"))
+                if delay is not None and delay > self.policy.retry_after_max_seconds:
+                    raise ServerUnavailable(f"HTTP {status}, Retry-After {delay:.0f}s is too long to wait")
             if attempt + 1 >= self.policy.attempts:
                 break
             if delay is None:

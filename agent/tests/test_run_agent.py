@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.run_agent import ExitStatus, main
+from agent import run_agent
+from agent.config import config_build
+from agent.run_agent import ExitStatus, build_parser, main
 from agent.spool import Spool
 
 from .conftest import Reply, UploadServer
@@ -175,7 +178,11 @@ def test_slow_server_times_out_and_the_snapshot_is_spooled(upload_server, tmp_pa
     assert len(Spool(tmp_path / "spool").pending()) == 1
 
 
-def test_daemon_mode_repeats_and_stops_cleanly_on_sigterm(upload_server, tmp_path):
+@pytest.mark.parametrize(("signum", "expected"), [
+    (signal.SIGTERM, ExitStatus.DELIVERED),  # a service manager's orderly stop
+    (signal.SIGINT, ExitStatus.INTERRUPTED),  # Ctrl-C: 130, as a shell expects
+])
+def test_daemon_mode_repeats_and_stops_cleanly_on_a_signal(upload_server, tmp_path, signum, expected):
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "--interval", "0.3", "--sample-seconds", "0",
          "--state-dir", str(tmp_path)],
@@ -186,10 +193,73 @@ def test_daemon_mode_repeats_and_stops_cleanly_on_sigterm(upload_server, tmp_pat
         while len(upload_server.received) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(upload_server.received) >= 2
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == ExitStatus.DELIVERED
+        proc.send_signal(signum)
+        assert proc.wait(timeout=10) == expected
     finally:
         if proc.poll() is None:
             proc.kill()
     err = proc.stderr.read()
     assert "stopping" in err and TOKEN not in err
+
+
+def _spool_two(tmp_path: Path) -> Spool:
+    spool = Spool(tmp_path / "spool")
+    for i in range(2):
+        spool.put(snapshot_id=f"0000000{i}-0000-0000-0000-000000000000",
+                  body_gz=gzip.compress(json.dumps({"snapshot_id": f"s{i}"}).encode()))
+    return spool
+
+
+def test_ctrl_c_during_a_delivery_exits_130_and_the_spool_waits(upload_server, tmp_path):
+    """The step under way finishes (the fresh snapshot is delivered); the spool is left for the next run."""
+    spool = _spool_two(tmp_path)
+    upload_server.script = [Reply(delay=1.5)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--once", "--sample-seconds", "0", "--retries", "1",
+         "--state-dir", str(tmp_path / "state"), "--spool-dir", str(spool.directory)],
+        cwd=REPO, env={**os.environ, "INVENTORY_SERVER": upload_server.url, "INVENTORY_TOKEN": TOKEN},
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not upload_server.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upload_server.requests, "the agent never sent"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == ExitStatus.INTERRUPTED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in proc.stderr.read()
+    assert len(upload_server.requests) == 1
+    assert [e.snapshot_id for e in spool.pending()] == [f"0000000{i}-0000-0000-0000-000000000000" for i in range(2)]
+
+
+def test_keyboard_interrupt_exits_130_and_reports_nothing_delivered(upload_server, tmp_path, monkeypatch, capsys):
+    """Where no handler turns Ctrl-C into a stop request, KeyboardInterrupt itself reaches main()."""
+    def interrupted(**_kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run_agent, "snapshot_collect", interrupted)
+    spool = _spool_two(tmp_path)
+    assert _run(upload_server.url, tmp_path) == ExitStatus.INTERRUPTED == 130
+    assert upload_server.requests == [] and len(spool.pending()) == 2
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_an_unexpected_failure_is_logged_and_exits_1(upload_server, tmp_path, monkeypatch, capsys):
+    def broken(**_kwargs):
+        raise RuntimeError("collector bug")
+    monkeypatch.setattr(run_agent, "snapshot_collect", broken)
+    assert _run(upload_server.url, tmp_path) == ExitStatus.ERROR
+    err = capsys.readouterr().err
+    assert "unexpected failure" in err and "collector bug" in err
+
+
+def test_the_configuration_is_built_once_and_frozen(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    args = build_parser().parse_args(["--server", "https://relevo.example", "--token-file", str(token_file),
+                                      "--state-dir", str(tmp_path), "--no-cmdline"])
+    config = config_build(args, {"INVENTORY_TOKEN": "from-the-environment"})
+    assert config.token == TOKEN and config.spool_dir == tmp_path / "spool" and not config.include_cmdline
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.token = "changed"  # type: ignore[misc]

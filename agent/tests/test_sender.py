@@ -19,6 +19,7 @@ from agent.sender import (
     SnapshotRejected,
     mask_token,
     parse_retry_after,
+    status_error,
 )
 
 from .conftest import Reply
@@ -138,3 +139,18 @@ def test_token_never_shows_in_repr():
     assert mask_token("agent-token-0123456789") == "agen…(22 chars)"
     assert mask_token("short") == "****"
     assert "pw" not in repr(Sender(server="https://bob:pw@relevo.example", token="t"))
+
+
+@pytest.mark.parametrize(("status", "upload", "enroll"), [
+    (200, None, None), (201, None, None),
+    (301, RequestRefused, RequestRefused), (404, RequestRefused, RequestRefused),
+    (401, AuthRefused, AuthRefused), (403, AuthRefused, AuthRefused),
+    (400, SnapshotRejected, RequestRefused), (413, SnapshotRejected, RequestRefused),
+    (415, SnapshotRejected, RequestRefused), (422, SnapshotRejected, RequestRefused),
+    (429, ServerUnavailable, ServerUnavailable), (500, ServerUnavailable, ServerUnavailable),
+    (503, ServerUnavailable, ServerUnavailable), (507, ServerUnavailable, ServerUnavailable),
+])
+def test_one_classifier_maps_statuses_for_uploads_and_enrollment(status, upload, enroll):
+    """Only a snapshot can be refused for its content; an enrollment body the server refuses is misconfiguration."""
+    assert status_error(status) is upload
+    assert status_error(status, snapshot=False) is enroll
