@@ -58,7 +58,7 @@ def _stored_software(snapshot: Snapshot) -> tuple[str | None, list[payload_schem
 
 
 def software_with_digest(*, host: Host, digest: str, near: Snapshot) -> list[payload_schema.Software] | None:
-    """The host's software list whose digest is *digest*, from the stored snapshot nearest *near*; None if none holds it.
+    """The host's software list with this *digest*, from the stored snapshot nearest *near*; None if none holds it.
 
     The host's current list first (one row), then its snapshots before
     *near*, newest first, then the few after it.
@@ -158,7 +158,8 @@ def software_matches(entries: list[payload_schema.Software], search: str) -> lis
                    for w in words)]
 
 
-def current_software(*, host: Host, payload: payload_schema.SnapshotPayload | None) -> tuple[list[payload_schema.Software] | None, dt.datetime | None, bool]:
+def current_software(*, host: Host, payload: payload_schema.SnapshotPayload | None
+                     ) -> tuple[list[payload_schema.Software] | None, dt.datetime | None, bool]:
     """(list, collected_at of the snapshot that carried it, pending) of the host's current software."""
     if payload is not None and payload.software is not None:
         return payload.software, payload.collected_at, False

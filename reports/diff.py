@@ -440,17 +440,23 @@ def _port_changes(old: list[ListeningSocket], new: list[ListeningSocket]):
     return sorted(opened, key=_socket_key), sorted(closed, key=_socket_key)
 
 
+def _matched(old: list, new: list, key: str):
+    """(added, removed, [(old, new) present in both]) of two lists matched by attribute *key*, each sorted by it."""
+    before = {getattr(item, key): item for item in old}
+    after = {getattr(item, key): item for item in new}
+    return ([after[k] for k in sorted(after.keys() - before.keys())],
+            [before[k] for k in sorted(before.keys() - after.keys())],
+            [(before[k], after[k]) for k in sorted(before.keys() & after.keys())])
+
+
 def _service_changes(old: list[Service], new: list[Service]):
-    before, after = {s.name: s for s in old}, {s.name: s for s in new}
-    added = [after[name] for name in sorted(after.keys() - before.keys())]
-    removed = [before[name] for name in sorted(before.keys() - after.keys())]
+    added, removed, both = _matched(old, new, "name")
     changed = []
-    for name in sorted(before.keys() & after.keys()):
-        was, now = before[name], after[name]
+    for was, now in both:
         fields = tuple((label, getattr(was, attr), getattr(now, attr)) for label, attr in _SERVICE_FIELDS
                        if getattr(was, attr) != getattr(now, attr))
         if fields:
-            changed.append(ServiceChange(name, now.display_name or was.display_name, fields))
+            changed.append(ServiceChange(now.name, now.display_name or was.display_name, fields))
     return added, removed, changed
 
 
@@ -462,17 +468,14 @@ def free_percent(disk: Disk) -> float | None:
 
 
 def _disk_changes(old: list[Disk], new: list[Disk]):
-    before, after = {d.mount_point: d for d in old}, {d.mount_point: d for d in new}
-    added = [after[m] for m in sorted(after.keys() - before.keys())]
-    removed = [before[m] for m in sorted(before.keys() - after.keys())]
+    added, removed, both = _matched(old, new, "mount_point")
     drops = []
-    for mount in sorted(before.keys() & after.keys()):
-        was, now = before[mount], after[mount]
+    for was, now in both:
         was_free, now_free = free_percent(was), free_percent(now)
         if was_free is None or now_free is None:
             continue
         if was_free - now_free >= FREE_DROP_POINTS or (was_free >= LOW_FREE_PERCENT > now_free):
-            drops.append(DiskDrop(mount, now.device, now.total_bytes, was.free_bytes, now.free_bytes,
+            drops.append(DiskDrop(now.mount_point, now.device, now.total_bytes, was.free_bytes, now.free_bytes,
                                   was_free, now_free))
     return added, removed, drops
 
@@ -483,18 +486,15 @@ def _address_text(interface: Interface) -> set[str]:
 
 
 def _interface_changes(old: list[Interface], new: list[Interface]):
-    before, after = {i.name: i for i in old}, {i.name: i for i in new}
-    added = [after[n] for n in sorted(after.keys() - before.keys())]
-    removed = [before[n] for n in sorted(before.keys() - after.keys())]
+    added, removed, both = _matched(old, new, "name")
     changed = []
-    for name in sorted(before.keys() & after.keys()):
-        was, now = before[name], after[name]
+    for was, now in both:
         was_addresses, now_addresses = _address_text(was), _address_text(now)
         # Link state only when both sides could tell.
         up_changed = was.up is not None and now.up is not None and was.up != now.up
         if was.mac != now.mac or was_addresses != now_addresses or up_changed:
             changed.append(InterfaceChange(
-                name, was.mac, now.mac, tuple(sorted(now_addresses - was_addresses)),
+                now.name, was.mac, now.mac, tuple(sorted(now_addresses - was_addresses)),
                 tuple(sorted(was_addresses - now_addresses)),
                 was.up if up_changed else None, now.up if up_changed else None))
     return added, removed, changed

@@ -15,19 +15,9 @@ import pytest
 
 from reports.tests.factories import make_inventory, make_payload, make_software
 from reports.tests.test_browser import browser, console_errors, shoot, upload  # noqa: F401 (browser is a fixture)
+from reports.tests.test_browser_add_hosts import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def sign_in(driver, server) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(f"{server.url}/accounts/login/")
-    driver.find_element(By.ID, "id_username").send_keys("admin")
-    driver.find_element(By.ID, "id_password").send_keys(server.admin_password)
-    driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
-    WebDriverWait(driver, 15).until(lambda d: "/accounts/login/" not in d.current_url)
 
 
 def test_a_person_reads_a_hosts_inventory_and_sees_an_upgrade_and_a_closed_port(live_relevo, browser):  # noqa: F811

@@ -61,8 +61,9 @@ def test_software_installed_removed_upgraded_and_downgraded():
 
 def test_two_architectures_and_two_versions_of_one_name_are_told_apart():
     base = {"vendor": None, "source": "deb", "install_date": None}
-    before = [dict(base, name="libc6", version="2.36-9", arch="amd64"), dict(base, name="libc6", version="2.36-9", arch="i386")]
-    after = [dict(base, name="libc6", version="2.36-9+deb12u4", arch="amd64"), dict(base, name="libc6", version="2.36-9", arch="i386")]
+    i386 = dict(base, name="libc6", version="2.36-9", arch="i386")
+    before = [dict(base, name="libc6", version="2.36-9", arch="amd64"), i386]
+    after = [dict(base, name="libc6", version="2.36-9+deb12u4", arch="amd64"), i386]
     diff = software_diff(entries(before), entries(after))
     assert [(c.arch, c.new_version) for c in diff.upgraded] == [("amd64", "2.36-9+deb12u4")]
     assert not (diff.installed or diff.removed or diff.downgraded)
@@ -221,9 +222,12 @@ def test_interfaces_mac_address_and_link_changes():
     diff = snapshot_diff(snapshot(interfaces=before), snapshot(interfaces=after))
     assert [i.name for i in diff.interfaces_added] == ["docker0"] and not diff.interfaces_removed
     eth0, eth1 = diff.interfaces_changed
-    assert (eth0.name, eth0.old_mac, eth0.new_mac, eth0.mac_changed) == ("eth0", "02:fc:00:00:00:01", "02:fc:00:00:00:99", True)
-    assert (eth0.addresses_added, eth0.addresses_removed, eth0.up_changed) == (("10.0.0.6/24",), ("10.0.0.5/24",), False)
-    assert (eth1.name, eth1.mac_changed, eth1.old_up, eth1.new_up, eth1.up_changed) == ("eth1", False, True, False, True)
+    assert (eth0.name, eth0.old_mac, eth0.new_mac, eth0.mac_changed) == (
+        "eth0", "02:fc:00:00:00:01", "02:fc:00:00:00:99", True)
+    assert (eth0.addresses_added, eth0.addresses_removed, eth0.up_changed) == (
+        ("10.0.0.6/24",), ("10.0.0.5/24",), False)
+    assert (eth1.name, eth1.mac_changed, eth1.old_up, eth1.new_up, eth1.up_changed) == (
+        "eth1", False, True, False, True)
     # eth2's link state was unknown before: not a change.
     unreported = snapshot_diff(snapshot(interfaces=before), old_agent())
     assert not unreported.interfaces_removed

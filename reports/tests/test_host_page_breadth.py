@@ -20,6 +20,7 @@ from reports import breadth, services, store
 from reports import payload as payload_schema
 from reports.models import Snapshot
 from reports.tests.factories import encode, make_inventory, make_payload, make_software
+from reports.tests.test_views import signed_in  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -42,12 +43,6 @@ def snapshot(*, minutes_ago: int = 1, host_id: str = "inv-1", **fields) -> dict:
     raw = make_payload(host_id=host_id, hostname=host_id, collected_at=ago(minutes=minutes_ago), processes=1)
     raw.update(fields)
     return raw
-
-
-@pytest.fixture
-def signed_in(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("ops", password="a-long-test-password"))
-    return client
 
 
 def text(response) -> str:
