@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import charts, selectors, services, store
+from reports import breadth, charts, selectors, services, store
 from reports import packages as agent_packages
 from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm
 
@@ -111,6 +111,9 @@ def host_detail(request, pk: int):
         "memory_chart": charts.line_chart([p.memory_used_bytes for p in series], title="Memory in use",
                                           format_value=filesizeformat),
         "chart_points": len(series),
+        "inventory": breadth.host_inventory(host=host, payload=document.payload if document else None,
+                                            software_search=request.GET.get("software", ""),
+                                            software_page=request.GET.get("spage")),
     })
 
 
@@ -123,6 +126,7 @@ def host_changes(request, pk: int):
     choices = list(selectors.host_snapshots(host=host)[:200])
     old_id, new_id = request.GET.get("from", ""), request.GET.get("to", "")
     changes = selectors.snapshot_changes(host=host, old_id=old_id, new_id=new_id)
+    changes = breadth.changes_with_software(host=host, changes=changes)
     if changes is None and (old_id or new_id):
         return _not_found(request, "snapshot")
     return render(request, "reports/host_changes.html", {

@@ -68,6 +68,20 @@ def process_table_rows(rows) -> str:
     return mark_safe("\n".join(parts))
 
 
+@register.simple_tag
+def software_table_rows(entries) -> str:
+    """The rows of a host's software table, built in Python like ``process_table_rows`` (250 to a page)."""
+    parts = []
+    for e in entries:
+        installed = e.install_date.isoformat() if e.install_date else "–"
+        parts.append(
+            f'<tr><th scope="row">{escape(e.name)}</th><td class="mono">{_dash(e.version)}</td>'
+            f'<td class="opt small">{_dash(e.vendor)}</td><td class="opt">{_dash(e.arch)}</td>'
+            f'<td>{escape(e.source)}</td><td class="opt nowrap">{installed}</td></tr>'
+        )
+    return mark_safe("\n".join(parts))
+
+
 def age(seconds: float) -> str:
     """A short age: '40 s', '5 min', '3 h', '9 d' (cheaper than timesince, and fits a phone)."""
     seconds = max(0, int(seconds))
