@@ -128,7 +128,7 @@ def snapshot_ingest(
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
     prepared = _Prepared.of(payload, document)
 
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
+    with locks.day_file_locked(ip, day) as writer:
         if _adopt_unrecorded_tail(writer, ip=ip, day=day) == payload.snapshot_id:
             existing = _snapshot_by_id(payload.snapshot_id)
             if existing is not None:
@@ -459,7 +459,7 @@ def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> Da
     the file, and the next prune (which also looks at days known only to the
     database) removes them.
     """
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
+    with locks.day_file_locked(ip, day) as writer:
         rows = Snapshot.objects.filter(ip=str(ip), day=day)
         count = max(rows.count(), sum(1 for _ in writer.documents()))
         if dry_run:
@@ -474,7 +474,7 @@ def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> Da
 
 def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
     """Record every document of a day file that has no row yet (disaster recovery; idempotent)."""
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day), transaction.atomic():
+    with locks.day_file_locked(ip, day) as writer, transaction.atomic():
         known = set(Snapshot.objects.filter(ip=str(ip), day=day).values_list("snapshot_id", flat=True))
         added = 0
         for offset, document in writer.documents():
@@ -510,7 +510,7 @@ def day_export(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> D
     rewriting it would lose that snapshot (run ``reindex`` first). The rows'
     offsets are updated to the written file, so ``latest`` reads stay direct.
     """
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
+    with locks.day_file_locked(ip, day) as writer:
         rows = list(
             Snapshot.objects.filter(ip=str(ip), day=day).order_by("file_offset", "received_at", "pk")
             .only("snapshot_id", "file_name", "file_offset", "file_length", "document_compressed")
