@@ -62,10 +62,18 @@ def _latest_document(*, ip: store.IPAddress, day: dt.date) -> bytes | None:
     """The newest document of the day, read from its file by offset (the row's copy if the file lost it)."""
     row = rowsql.select_one(Snapshot, ["file_name", "file_offset", "file_length"],
                             where={"ip": str(ip), "day": day}, order_by=("-collected_at", "-file_offset"))
-    if row is None:
-        return None
-    document = store.read_document(row.file_name, row.file_offset, row.file_length)
-    return document if document is not None else row.document_bytes
+    return None if row is None else snapshot_document_json(snapshot=row)
+
+
+def snapshot_document_json(*, snapshot: Snapshot) -> bytes:
+    """The stored document of one snapshot as JSON bytes: from its day file, or from the row if the file is gone.
+
+    The file is read by the offset recorded at append time, so no other
+    document is decoded; the row's compressed copy is loaded only when the
+    file no longer holds it (pruned by hand, a lost volume).
+    """
+    document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
+    return document if document is not None else snapshot.document_bytes
 
 
 def snapshot_get(*, snapshot_id) -> Snapshot | None:
@@ -358,13 +366,7 @@ def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddres
     return [(store.parse_ip(ip), day) for ip, day in pairs]
 
 
-# --- read API: raw documents and matching processes --------------------------------------
-
-def snapshot_document_json(*, snapshot: Snapshot) -> bytes:
-    """The stored document of one snapshot as JSON bytes: from its day file, or from the row if the file is gone."""
-    document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
-    return document if document is not None else snapshot.document_bytes
-
+# --- read API: matching processes --------------------------------------
 
 @dataclass(frozen=True)
 class HostProcesses:
