@@ -12,7 +12,6 @@ import json
 import uuid
 
 from django.contrib import admin, messages
-from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -33,12 +32,7 @@ class HostStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() not in selectors.HOST_STATUSES:
             return queryset
-        offline_before, stale_before = selectors.status_thresholds()
-        return queryset.filter({
-            "online": Q(last_seen__gte=offline_before),
-            "offline": Q(last_seen__lt=offline_before, last_seen__gte=stale_before),
-            "stale": Q(last_seen__lt=stale_before),
-        }[self.value()])
+        return queryset.with_status(self.value())
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -18,7 +18,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import rowsql, store
+from reports import models, rowsql, store
 from reports.diff import SnapshotDiff, snapshot_diff
 from reports.durations import parse_duration
 from reports.models import Host, Snapshot
@@ -82,27 +82,16 @@ def snapshot_get(*, snapshot_id) -> Snapshot | None:
 
 # --- hosts ------------------------------------------------------------------------
 
-HOST_STATUSES = ("online", "offline", "stale")
+HOST_STATUSES = models.HOST_STATUSES
 HOST_ORDERINGS = (
     "hostname", "last_ip", "os_name", "os_version", "cpu_model", "process_count", "user_count",
     "last_seen", "first_seen",
 )
 
 
-def status_thresholds(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
-    """(offline_before, stale_before): a host last seen before these is offline / stale."""
-    now = now or timezone.now()
-    return (now - parse_duration(settings.INVENTORY_OFFLINE_AFTER),
-            now - parse_duration(settings.INVENTORY_STALE_AFTER))
-
-
 def host_status(host: Host, now: dt.datetime | None = None) -> str:
-    offline_before, stale_before = status_thresholds(now)
-    if host.last_seen < stale_before:
-        return "stale"
-    if host.last_seen < offline_before:
-        return "offline"
-    return "online"
+    """online / offline / stale, by the thresholds every host list and filter uses (``reports.models``)."""
+    return models.host_status(host.last_seen, now)
 
 
 def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering: str = "hostname",
@@ -121,13 +110,7 @@ def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering
     if os_name:
         queryset = queryset.filter(os_name=os_name)
     if status in HOST_STATUSES:
-        offline_before, stale_before = status_thresholds(now)
-        if status == "online":
-            queryset = queryset.filter(last_seen__gte=offline_before)
-        elif status == "offline":
-            queryset = queryset.filter(last_seen__lt=offline_before, last_seen__gte=stale_before)
-        else:
-            queryset = queryset.filter(last_seen__lt=stale_before)
+        queryset = queryset.with_status(status, now)
     field = ordering.lstrip("-")
     if field not in HOST_ORDERINGS:
         ordering, field = "hostname", "hostname"
@@ -136,12 +119,8 @@ def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering
 
 def host_counts(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
     """Counts by OS and by status, for the summary above the host list."""
-    offline_before, stale_before = status_thresholds(now)
     by_os = dict(Host.objects.values_list("os_name").annotate(n=Count("pk")).order_by("os_name"))
-    online = Host.objects.filter(last_seen__gte=offline_before).count()
-    stale = Host.objects.filter(last_seen__lt=stale_before).count()
-    total = Host.objects.count()
-    return {"os": by_os, "status": {"online": online, "offline": total - online - stale, "stale": stale}}
+    return {"os": by_os, "status": Host.objects.status_counts(now)}
 
 
 def process_search(*, query: str, limit: int = 100):
