@@ -30,7 +30,8 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from reports import documents, services
+from reports import documents
+from reports import processes as process_rule
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
 
@@ -122,7 +123,7 @@ def _encode(document: dict) -> bytes:
 
 def _index_of(processes: list[dict]) -> str:
     structs = [payload_schema.Process(pid=p["pid"], name=p["name"], cmdline=p["cmdline"]) for p in processes]
-    return services.process_index(structs)
+    return process_rule.process_index(structs)
 
 
 def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,

@@ -31,7 +31,8 @@ import msgspec
 from django.db import connection, transaction
 from django.test import override_settings
 
-from reports import documents, services, store
+from reports import documents, store
+from reports import processes as process_rule
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
 
@@ -122,7 +123,7 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
     host = Host.objects.create(
         host_id=payload.host.id, hostname=payload.host.hostname, fqdn=payload.host.fqdn or "",
         last_ip=ip, first_seen=newest - dt.timedelta(days=len(days) - 1), last_seen=newest,
-        process_index=services.process_index(payload.processes), **summary,
+        process_index=process_rule.process_index(payload.processes), **summary,
     )
     rows = []
     for day in days:

@@ -19,7 +19,7 @@ from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from reports import documents
+from reports import documents, processes
 from reports.durations import parse_duration
 
 # A host's status is a function of when it was last seen. Its one home is
@@ -64,6 +64,13 @@ class HostQuerySet(models.QuerySet):
     def status_counts(self, now: dt.datetime | None = None) -> dict[str, int]:
         """How many hosts have each status, in one query."""
         return self.aggregate(**{status: Count("pk", filter=q) for status, q in _status_filters(now).items()})
+
+    def running(self, query: str) -> HostQuerySet:
+        """Hosts whose newest snapshot has a process matching *query*: the SQL side of ``reports.processes``."""
+        needle = processes.query_needle(query)
+        if not needle:
+            return self.none()
+        return self.filter(process_index__contains=needle)
 
 
 class Host(models.Model):

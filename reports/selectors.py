@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from reports import payload as payload_schema
 from reports import models, rowsql, store
+from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
 from reports.durations import parse_duration
 from reports.models import Host, Snapshot
@@ -123,14 +124,6 @@ def host_counts(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
     return {"os": by_os, "status": Host.objects.status_counts(now)}
 
 
-def process_search(*, query: str, limit: int = 100):
-    """Hosts whose newest snapshot runs a process whose name or command line contains *query*."""
-    query = query.strip().lower()
-    if not query:
-        return Host.objects.none()
-    return Host.objects.filter(process_index__contains=query).order_by("hostname", "pk").defer("process_index")[:limit]
-
-
 # --- host detail, history, changes (the pages; the API may reuse them) -----------
 
 SNAPSHOT_SUMMARY_FIELDS = (
@@ -171,18 +164,14 @@ def snapshot_document(*, snapshot: Snapshot) -> payload_schema.StoredSnapshot:
 
 def snapshot_processes(*, processes: list[payload_schema.Process], search: str = "",
                        ordering: str = "cpu") -> list[payload_schema.Process]:
-    """The process table: a case-insensitive filter over name, user and command line, then a sort.
+    """The process table: the ``reports.processes`` filter (name or command line), then a sort.
 
     ``ordering`` is a key of PROCESS_ORDERINGS (cpu and memory sort biggest first);
     prefix ``-`` to reverse. Unknown orderings fall back to cpu.
     """
-    needle = search.strip().lower()
+    needle = process_rule.query_needle(search)
     if needle:
-        processes = [
-            p for p in processes
-            if needle in (p.name or "").lower() or needle in (p.username or "").lower()
-            or needle in " ".join(p.cmdline or ()).lower()
-        ]
+        processes = process_rule.matching_processes(processes, needle)
     reverse_requested = ordering.startswith("-")
     key, descending = PROCESS_ORDERINGS.get(ordering.lstrip("-"), PROCESS_ORDERINGS["cpu"])
     return sorted(processes, key=key, reverse=descending != reverse_requested)
@@ -321,14 +310,11 @@ class ProcessMatch:
 
 
 def process_search_matches(*, query: str, limit: int = 100, lines_per_host: int = 5) -> list[ProcessMatch]:
-    """``process_search`` plus the matching ``name<TAB>cmdline`` lines of each host, for the page."""
-    needle = query.strip().lower()
-    if not needle:
-        return []
-    hosts = Host.objects.filter(process_index__contains=needle).order_by("hostname", "pk")[:limit]
+    """Hosts running a process that matches *query*, with their matching ``name<TAB>cmdline`` lines, for the page."""
+    needle = process_rule.query_needle(query)
     results = []
-    for host in hosts:
-        lines = [line for line in host.process_index.split("\n") if needle in line]
+    for host in Host.objects.running(needle).order_by("hostname", "pk")[:limit]:
+        lines = process_rule.matching_lines(host.process_index, needle)
         shown = [tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:lines_per_host]]
         results.append(ProcessMatch(host=host, matches=shown, match_count=len(lines)))
     return results
@@ -356,9 +342,9 @@ class HostProcesses:
 
 
 def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
-    """``process_search`` plus the matching processes themselves, read from each newest snapshot."""
-    needle = query.strip().lower()
-    hosts = list(process_search(query=query, limit=limit))
+    """Hosts running a process that matches *query*, with those processes read from each newest snapshot."""
+    needle = process_rule.query_needle(query)
+    hosts = list(Host.objects.running(needle).order_by("hostname", "pk").defer("process_index")[:limit])
     latest = Snapshot.objects.in_bulk([h.latest_snapshot_id for h in hosts if h.latest_snapshot_id])
     matches = []
     for host in hosts:
@@ -366,10 +352,7 @@ def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
         processes = []
         if snapshot is not None:
             stored = payload_schema.decode_stored(snapshot.document_bytes)
-            for process in stored.payload.processes:
-                cmdline = " ".join(process.cmdline or ())
-                if needle in (process.name or "").lower() or needle in cmdline.lower():
-                    processes.append(process)
+            processes = process_rule.matching_processes(stored.payload.processes, needle)
         matches.append(HostProcesses(host=host, processes=processes))
     return matches
 

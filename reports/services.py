@@ -36,7 +36,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import documents, locks, rowsql, store
+from reports import documents, locks, processes, rowsql, store
 from reports.dbwrite import write_transaction
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 
@@ -194,7 +194,7 @@ class _Prepared:
 
     @classmethod
     def of(cls, payload: payload_schema.SnapshotPayload, document: bytes) -> _Prepared:
-        return cls(documents.pack(document), process_index(payload.processes))
+        return cls(documents.pack(document), processes.process_index(payload.processes))
 
 
 def _record(
@@ -313,23 +313,6 @@ _HOST_UPDATE_FIELDS = [
 
 def _host_for_update(host_id: str) -> Host | None:
     return rowsql.select_one(Host, _HOST_UPDATE_FIELDS, where={"host_id": host_id}, for_update=True)
-
-
-PROCESS_INDEX_CMDLINE_CHARS = 200
-
-
-def process_index(processes: list[payload_schema.Process]) -> str:
-    """The searchable text of a process list: one lower-cased ``name<TAB>cmdline`` line each.
-
-    One text column on Host answers "which hosts run X now" with a single
-    LIKE scan over the newest snapshot of every host, without a row per process.
-    """
-    limit = PROCESS_INDEX_CMDLINE_CHARS
-    # Lines are joined with a separator no name can hold (the payload refuses NUL), so
-    # newlines inside names and command lines are blanked and the text lower-cased in
-    # three passes over the whole string instead of three calls per process.
-    text = "\0".join([f"{p.name or ''}\t{' '.join(p.cmdline)[:limit] if p.cmdline else ''}" for p in processes])
-    return text.replace("\n", " ").replace("\0", "\n").lower()
 
 
 def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date) -> uuid.UUID | None:
