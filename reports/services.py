@@ -197,6 +197,45 @@ class _Prepared:
         return cls(documents.pack(document), processes.process_index(payload.processes))
 
 
+# The summary columns that Host and Snapshot rows share, derived from a snapshot
+# by snapshot_summary; the host also keeps who and where it is (HOST_COLUMNS).
+SUMMARY_COLUMNS = ("os_name", "os_version", "cpu_model", "process_count", "user_count", "memory_total_bytes")
+HOST_COLUMNS = ("hostname", "fqdn", "last_ip", *SUMMARY_COLUMNS)
+
+
+def snapshot_summary(payload: payload_schema.SnapshotPayload) -> dict[str, object]:
+    """The SUMMARY_COLUMNS of a snapshot, as ingest writes them to its Snapshot row and its Host.
+
+    Pure, so the benchmark loaders that fill a database without ingest
+    derive exactly what ingest would. ``os_version`` names the distribution
+    and its version when the agent knows them ("Debian GNU/Linux 12"), else
+    the most specific version the OS reports.
+    """
+    system = payload.os
+    if system.distribution:
+        os_version = f"{system.distribution} {system.distribution_version or ''}".strip()
+    else:
+        os_version = system.distribution_version or system.version or system.release or ""
+    return {
+        "os_name": system.name[:64],
+        "os_version": os_version[:255],
+        "cpu_model": (payload.cpu.model or "")[:255],
+        "process_count": len(payload.processes),
+        "user_count": len(payload.users),
+        "memory_total_bytes": payload.memory.total_bytes if payload.memory else None,
+    }
+
+
+def host_columns(payload: payload_schema.SnapshotPayload, ip: store.IPAddress) -> dict[str, object]:
+    """The HOST_COLUMNS a snapshot gives its host: what the host looks like if this snapshot is its newest."""
+    return {
+        "hostname": payload.host.hostname[:255],
+        "fqdn": (payload.host.fqdn or "")[:255],
+        "last_ip": str(ip),
+        **snapshot_summary(payload),
+    }
+
+
 def _record(
     *,
     payload: payload_schema.SnapshotPayload,
@@ -212,66 +251,68 @@ def _record(
     :func:`_software_update`). Runs on every upload, so its statements go
     through ``reports.rowsql`` instead of the query compiler (see there why).
     """
-    memory = payload.memory
-    os_version = payload.os.distribution_version or payload.os.version or payload.os.release or ""
-    if payload.os.distribution:
-        os_version = f"{payload.os.distribution} {payload.os.distribution_version or ''}".strip()
-    summary = {
-        "os_name": payload.os.name[:64],
-        "os_version": os_version[:255],
-        "cpu_model": (payload.cpu.model or "")[:255],
-        "process_count": len(payload.processes),
-        "user_count": len(payload.users),
-        "memory_total_bytes": memory.total_bytes if memory else None,
-    }
+    columns = host_columns(payload, ip)
+    host = _host_get_or_create(payload, columns)
+    snapshot_pk = _snapshot_insert(payload=payload, host=host, ip=ip, day=day, received_at=received_at,
+                                   appended=appended, prepared=prepared, columns=columns)
+    return _host_update(payload, host, snapshot_pk=snapshot_pk, columns=columns, prepared=prepared)
+
+
+def _host_get_or_create(payload: payload_schema.SnapshotPayload, columns: dict[str, object]) -> Host:
+    """The snapshot's Host, locked for update; created from this snapshot if it is the host's first."""
     host = _host_for_update(payload.host.id)
-    if host is None:
-        try:
-            # A savepoint: the first uploads of a new host through two day
-            # files (two addresses) can race here on PostgreSQL; the loser
-            # takes the winner's row instead of failing.
-            with transaction.atomic():
-                host = Host.objects.create(
-                    host_id=payload.host.id,
-                    hostname=payload.host.hostname[:255],
-                    fqdn=(payload.host.fqdn or "")[:255],
-                    last_ip=str(ip),
-                    first_seen=payload.collected_at,
-                    last_seen=payload.collected_at,
-                    **summary,
-                )
-        except IntegrityError:
-            host = _host_for_update(payload.host.id)
-            if host is None:
-                raise
-    snapshot_pk = rowsql.insert(Snapshot, {
+    if host is not None:
+        return host
+    try:
+        # A savepoint: the first uploads of a new host through two day
+        # files (two addresses) can race here on PostgreSQL; the loser
+        # takes the winner's row instead of failing.
+        with transaction.atomic():
+            return Host.objects.create(host_id=payload.host.id, first_seen=payload.collected_at,
+                                       last_seen=payload.collected_at, **columns)
+    except IntegrityError:
+        host = _host_for_update(payload.host.id)
+        if host is None:
+            raise
+        return host
+
+
+def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip: store.IPAddress, day: dt.date,
+                     received_at: dt.datetime, appended: store.Appended, prepared: _Prepared,
+                     columns: dict[str, object]) -> int:
+    """Insert the Snapshot row (summary columns, file position, compressed document); returns its pk."""
+    return rowsql.insert(Snapshot, {
         "snapshot_id": payload.snapshot_id,
         "host": host.pk,
         "ip": str(ip),
         "day": day,
         "collected_at": payload.collected_at,
         "received_at": received_at,
-        "memory_available_bytes": memory.available_bytes if memory else None,
+        "memory_available_bytes": payload.memory.available_bytes if payload.memory else None,
         "file_name": appended.file_name,
         "file_offset": appended.offset,
         "file_length": appended.length,
         "document_compressed": prepared.packed_document,
-        **summary,
+        **{name: columns[name] for name in SUMMARY_COLUMNS},
     })
+
+
+def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapshot_pk: int,
+                 columns: dict[str, object], prepared: _Prepared) -> bool:
+    """Write the host columns this snapshot changes; returns whether the software list is wanted.
+
+    A snapshot older than the host's newest (a spooled one delivered late)
+    only moves ``first_seen`` back, if it is older than that too.
+    """
     changes: dict[str, object] = {}
     if payload.collected_at >= host.last_seen:
-        newest = {
-            "hostname": payload.host.hostname[:255],
-            "fqdn": (payload.host.fqdn or "")[:255],
-            "last_ip": str(ip),
-            **summary,
-        }
         # Only what differs is written: every indexed column in the SET list
         # costs SQLite an index page in the WAL even when its value is the
         # same, and a host's name, address and OS rarely change between
-        # uploads. The process index is not read back to compare (16 KB);
-        # SQLite leaves its overflow pages alone when their bytes are equal.
-        changes.update({name: value for name, value in newest.items() if getattr(host, name) != value})
+        # uploads. The process index is not read back to compare (it is the
+        # largest column); SQLite leaves its overflow pages alone when their
+        # bytes are equal.
+        changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
                        process_index=prepared.process_index)
     if payload.collected_at < host.first_seen:
@@ -303,12 +344,8 @@ def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, sna
     return current[0] != payload.software_digest or current[1] is None
 
 
-# What _record compares before writing a host: its times and every column it would overwrite.
-_HOST_UPDATE_FIELDS = [
-    "last_seen", "first_seen", "hostname", "fqdn", "last_ip",
-    "os_name", "os_version", "cpu_model", "process_count", "user_count", "memory_total_bytes",
-    "software_digest", "software_snapshot",
-]
+# What _host_update compares before writing a host: its times and every column it would overwrite.
+_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot"]
 
 
 def _host_for_update(host_id: str) -> Host | None:
