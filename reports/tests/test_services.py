@@ -12,6 +12,7 @@ from reports import payload as payload_schema
 from reports import documents, services, store
 from reports import processes as processes_rule
 from reports.models import ApiToken, Host, Snapshot
+from reports.services import ingest as ingest_module
 from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +109,7 @@ def test_a_failed_commit_takes_the_document_back_out(data_dir, monkeypatch):
     def broken_record(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "_record", broken_record)
+    monkeypatch.setattr(ingest_module, "_record", broken_record)
     with pytest.raises(RuntimeError):
         ingest(make_payload(collected_at=NOW))
     assert (data_dir / "10.0.0.5_2026-11-27.json").read_bytes() == before
@@ -190,14 +191,14 @@ def test_a_replay_that_races_past_the_first_check_is_undone_by_the_unique_constr
     before the first one committed. Simulated by hiding the stored row from that first check only."""
     payload = make_payload(collected_at=NOW)
     first = ingest(payload)
-    real_lookup = services._snapshot_by_id
+    real_lookup = ingest_module._snapshot_by_id
     calls = []
 
     def stale_first_check(snapshot_id):
         calls.append(snapshot_id)
         return None if len(calls) == 1 else real_lookup(snapshot_id)
 
-    monkeypatch.setattr(services, "_snapshot_by_id", stale_first_check)
+    monkeypatch.setattr(ingest_module, "_snapshot_by_id", stale_first_check)
     again = ingest(payload, ip=store.parse_ip("10.9.9.9"))
     assert not again.created and again.as_dict() == first.as_dict()
     assert sorted(p.name for p in data_dir.iterdir()) == [first.file], "the second copy must be cut back out"

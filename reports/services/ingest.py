@@ -1,4 +1,4 @@
-"""Writes: everything that changes stored state goes through these functions.
+"""Ingest: storing one uploaded snapshot in its day file and the database, once.
 
 ``snapshot_ingest`` is the heart of Relevo. Its order of work is what makes a
 201 mean "kept":
@@ -30,7 +30,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import msgspec
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
@@ -38,7 +37,7 @@ from django.utils import timezone
 from reports import payload as payload_schema
 from reports import documents, locks, processes, rowsql, store
 from reports.dbwrite import write_transaction
-from reports.models import AgentToken, ApiToken, Host, Snapshot
+from reports.models import Host, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -384,171 +383,26 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, 
     )
     prepared = _Prepared.of(stored.payload, document)
     with write_transaction():
-        _record(
-            payload=stored.payload,
-            ip=ip,
-            day=day,
-            received_at=stored.received_at,
-            appended=store.Appended(writer.path.name, offset, len(document), 0),
-            prepared=prepared,
-        )
+        snapshot_record_stored(stored, ip=ip, day=day, writer=writer, offset=offset, document=document,
+                               prepared=prepared)
     return stored.payload.snapshot_id
+
+
+def snapshot_record_stored(stored: payload_schema.StoredSnapshot, *, ip: store.IPAddress, day: dt.date,
+                           writer: store.DayFileWriter, offset: int, document: bytes,
+                           prepared: _Prepared | None = None) -> None:
+    """Record a document that is already in its day file at *offset* (inside the caller's transaction).
+
+    Crash recovery (``_adopt_unrecorded_tail``) and ``day_reindex`` both
+    rebuild rows from a file this way, with the time and address the
+    document was stored with.
+    """
+    _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
+            appended=store.Appended(writer.path.name, offset, len(document), 0),
+            prepared=prepared or _Prepared.of(stored.payload, document))
 
 
 def _snapshot_by_id(snapshot_id) -> Snapshot | None:
     """The stored snapshot with this id (only what ``_replayed`` needs), or None."""
     return rowsql.select_one(Snapshot, ["id", "snapshot_id", "host", "ip", "day", "file_name"],
                              where={"snapshot_id": snapshot_id})
-
-
-# --- credentials --------------------------------------------------------------
-
-def agent_token_create(*, name: str) -> tuple[AgentToken, str]:
-    """A new agent token; the raw value is returned once and never stored."""
-    raw, prefix, digest = AgentToken.generate()
-    token = AgentToken.objects.create(name=name, key_prefix=prefix, key_hash=digest)
-    return token, raw
-
-
-def agent_token_revoke(*, token: AgentToken) -> None:
-    if token.revoked_at is None:
-        AgentToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-        token.refresh_from_db(fields=["revoked_at"])
-
-
-def agent_token_enroll(*, host_id: str, hostname: str = "") -> tuple[AgentToken, str]:
-    """A new token bound to *host_id*; the host's earlier enrolled tokens stop working.
-
-    One live enrolled token per host: an agent that lost its state folder
-    re-enrolls, and the token it lost cannot be used by whoever finds it.
-    Fleet tokens (no host binding) are left alone.
-    """
-    raw, prefix, digest = AgentToken.generate()
-    with transaction.atomic():
-        AgentToken.objects.filter(host_id=host_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        name = f"enrolled: {hostname or host_id}"[:100]
-        token = AgentToken.objects.create(name=name, key_prefix=prefix, key_hash=digest, host_id=host_id)
-    return token, raw
-
-
-def agent_tokens_revoke_for_host(*, host_id: str) -> int:
-    """Revoke every live token bound to *host_id*; returns how many were revoked."""
-    return AgentToken.objects.filter(host_id=host_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
-
-
-def api_token_create(*, user, name: str = "api") -> tuple[ApiToken, str]:
-    """A new read token for *user*; the raw value is returned once and never stored."""
-    raw, prefix, digest = ApiToken.generate()
-    token = ApiToken.objects.create(user=user, name=name, key_prefix=prefix, key_hash=digest)
-    return token, raw
-
-
-def api_token_revoke(*, token: ApiToken) -> None:
-    """Stop a read token at once (every request looks its token up; nothing caches it)."""
-    if token.revoked_at is None:
-        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-        token.refresh_from_db(fields=["revoked_at"])
-
-
-def token_touch(*, token: AgentToken | ApiToken) -> None:
-    """Note when a token was last used, at most hourly, so auth stays read-only on the hot path."""
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(hours=1):
-        type(token).objects.filter(pk=token.pk).update(last_used_at=now)
-
-
-# --- data lifecycle: prune, reindex, export -------------------------------------
-# Each works on one day file at a time, holding the same locks as an upload of
-# that file (flock, then the cross-node lock), so it can run beside live traffic.
-
-
-@dataclass(frozen=True)
-class DayChange:
-    """What a lifecycle service did (or, with ``dry_run``, would do) to one day."""
-
-    file: str
-    snapshots: int
-    action: str
-
-
-def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
-    """Remove one day: its file and its rows, together; hosts left with no snapshot go too.
-
-    The file is unlinked inside the transaction, just before the commit: if
-    the unlink fails nothing is deleted; if the commit fails the rows outlive
-    the file, and the next prune (which also looks at days known only to the
-    database) removes them.
-    """
-    with locks.day_file_locked(ip, day) as writer:
-        rows = Snapshot.objects.filter(ip=str(ip), day=day)
-        count = max(rows.count(), sum(1 for _ in writer.documents()))
-        if dry_run:
-            return DayChange(writer.path.name, count, "would remove")
-        with transaction.atomic():
-            host_ids = set(rows.values_list("host_id", flat=True))
-            rows.delete()
-            Host.objects.filter(pk__in=host_ids, snapshots__isnull=True).delete()
-            writer.remove()
-    return DayChange(writer.path.name, count, "removed")
-
-
-def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
-    """Record every document of a day file that has no row yet (disaster recovery; idempotent)."""
-    with locks.day_file_locked(ip, day) as writer, transaction.atomic():
-        known = set(Snapshot.objects.filter(ip=str(ip), day=day).values_list("snapshot_id", flat=True))
-        added = 0
-        for offset, document in writer.documents():
-            try:
-                stored = payload_schema.decode_stored(document)
-            except payload_schema.PayloadError as exc:
-                logger.error("skipping an unreadable document at %s:%d: %s", writer.path.name, offset, exc.message)
-                continue
-            if stored.payload.snapshot_id in known:
-                continue
-            if Snapshot.objects.filter(snapshot_id=stored.payload.snapshot_id).exists():
-                logger.warning("snapshot %s in %s is recorded under another day file; kept there",
-                               stored.payload.snapshot_id, writer.path.name)
-                continue
-            _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
-                    appended=store.Appended(writer.path.name, offset, len(document), 0),
-                    prepared=_Prepared.of(stored.payload, document))
-            known.add(stored.payload.snapshot_id)
-            added += 1
-    return DayChange(writer.path.name, added, "recorded" if added else "up to date")
-
-
-class _DocumentId(msgspec.Struct):
-    """Only the id of a stored document; msgspec skips the rest without building it."""
-
-    snapshot_id: uuid.UUID
-
-
-def day_export(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
-    """Write a day file back from the database rows (their compressed documents), in file order.
-
-    A file that holds a snapshot the database does not know is left alone:
-    rewriting it would lose that snapshot (run ``reindex`` first). The rows'
-    offsets are updated to the written file, so ``latest`` reads stay direct.
-    """
-    with locks.day_file_locked(ip, day) as writer:
-        rows = list(
-            Snapshot.objects.filter(ip=str(ip), day=day).order_by("file_offset", "received_at", "pk")
-            .only("snapshot_id", "file_name", "file_offset", "file_length", "document_compressed")
-        )
-        in_file = {msgspec.json.decode(document, type=_DocumentId).snapshot_id for _, document in writer.documents()}
-        unknown = in_file - {row.snapshot_id for row in rows}
-        if unknown:
-            return DayChange(writer.path.name, len(unknown), "skipped: not in the database, run reindex first")
-        documents = [row.document_bytes for row in rows]
-        current = [document for _, document in writer.documents()]
-        if current == documents:
-            return DayChange(writer.path.name, len(rows), "up to date")
-        if dry_run:
-            return DayChange(writer.path.name, len(rows), "would write")
-        with transaction.atomic():
-            positions = writer.replace_all(documents)
-            for row, (offset, length) in zip(rows, positions, strict=True):
-                row.file_name, row.file_offset, row.file_length = writer.path.name, offset, length
-            Snapshot.objects.bulk_update(rows, ["file_name", "file_offset", "file_length"], batch_size=500)
-    return DayChange(writer.path.name, len(rows), "written")
-
