@@ -24,7 +24,7 @@ from reports.services.ingest import (
     snapshot_ingest,
     snapshot_summary,
 )
-from reports.services.lifecycle import DayChange, day_export, day_prune, day_reindex
+from reports.services.lifecycle import DayAction, DayChange, day_export, day_prune, day_reindex
 from reports.services.tokens import (
     agent_token_create,
     agent_token_enroll,
@@ -36,7 +36,7 @@ from reports.services.tokens import (
 )
 
 __all__ = [
-    "HOST_COLUMNS", "SUMMARY_COLUMNS", "DayChange", "DayFileFull", "IngestResult", "SnapshotOfAnotherHost",
+    "HOST_COLUMNS", "SUMMARY_COLUMNS", "DayAction", "DayChange", "DayFileFull", "IngestResult", "SnapshotOfAnotherHost",
     "agent_token_create", "agent_token_enroll", "agent_token_revoke", "agent_tokens_revoke_for_host",
     "api_token_create", "api_token_revoke", "day_export", "day_prune", "day_reindex", "host_columns",
     "snapshot_day", "snapshot_ingest", "snapshot_summary", "token_touch",

@@ -8,6 +8,7 @@ what it removes, records or rewrites in one, it does in the other.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import uuid
 from dataclasses import dataclass
@@ -23,13 +24,25 @@ from reports.services.ingest import snapshot_record_stored
 logger = logging.getLogger(__name__)
 
 
+class DayAction(enum.Enum):
+    """What happened to one day; the value is how the management commands print it."""
+
+    WOULD_REMOVE = "would remove"
+    REMOVED = "removed"
+    RECORDED = "recorded"
+    UP_TO_DATE = "up to date"
+    NOT_IN_DATABASE = "skipped: not in the database, run reindex first"
+    WOULD_WRITE = "would write"
+    WRITTEN = "written"
+
+
 @dataclass(frozen=True)
 class DayChange:
     """What a lifecycle service did (or, with ``dry_run``, would do) to one day."""
 
     file: str
     snapshots: int
-    action: str
+    action: DayAction
 
 
 def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
@@ -44,13 +57,13 @@ def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> Da
         rows = Snapshot.objects.filter(ip=str(ip), day=day)
         count = max(rows.count(), sum(1 for _ in writer.documents()))
         if dry_run:
-            return DayChange(writer.path.name, count, "would remove")
+            return DayChange(writer.path.name, count, DayAction.WOULD_REMOVE)
         with transaction.atomic():
             host_ids = set(rows.values_list("host_id", flat=True))
             rows.delete()
             Host.objects.filter(pk__in=host_ids, snapshots__isnull=True).delete()
             writer.remove()
-    return DayChange(writer.path.name, count, "removed")
+    return DayChange(writer.path.name, count, DayAction.REMOVED)
 
 
 def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
@@ -73,7 +86,7 @@ def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
             snapshot_record_stored(stored, ip=ip, day=day, writer=writer, offset=offset, document=document)
             known.add(stored.payload.snapshot_id)
             added += 1
-    return DayChange(writer.path.name, added, "recorded" if added else "up to date")
+    return DayChange(writer.path.name, added, DayAction.RECORDED if added else DayAction.UP_TO_DATE)
 
 
 class _DocumentId(msgspec.Struct):
@@ -97,16 +110,16 @@ def day_export(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> D
         in_file = {msgspec.json.decode(document, type=_DocumentId).snapshot_id for _, document in writer.documents()}
         unknown = in_file - {row.snapshot_id for row in rows}
         if unknown:
-            return DayChange(writer.path.name, len(unknown), "skipped: not in the database, run reindex first")
+            return DayChange(writer.path.name, len(unknown), DayAction.NOT_IN_DATABASE)
         documents = [row.document_bytes for row in rows]
         current = [document for _, document in writer.documents()]
         if current == documents:
-            return DayChange(writer.path.name, len(rows), "up to date")
+            return DayChange(writer.path.name, len(rows), DayAction.UP_TO_DATE)
         if dry_run:
-            return DayChange(writer.path.name, len(rows), "would write")
+            return DayChange(writer.path.name, len(rows), DayAction.WOULD_WRITE)
         with transaction.atomic():
             positions = writer.replace_all(documents)
             for row, (offset, length) in zip(rows, positions, strict=True):
                 row.file_name, row.file_offset, row.file_length = writer.path.name, offset, length
             Snapshot.objects.bulk_update(rows, ["file_name", "file_offset", "file_length"], batch_size=500)
-    return DayChange(writer.path.name, len(rows), "written")
+    return DayChange(writer.path.name, len(rows), DayAction.WRITTEN)
