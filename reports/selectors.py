@@ -12,16 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.utils import timezone
 
 from reports import payload as payload_schema
 from reports import models, rowsql, store
 from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
-from reports.durations import parse_duration
 from reports.models import Host, Snapshot
 
 
