@@ -3,9 +3,9 @@
 ``load(hosts=10_000, snapshots_per_host=30)`` bulk-inserts Host and Snapshot
 rows straight through the ORM, skipping ``snapshot_ingest`` (which fsyncs every
 upload and would need hours for 300,000 snapshots). What it makes looks like
-ingest's output: summary columns, ``process_index`` and a compressed
-schema-v1 document of 80 to 350 processes with Linux-like names and command
-lines. Two shortcuts, both invisible to the pages being timed:
+ingest's output: the host columns ingest derives (``services.host_columns``),
+``process_index`` and a compressed schema-v1 document of 80 to 350 processes
+with Linux-like names and command lines. Two shortcuts, both invisible to the pages being timed:
 
 - The newest snapshot of each host carries a document of its own (its host id,
   hostname and snapshot id). Older snapshots share one of a pool of 64
@@ -30,7 +30,8 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from reports import documents, services
+from reports import documents, services, store
+from reports import processes as process_rule
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
 
@@ -120,11 +121,6 @@ def _encode(document: dict) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def _index_of(processes: list[dict]) -> str:
-    structs = [payload_schema.Process(pid=p["pid"], name=p["name"], cmdline=p["cmdline"]) for p in processes]
-    return services.process_index(structs)
-
-
 def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
          now: dt.datetime | None = None, interval: dt.timedelta = dt.timedelta(minutes=30),
          progress=print) -> dict[str, int]:
@@ -159,16 +155,16 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                                      collected_at=last_seen, processes=processes, memory_total=total,
                                      memory_available=int(total * rng.uniform(0.1, 0.8)), os_pick=os_pick)
                 first_seen = last_seen - interval * (snapshots_per_host - 1)
+                payload = payload_schema.decode_stored(_encode(document)).payload
                 batch_hosts.append(Host(
-                    host_id=document["host"]["id"], hostname=hostname, fqdn=document["host"]["fqdn"], last_ip=ip,
-                    os_name=os_pick[0], os_version=f"{os_pick[1]} {os_pick[2]}", cpu_model=document["cpu"]["model"],
-                    memory_total_bytes=total, process_count=len(processes), user_count=len(document["users"]),
-                    first_seen=first_seen, last_seen=last_seen, process_index=_index_of(processes),
+                    host_id=payload.host.id, first_seen=first_seen, last_seen=last_seen,
+                    process_index=process_rule.process_index(payload.processes),
+                    **services.host_columns(payload, store.parse_ip(ip)),
                 ))
-                plans.append((document, last_seen, ip, os_pick, total))
+                plans.append((document, last_seen, ip, total))
             Host.objects.bulk_create(batch_hosts)
             snapshots, latest_of = [], []
-            for host, (document, last_seen, ip, os_pick, total) in zip(batch_hosts, plans, strict=True):
+            for host, (document, last_seen, ip, total) in zip(batch_hosts, plans, strict=True):
                 for back in range(snapshots_per_host - 1, -1, -1):
                     collected_at = last_seen - interval * back
                     if back == 0:
@@ -184,7 +180,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                     stored_bytes += len(blob)
                     snapshots.append(Snapshot(
                         snapshot_id=snapshot_id, host=host, ip=ip, day=day, collected_at=collected_at,
-                        received_at=collected_at, os_name=os_pick[0], os_version=host.os_version,
+                        received_at=collected_at, os_name=host.os_name, os_version=host.os_version,
                         cpu_model=host.cpu_model, process_count=count, user_count=host.user_count,
                         memory_total_bytes=total, memory_available_bytes=available,
                         file_name=f"{ip}_{day.isoformat()}.json", file_offset=0, file_length=len(blob),

@@ -6,7 +6,7 @@ snapshots, so this loader writes what ingest would have written, directly:
 - Every snapshot gets its Snapshot row with the summary columns and a
   400-process stored document compressed by ``reports.documents.pack``, and
   every host its Host row with ``latest_snapshot`` and ``process_index``, as
-  ``_record`` makes them.
+  ingest makes them (the columns come from ``services.host_columns``).
 - ``file_hosts`` hosts (the ones the benchmark queries) also get their real
   day files, written through ``reports.store`` (fsync off: the loader's own
   durability is not what is measured), with the rows pointing at the exact
@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 from reports import documents, services, store
+from reports import processes as process_rule
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
 
@@ -112,17 +113,11 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
     template = _StoredTemplate(_host_snapshot(base_snapshot, index, rng), ip)
     payload = template.payload
     shared_blob = None if with_files else documents.pack(template.document(uuid.uuid4(), dt.datetime.now(dt.timezone.utc)))
-    summary = {
-        "os_name": payload.os.name[:64], "os_version": (payload.os.distribution or "")[:255],
-        "cpu_model": (payload.cpu.model or "")[:255], "process_count": len(payload.processes),
-        "user_count": len(payload.users),
-        "memory_total_bytes": payload.memory.total_bytes if payload.memory else None,
-    }
+    summary = services.snapshot_summary(payload)
     newest = dt.datetime.combine(days[-1], dt.time(12, 0), dt.timezone.utc)
     host = Host.objects.create(
-        host_id=payload.host.id, hostname=payload.host.hostname, fqdn=payload.host.fqdn or "",
-        last_ip=ip, first_seen=newest - dt.timedelta(days=len(days) - 1), last_seen=newest,
-        process_index=services.process_index(payload.processes), **summary,
+        host_id=payload.host.id, first_seen=newest - dt.timedelta(days=len(days) - 1), last_seen=newest,
+        process_index=process_rule.process_index(payload.processes), **services.host_columns(payload, address),
     )
     rows = []
     for day in days:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from reports.payload import Disk, Interface, ListeningSocket, Process, Service, SnapshotPayload, Software, User
+from reports.payload import Disk, Interface, ListeningSocket, Process, Service, SessionUser, SnapshotPayload, Software
 
 ProcessKey = tuple[str, tuple[str, ...]]
 UserKey = tuple[str, str, str]
@@ -210,7 +210,7 @@ def process_key(process: Process) -> ProcessKey:
     return (process.name or "", tuple(process.cmdline or ()))
 
 
-def user_key(user: User) -> UserKey:
+def user_key(user: SessionUser) -> UserKey:
     return (user.name, user.terminal or "", user.host or "")
 
 
@@ -234,7 +234,7 @@ def _process_changes(more: list[Process], less: list[Process]) -> list[ProcessCh
     )
 
 
-def _user_changes(more: list[User], less: list[User]) -> list[UserChange]:
+def _user_changes(more: list[SessionUser], less: list[SessionUser]) -> list[UserChange]:
     surplus = Counter(map(user_key, more)) - Counter(map(user_key, less))
     return [UserChange(name=k[0], terminal=k[1], host=k[2], count=n) for k, n in sorted(surplus.items())]
 

@@ -1,18 +1,17 @@
 """The compressed copy of a stored document kept in its Snapshot row: the one place that knows its format.
 
-``pack`` writes a zstd frame at level 1. On a 115 KB document it takes
-0.05 ms where ``zlib.compress(document, 1)`` took 0.36 ms of every upload,
-and the blob is smaller (5.3 KB against 8.9 KB); reading it back is 0.02 ms
-against 0.14 ms. The frame carries a checksum (about 0.01 ms each way):
-without one a damaged row can unpack to a different, valid-looking document,
-which zlib's Adler-32 used to catch, and ``export_snapshots`` writes day files
+``pack`` writes a zstd frame at level 1: several times faster than zlib at
+its fastest level on every upload, and smaller (docs/performance.md, item 5
+of the ingest work, has the figures). The frame carries a checksum: without
+one a damaged row can unpack to a different, valid-looking document, which
+zlib's Adler-32 used to catch, and ``export_snapshots`` writes day files
 from these rows. ``unpack`` also reads the zlib blobs that rows written
 before the switch still hold, so no rewrite of old rows is needed.
 
 zstandard's compressor and decompressor objects must not be used by two
 threads at once (``runserver`` and threaded servers run requests side by
-side), so each thread keeps its own; building one per call would cost 5 us
-of the 50.
+side), so each thread keeps its own rather than building one per call,
+which would cost a noticeable share of the compression itself.
 """
 
 from __future__ import annotations

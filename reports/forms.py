@@ -36,7 +36,7 @@ class HostFilterForm(forms.Form):
 
 class ProcessFilterForm(forms.Form):
     pq = forms.CharField(required=False, max_length=256, label="Filter processes",
-                         widget=forms.TextInput(attrs={"placeholder": "name, user or command line", "type": "search"}))
+                         widget=forms.TextInput(attrs={"placeholder": "name or command line", "type": "search"}))
     psort = forms.ChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
     tree = forms.BooleanField(required=False, label="Parent/child view")
 

@@ -10,14 +10,67 @@ cap ingest near 50/s).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from reports import documents
+from reports import documents, processes
+from reports.durations import parse_duration
+
+# A host's status is a function of when it was last seen. Its one home is
+# here: ``host_status`` for one host in Python, ``HostQuerySet.with_status``
+# and ``status_counts`` for SQL, all from ``status_thresholds``.
+HOST_STATUSES = ("online", "offline", "stale")
+
+
+def status_thresholds(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """(offline_before, stale_before): a host last seen before these is offline / stale."""
+    now = now or timezone.now()
+    return (now - parse_duration(settings.INVENTORY_OFFLINE_AFTER),
+            now - parse_duration(settings.INVENTORY_STALE_AFTER))
+
+
+def host_status(last_seen: dt.datetime, now: dt.datetime | None = None) -> str:
+    """The status of a host last seen at *last_seen*: the Python twin of ``HostQuerySet.with_status``."""
+    offline_before, stale_before = status_thresholds(now)
+    if last_seen < stale_before:
+        return "stale"
+    if last_seen < offline_before:
+        return "offline"
+    return "online"
+
+
+def _status_filters(now: dt.datetime | None) -> dict[str, Q]:
+    offline_before, stale_before = status_thresholds(now)
+    return {
+        "online": Q(last_seen__gte=offline_before),
+        "offline": Q(last_seen__lt=offline_before, last_seen__gte=stale_before),
+        "stale": Q(last_seen__lt=stale_before),
+    }
+
+
+class HostQuerySet(models.QuerySet):
+    """Host queries that encode a rule, so the pages, the API, the admin and metrics share it."""
+
+    def with_status(self, status: str, now: dt.datetime | None = None) -> HostQuerySet:
+        """The hosts whose ``host_status`` is *status* (one of HOST_STATUSES)."""
+        return self.filter(_status_filters(now)[status])
+
+    def status_counts(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """How many hosts have each status, in one query."""
+        return self.aggregate(**{status: Count("pk", filter=q) for status, q in _status_filters(now).items()})
+
+    def running(self, query: str) -> HostQuerySet:
+        """Hosts whose newest snapshot has a process matching *query*: the SQL side of ``reports.processes``."""
+        needle = processes.query_needle(query)
+        if not needle:
+            return self.none()
+        return self.filter(process_index__contains=needle)
 
 
 class Host(models.Model):
@@ -50,6 +103,8 @@ class Host(models.Model):
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
         help_text="The snapshot whose document holds the host's current software list.",
     )
+
+    objects = HostQuerySet.as_manager()
 
     class Meta:
         ordering = ["hostname"]

@@ -87,7 +87,8 @@ class Agent(_Untracked):
     version: Annotated[str, _text(min_length=1, max_length=64)]
 
 
-class Host(_Untracked):
+# The ``host`` object, named apart from the Host model (a struct docstring would land in the OpenAPI schema).
+class HostIdentity(_Untracked):
     id: Annotated[str, _text(min_length=1, max_length=256)]
     hostname: NonEmptyStr
     fqdn: Optional[Str] = None
@@ -121,7 +122,8 @@ class Memory(_Untracked):
     available_bytes: Optional[Bytes] = None
 
 
-class User(_Untracked):
+# One entry of ``users``: an open session, named apart from Django's User model.
+class SessionUser(_Untracked):
     name: NonEmptyStr
     terminal: Optional[Str] = None
     host: Optional[Str] = None
@@ -230,11 +232,11 @@ class SnapshotPayload(_Untracked, kw_only=True):
         "When the agent collected the snapshot: not before 2000-01-01 and at most 5 minutes "
         "in the future of the server's clock (a rule JSON Schema cannot state)."))]
     agent: Agent
-    host: Host
+    host: HostIdentity
     os: OperatingSystem
     cpu: Cpu
     memory: Optional[Memory] = None
-    users: Annotated[list[User], Meta(max_length=MAX_USERS)]
+    users: Annotated[list[SessionUser], Meta(max_length=MAX_USERS)]
     users_source: Optional[Annotated[str, _text(max_length=32)]] = None
     processes: Annotated[list[Process], Meta(max_length=MAX_PROCESSES)]
     # Inventory breadth: optional, so agents older than these fields keep working.

@@ -1,26 +1,25 @@
 """Single-row SELECT, INSERT and UPDATE without the query compiler, for the upload hot path.
 
-Building SQL through the ORM costs 0.2 to 0.35 ms of CPU per statement here
-(measured: ``Snapshot.objects.filter(snapshot_id=...).first()`` 0.34 ms, the
-same statement through a cursor 0.02 ms), and an upload runs six of them:
-about 2 ms of a 3 ms budget. These helpers write the same statements from the
-models' own metadata (table and column names, each field's
-``get_db_prep_value``), once per statement shape, so they follow the models
-and work on SQLite and PostgreSQL alike; rows read back go through the
-converters the query compiler would apply and ``Model.from_db``, so values
-come back as the ORM gives them.
+Building SQL through the ORM costs more CPU per statement than running it,
+and an upload runs several, each on every upload (docs/performance.md has
+the measurements). These helpers write the same statements from the models'
+own metadata (table and column names, each field's ``get_db_prep_value``),
+once per statement shape, so they follow the models and work on SQLite and
+PostgreSQL alike; rows read back go through the converters the query
+compiler would apply and ``Model.from_db``, so values come back as the ORM
+gives them.
 
 Only the upload and /query paths (``reports.services``, ``reports.auth``,
 ``reports.selectors.snapshots_for_ip``) use this, for fixed statements
 with equality filters; everything else keeps using the ORM.
 
 Statements run on the backend's own cursor (``_cursor``), not through
-Django's cursor wrapper: the wrapper's layers cost 10-20 us a statement
-and an upload runs seven. Errors are still translated to
-``django.db.IntegrityError`` and friends, the connection health check and
-the broken-transaction guard still run, and when queries are being
-recorded (``DEBUG``, ``CaptureQueriesContext``) or an execute wrapper is
-installed, Django's wrapper is used so those tools see every statement.
+Django's cursor wrapper, whose layers cost time on every statement. Errors
+are still translated to ``django.db.IntegrityError`` and friends, the
+connection health check and the broken-transaction guard still run, and
+when queries are being recorded (``DEBUG``, ``CaptureQueriesContext``) or an
+execute wrapper is installed, Django's wrapper is used so those tools see
+every statement.
 """
 
 from __future__ import annotations
@@ -40,8 +39,6 @@ class _Select(NamedTuple):
     param_fields: tuple[models.Field, ...]
     attnames: tuple[str, ...]
     converters: tuple
-
-
 
 
 @contextlib.contextmanager

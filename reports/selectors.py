@@ -12,15 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import rowsql, store
+from reports import models, rowsql, store
+from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
-from reports.durations import parse_duration
 from reports.models import Host, Snapshot
 
 
@@ -62,10 +60,18 @@ def _latest_document(*, ip: store.IPAddress, day: dt.date) -> bytes | None:
     """The newest document of the day, read from its file by offset (the row's copy if the file lost it)."""
     row = rowsql.select_one(Snapshot, ["file_name", "file_offset", "file_length"],
                             where={"ip": str(ip), "day": day}, order_by=("-collected_at", "-file_offset"))
-    if row is None:
-        return None
-    document = store.read_document(row.file_name, row.file_offset, row.file_length)
-    return document if document is not None else row.document_bytes
+    return None if row is None else snapshot_document_json(snapshot=row)
+
+
+def snapshot_document_json(*, snapshot: Snapshot) -> bytes:
+    """The stored document of one snapshot as JSON bytes: from its day file, or from the row if the file is gone.
+
+    The file is read by the offset recorded at append time, so no other
+    document is decoded; the row's compressed copy is loaded only when the
+    file no longer holds it (pruned by hand, a lost volume).
+    """
+    document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
+    return document if document is not None else snapshot.document_bytes
 
 
 def snapshot_get(*, snapshot_id) -> Snapshot | None:
@@ -74,27 +80,16 @@ def snapshot_get(*, snapshot_id) -> Snapshot | None:
 
 # --- hosts ------------------------------------------------------------------------
 
-HOST_STATUSES = ("online", "offline", "stale")
+HOST_STATUSES = models.HOST_STATUSES
 HOST_ORDERINGS = (
     "hostname", "last_ip", "os_name", "os_version", "cpu_model", "process_count", "user_count",
     "last_seen", "first_seen",
 )
 
 
-def status_thresholds(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
-    """(offline_before, stale_before): a host last seen before these is offline / stale."""
-    now = now or timezone.now()
-    return (now - parse_duration(settings.INVENTORY_OFFLINE_AFTER),
-            now - parse_duration(settings.INVENTORY_STALE_AFTER))
-
-
 def host_status(host: Host, now: dt.datetime | None = None) -> str:
-    offline_before, stale_before = status_thresholds(now)
-    if host.last_seen < stale_before:
-        return "stale"
-    if host.last_seen < offline_before:
-        return "offline"
-    return "online"
+    """online / offline / stale, by the thresholds every host list and filter uses (``reports.models``)."""
+    return models.host_status(host.last_seen, now)
 
 
 def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering: str = "hostname",
@@ -113,13 +108,7 @@ def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering
     if os_name:
         queryset = queryset.filter(os_name=os_name)
     if status in HOST_STATUSES:
-        offline_before, stale_before = status_thresholds(now)
-        if status == "online":
-            queryset = queryset.filter(last_seen__gte=offline_before)
-        elif status == "offline":
-            queryset = queryset.filter(last_seen__lt=offline_before, last_seen__gte=stale_before)
-        else:
-            queryset = queryset.filter(last_seen__lt=stale_before)
+        queryset = queryset.with_status(status, now)
     field = ordering.lstrip("-")
     if field not in HOST_ORDERINGS:
         ordering, field = "hostname", "hostname"
@@ -128,20 +117,8 @@ def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering
 
 def host_counts(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
     """Counts by OS and by status, for the summary above the host list."""
-    offline_before, stale_before = status_thresholds(now)
     by_os = dict(Host.objects.values_list("os_name").annotate(n=Count("pk")).order_by("os_name"))
-    online = Host.objects.filter(last_seen__gte=offline_before).count()
-    stale = Host.objects.filter(last_seen__lt=stale_before).count()
-    total = Host.objects.count()
-    return {"os": by_os, "status": {"online": online, "offline": total - online - stale, "stale": stale}}
-
-
-def process_search(*, query: str, limit: int = 100):
-    """Hosts whose newest snapshot runs a process whose name or command line contains *query*."""
-    query = query.strip().lower()
-    if not query:
-        return Host.objects.none()
-    return Host.objects.filter(process_index__contains=query).order_by("hostname", "pk").defer("process_index")[:limit]
+    return {"os": by_os, "status": Host.objects.status_counts(now)}
 
 
 # --- host detail, history, changes (the pages; the API may reuse them) -----------
@@ -184,18 +161,14 @@ def snapshot_document(*, snapshot: Snapshot) -> payload_schema.StoredSnapshot:
 
 def snapshot_processes(*, processes: list[payload_schema.Process], search: str = "",
                        ordering: str = "cpu") -> list[payload_schema.Process]:
-    """The process table: a case-insensitive filter over name, user and command line, then a sort.
+    """The process table: the ``reports.processes`` filter (name or command line), then a sort.
 
     ``ordering`` is a key of PROCESS_ORDERINGS (cpu and memory sort biggest first);
     prefix ``-`` to reverse. Unknown orderings fall back to cpu.
     """
-    needle = search.strip().lower()
+    needle = process_rule.query_needle(search)
     if needle:
-        processes = [
-            p for p in processes
-            if needle in (p.name or "").lower() or needle in (p.username or "").lower()
-            or needle in " ".join(p.cmdline or ()).lower()
-        ]
+        processes = process_rule.matching_processes(processes, needle)
     reverse_requested = ordering.startswith("-")
     key, descending = PROCESS_ORDERINGS.get(ordering.lstrip("-"), PROCESS_ORDERINGS["cpu"])
     return sorted(processes, key=key, reverse=descending != reverse_requested)
@@ -334,14 +307,11 @@ class ProcessMatch:
 
 
 def process_search_matches(*, query: str, limit: int = 100, lines_per_host: int = 5) -> list[ProcessMatch]:
-    """``process_search`` plus the matching ``name<TAB>cmdline`` lines of each host, for the page."""
-    needle = query.strip().lower()
-    if not needle:
-        return []
-    hosts = Host.objects.filter(process_index__contains=needle).order_by("hostname", "pk")[:limit]
+    """Hosts running a process that matches *query*, with their matching ``name<TAB>cmdline`` lines, for the page."""
+    needle = process_rule.query_needle(query)
     results = []
-    for host in hosts:
-        lines = [line for line in host.process_index.split("\n") if needle in line]
+    for host in Host.objects.running(needle).order_by("hostname", "pk")[:limit]:
+        lines = process_rule.matching_lines(host.process_index, needle)
         shown = [tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:lines_per_host]]
         results.append(ProcessMatch(host=host, matches=shown, match_count=len(lines)))
     return results
@@ -358,13 +328,7 @@ def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddres
     return [(store.parse_ip(ip), day) for ip, day in pairs]
 
 
-# --- read API: raw documents and matching processes --------------------------------------
-
-def snapshot_document_json(*, snapshot: Snapshot) -> bytes:
-    """The stored document of one snapshot as JSON bytes: from its day file, or from the row if the file is gone."""
-    document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
-    return document if document is not None else snapshot.document_bytes
-
+# --- read API: matching processes --------------------------------------
 
 @dataclass(frozen=True)
 class HostProcesses:
@@ -375,9 +339,9 @@ class HostProcesses:
 
 
 def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
-    """``process_search`` plus the matching processes themselves, read from each newest snapshot."""
-    needle = query.strip().lower()
-    hosts = list(process_search(query=query, limit=limit))
+    """Hosts running a process that matches *query*, with those processes read from each newest snapshot."""
+    needle = process_rule.query_needle(query)
+    hosts = list(Host.objects.running(needle).order_by("hostname", "pk").defer("process_index")[:limit])
     latest = Snapshot.objects.in_bulk([h.latest_snapshot_id for h in hosts if h.latest_snapshot_id])
     matches = []
     for host in hosts:
@@ -385,10 +349,7 @@ def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
         processes = []
         if snapshot is not None:
             stored = payload_schema.decode_stored(snapshot.document_bytes)
-            for process in stored.payload.processes:
-                cmdline = " ".join(process.cmdline or ())
-                if needle in (process.name or "").lower() or needle in cmdline.lower():
-                    processes.append(process)
+            processes = process_rule.matching_processes(stored.payload.processes, needle)
         matches.append(HostProcesses(host=host, processes=processes))
     return matches
 

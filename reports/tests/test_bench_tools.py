@@ -93,3 +93,20 @@ def test_upload_cost_counts_the_same_instructions_for_the_same_snapshot(tmp_path
     # A 400-process upload is millions of instructions (decoding alone is about 3 M), not a stub's few thousand.
     assert all(2 < count < 200 for count in counts), counts
     assert abs(counts[0] - counts[1]) / counts[0] < 0.02, counts
+
+
+@pytest.mark.django_db
+def test_the_loader_fills_host_rows_as_ingest_would():
+    """bench/loader.py skips ingest; its host columns must still be what ingest derives (no drift)."""
+    from bench import loader
+    from reports import services, store
+    from reports.models import Host
+
+    loader.load(hosts=4, snapshots_per_host=2, progress=lambda _: None)
+    hosts = list(Host.objects.select_related("latest_snapshot"))
+    assert len(hosts) == 4
+    for host in hosts:
+        payload = payload_schema.decode_stored(host.latest_snapshot.document_bytes).payload
+        expected = services.host_columns(payload, store.parse_ip(host.last_ip))
+        assert {name: getattr(host, name) for name in expected} == expected
+        assert host.os_version == host.latest_snapshot.os_version != ""

@@ -127,6 +127,8 @@ def test_export_never_overwrites_a_file_with_snapshots_the_database_lacks(data_d
         call_command("export_snapshots", stdout=io.StringIO(), stderr=err)
     assert "1 snapshots are not in the database" in err.getvalue()
     assert (data_dir / kept.file).read_bytes() == before
+    change = services.day_export(ip=store.parse_ip(kept.ip), day=dt.date.fromisoformat(kept.date))
+    assert (change.action, change.snapshots) == (services.DayAction.NOT_IN_DATABASE, 1)
 
 
 @pytest.mark.django_db

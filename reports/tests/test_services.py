@@ -10,7 +10,9 @@ import pytest
 
 from reports import payload as payload_schema
 from reports import documents, services, store
+from reports import processes as processes_rule
 from reports.models import ApiToken, Host, Snapshot
+from reports.services import ingest as ingest_module
 from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
@@ -107,7 +109,7 @@ def test_a_failed_commit_takes_the_document_back_out(data_dir, monkeypatch):
     def broken_record(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "_record", broken_record)
+    monkeypatch.setattr(ingest_module, "_record", broken_record)
     with pytest.raises(RuntimeError):
         ingest(make_payload(collected_at=NOW))
     assert (data_dir / "10.0.0.5_2026-11-27.json").read_bytes() == before
@@ -189,14 +191,14 @@ def test_a_replay_that_races_past_the_first_check_is_undone_by_the_unique_constr
     before the first one committed. Simulated by hiding the stored row from that first check only."""
     payload = make_payload(collected_at=NOW)
     first = ingest(payload)
-    real_lookup = services._snapshot_by_id
+    real_lookup = ingest_module._snapshot_by_id
     calls = []
 
     def stale_first_check(snapshot_id):
         calls.append(snapshot_id)
         return None if len(calls) == 1 else real_lookup(snapshot_id)
 
-    monkeypatch.setattr(services, "_snapshot_by_id", stale_first_check)
+    monkeypatch.setattr(ingest_module, "_snapshot_by_id", stale_first_check)
     again = ingest(payload, ip=store.parse_ip("10.9.9.9"))
     assert not again.created and again.as_dict() == first.as_dict()
     assert sorted(p.name for p in data_dir.iterdir()) == [first.file], "the second copy must be cut back out"
@@ -248,5 +250,28 @@ def test_the_process_index_is_one_lower_cased_line_per_process():
         payload_schema.Process(pid=2),
         payload_schema.Process(pid=3, name="odd\nname", cmdline=["x" * 300]),
     ]
-    lines = services.process_index(processes).split("\n")
-    assert lines == ["nginx\tnginx: master process", "\t", "odd name\t" + "x" * services.PROCESS_INDEX_CMDLINE_CHARS]
+    lines = processes_rule.process_index(processes).split("\n")
+    assert lines == ["nginx\tnginx: master process", "\t", "odd name\t" + "x" * processes_rule.CMDLINE_CHARS]
+    assert lines == [processes_rule.process_text(p) for p in processes]
+
+
+@pytest.mark.parametrize("query", [
+    "NGINX", " nginx ", "master process", "x: m", "www-data", "root", "/etc/app", "conf", "\t", "x" * 10,
+    "odd name", "odd\nname", "no-such-thing", "   ",
+])
+def test_the_sql_filter_and_the_python_rule_agree_on_every_query(data_dir, query):
+    """``HostQuerySet.running`` finds a host exactly when ``process_matches`` holds for one of its processes."""
+    raw = make_payload(host_id="rule-host", processes=0, collected_at=NOW)
+    raw["processes"] = [
+        {"pid": 1, "name": "Nginx", "username": "www-data", "cmdline": ["nginx:", "master\nprocess"]},
+        {"pid": 2, "name": "odd\nname", "username": "root", "cmdline": ["/usr/bin/app", "-c", "/etc/app.conf"]},
+        {"pid": 3, "name": "java", "cmdline": ["java"] + ["x" * 300, "--late-flag"]},
+    ]
+    payload = payload_schema.decode(encode(raw), now=NOW)
+    services.snapshot_ingest(payload=payload, ip=IP)
+    needle = processes_rule.query_needle(query)
+    in_python = any(processes_rule.process_matches(p, needle) for p in payload.processes)
+    in_sql = Host.objects.running(query).filter(host_id="rule-host").exists()
+    assert in_sql == in_python
+    expected = {"NGINX": True, "www-data": False, "root": False, "no-such-thing": False, "   ": False}
+    assert in_python == expected.get(query, in_python), "the user name does not count; a blank query matches nothing"

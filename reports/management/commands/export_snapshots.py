@@ -29,13 +29,13 @@ class Command(BaseCommand):
         last_report = time.monotonic()
         for done, (ip, day) in enumerate(days, start=1):
             change = services.day_export(ip=ip, day=day, dry_run=dry_run)
-            counts[change.action] = counts.get(change.action, 0) + 1
-            if change.action.startswith("skipped"):
+            counts[change.action.value] = counts.get(change.action.value, 0) + 1
+            if change.action is services.DayAction.NOT_IN_DATABASE:
                 skipped.append(change)
                 self.stderr.write(f"{change.file}: {change.snapshots} snapshots are not in the database; "
                                   "left as it is (run reindex first)")
-            elif options["verbosity"] >= 2 or change.action != "up to date":
-                self.stdout.write(f"{change.action} {change.file} ({change.snapshots} snapshots)")
+            elif options["verbosity"] >= 2 or change.action is not services.DayAction.UP_TO_DATE:
+                self.stdout.write(f"{change.action.value} {change.file} ({change.snapshots} snapshots)")
             if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
                 self.stdout.write(f"{done}/{len(days)} days")
                 last_report = time.monotonic()

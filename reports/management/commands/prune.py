@@ -41,6 +41,6 @@ class Command(BaseCommand):
         for ip, day in sorted(days, key=lambda pair: (pair[1], store.file_name(*pair))):
             change = services.day_prune(ip=ip, day=day, dry_run=dry_run)
             total += change.snapshots
-            self.stdout.write(f"{change.action} {change.file} ({change.snapshots} snapshots)")
+            self.stdout.write(f"{change.action.value} {change.file} ({change.snapshots} snapshots)")
         verb = "would remove" if dry_run else "removed"
         self.stdout.write(f"{verb} {len(days)} day files, {total} snapshots older than {cutoff.isoformat()}")

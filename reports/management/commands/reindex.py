@@ -28,7 +28,7 @@ class Command(BaseCommand):
             change = services.day_reindex(ip=ip, day=day)
             added += change.snapshots
             if options["verbosity"] >= 2:
-                self.stdout.write(f"{change.action} {change.file} ({change.snapshots} added)")
+                self.stdout.write(f"{change.action.value} {change.file} ({change.snapshots} added)")
             if options["verbosity"] >= 1 and time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
                 self.stdout.write(f"{done}/{len(files)} day files, {added} snapshots recorded so far")
                 last_report = time.monotonic()

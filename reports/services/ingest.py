@@ -1,4 +1,4 @@
-"""Writes: everything that changes stored state goes through these functions.
+"""Ingest: storing one uploaded snapshot in its day file and the database, once.
 
 ``snapshot_ingest`` is the heart of Relevo. Its order of work is what makes a
 201 mean "kept":
@@ -30,15 +30,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import msgspec
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import documents, locks, rowsql, store
+from reports import documents, locks, processes, rowsql, store
 from reports.dbwrite import write_transaction
-from reports.models import AgentToken, ApiToken, Host, Snapshot
+from reports.models import Host, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ def snapshot_ingest(
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
     prepared = _Prepared.of(payload, document)
 
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
+    with locks.day_file_locked(ip, day) as writer:
         if _adopt_unrecorded_tail(writer, ip=ip, day=day) == payload.snapshot_id:
             existing = _snapshot_by_id(payload.snapshot_id)
             if existing is not None:
@@ -194,7 +193,46 @@ class _Prepared:
 
     @classmethod
     def of(cls, payload: payload_schema.SnapshotPayload, document: bytes) -> _Prepared:
-        return cls(documents.pack(document), process_index(payload.processes))
+        return cls(documents.pack(document), processes.process_index(payload.processes))
+
+
+# The summary columns that Host and Snapshot rows share, derived from a snapshot
+# by snapshot_summary; the host also keeps who and where it is (HOST_COLUMNS).
+SUMMARY_COLUMNS = ("os_name", "os_version", "cpu_model", "process_count", "user_count", "memory_total_bytes")
+HOST_COLUMNS = ("hostname", "fqdn", "last_ip", *SUMMARY_COLUMNS)
+
+
+def snapshot_summary(payload: payload_schema.SnapshotPayload) -> dict[str, object]:
+    """The SUMMARY_COLUMNS of a snapshot, as ingest writes them to its Snapshot row and its Host.
+
+    Pure, so the benchmark loaders that fill a database without ingest
+    derive exactly what ingest would. ``os_version`` names the distribution
+    and its version when the agent knows them ("Debian GNU/Linux 12"), else
+    the most specific version the OS reports.
+    """
+    system = payload.os
+    if system.distribution:
+        os_version = f"{system.distribution} {system.distribution_version or ''}".strip()
+    else:
+        os_version = system.distribution_version or system.version or system.release or ""
+    return {
+        "os_name": system.name[:64],
+        "os_version": os_version[:255],
+        "cpu_model": (payload.cpu.model or "")[:255],
+        "process_count": len(payload.processes),
+        "user_count": len(payload.users),
+        "memory_total_bytes": payload.memory.total_bytes if payload.memory else None,
+    }
+
+
+def host_columns(payload: payload_schema.SnapshotPayload, ip: store.IPAddress) -> dict[str, object]:
+    """The HOST_COLUMNS a snapshot gives its host: what the host looks like if this snapshot is its newest."""
+    return {
+        "hostname": payload.host.hostname[:255],
+        "fqdn": (payload.host.fqdn or "")[:255],
+        "last_ip": str(ip),
+        **snapshot_summary(payload),
+    }
 
 
 def _record(
@@ -212,66 +250,68 @@ def _record(
     :func:`_software_update`). Runs on every upload, so its statements go
     through ``reports.rowsql`` instead of the query compiler (see there why).
     """
-    memory = payload.memory
-    os_version = payload.os.distribution_version or payload.os.version or payload.os.release or ""
-    if payload.os.distribution:
-        os_version = f"{payload.os.distribution} {payload.os.distribution_version or ''}".strip()
-    summary = {
-        "os_name": payload.os.name[:64],
-        "os_version": os_version[:255],
-        "cpu_model": (payload.cpu.model or "")[:255],
-        "process_count": len(payload.processes),
-        "user_count": len(payload.users),
-        "memory_total_bytes": memory.total_bytes if memory else None,
-    }
+    columns = host_columns(payload, ip)
+    host = _host_get_or_create(payload, columns)
+    snapshot_pk = _snapshot_insert(payload=payload, host=host, ip=ip, day=day, received_at=received_at,
+                                   appended=appended, prepared=prepared, columns=columns)
+    return _host_update(payload, host, snapshot_pk=snapshot_pk, columns=columns, prepared=prepared)
+
+
+def _host_get_or_create(payload: payload_schema.SnapshotPayload, columns: dict[str, object]) -> Host:
+    """The snapshot's Host, locked for update; created from this snapshot if it is the host's first."""
     host = _host_for_update(payload.host.id)
-    if host is None:
-        try:
-            # A savepoint: the first uploads of a new host through two day
-            # files (two addresses) can race here on PostgreSQL; the loser
-            # takes the winner's row instead of failing.
-            with transaction.atomic():
-                host = Host.objects.create(
-                    host_id=payload.host.id,
-                    hostname=payload.host.hostname[:255],
-                    fqdn=(payload.host.fqdn or "")[:255],
-                    last_ip=str(ip),
-                    first_seen=payload.collected_at,
-                    last_seen=payload.collected_at,
-                    **summary,
-                )
-        except IntegrityError:
-            host = _host_for_update(payload.host.id)
-            if host is None:
-                raise
-    snapshot_pk = rowsql.insert(Snapshot, {
+    if host is not None:
+        return host
+    try:
+        # A savepoint: the first uploads of a new host through two day
+        # files (two addresses) can race here on PostgreSQL; the loser
+        # takes the winner's row instead of failing.
+        with transaction.atomic():
+            return Host.objects.create(host_id=payload.host.id, first_seen=payload.collected_at,
+                                       last_seen=payload.collected_at, **columns)
+    except IntegrityError:
+        host = _host_for_update(payload.host.id)
+        if host is None:
+            raise
+        return host
+
+
+def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip: store.IPAddress, day: dt.date,
+                     received_at: dt.datetime, appended: store.Appended, prepared: _Prepared,
+                     columns: dict[str, object]) -> int:
+    """Insert the Snapshot row (summary columns, file position, compressed document); returns its pk."""
+    return rowsql.insert(Snapshot, {
         "snapshot_id": payload.snapshot_id,
         "host": host.pk,
         "ip": str(ip),
         "day": day,
         "collected_at": payload.collected_at,
         "received_at": received_at,
-        "memory_available_bytes": memory.available_bytes if memory else None,
+        "memory_available_bytes": payload.memory.available_bytes if payload.memory else None,
         "file_name": appended.file_name,
         "file_offset": appended.offset,
         "file_length": appended.length,
         "document_compressed": prepared.packed_document,
-        **summary,
+        **{name: columns[name] for name in SUMMARY_COLUMNS},
     })
+
+
+def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapshot_pk: int,
+                 columns: dict[str, object], prepared: _Prepared) -> bool:
+    """Write the host columns this snapshot changes; returns whether the software list is wanted.
+
+    A snapshot older than the host's newest (a spooled one delivered late)
+    only moves ``first_seen`` back, if it is older than that too.
+    """
     changes: dict[str, object] = {}
     if payload.collected_at >= host.last_seen:
-        newest = {
-            "hostname": payload.host.hostname[:255],
-            "fqdn": (payload.host.fqdn or "")[:255],
-            "last_ip": str(ip),
-            **summary,
-        }
         # Only what differs is written: every indexed column in the SET list
         # costs SQLite an index page in the WAL even when its value is the
         # same, and a host's name, address and OS rarely change between
-        # uploads. The process index is not read back to compare (16 KB);
-        # SQLite leaves its overflow pages alone when their bytes are equal.
-        changes.update({name: value for name, value in newest.items() if getattr(host, name) != value})
+        # uploads. The process index is not read back to compare (it is the
+        # largest column); SQLite leaves its overflow pages alone when their
+        # bytes are equal.
+        changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
                        process_index=prepared.process_index)
     if payload.collected_at < host.first_seen:
@@ -303,33 +343,12 @@ def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, sna
     return current[0] != payload.software_digest or current[1] is None
 
 
-# What _record compares before writing a host: its times and every column it would overwrite.
-_HOST_UPDATE_FIELDS = [
-    "last_seen", "first_seen", "hostname", "fqdn", "last_ip",
-    "os_name", "os_version", "cpu_model", "process_count", "user_count", "memory_total_bytes",
-    "software_digest", "software_snapshot",
-]
+# What _host_update compares before writing a host: its times and every column it would overwrite.
+_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot"]
 
 
 def _host_for_update(host_id: str) -> Host | None:
     return rowsql.select_one(Host, _HOST_UPDATE_FIELDS, where={"host_id": host_id}, for_update=True)
-
-
-PROCESS_INDEX_CMDLINE_CHARS = 200
-
-
-def process_index(processes: list[payload_schema.Process]) -> str:
-    """The searchable text of a process list: one lower-cased ``name<TAB>cmdline`` line each.
-
-    One text column on Host answers "which hosts run X now" with a single
-    LIKE scan over the newest snapshot of every host, without a row per process.
-    """
-    limit = PROCESS_INDEX_CMDLINE_CHARS
-    # Lines are joined with a separator no name can hold (the payload refuses NUL), so
-    # newlines inside names and command lines are blanked and the text lower-cased in
-    # three passes over the whole string instead of three calls per process.
-    text = "\0".join([f"{p.name or ''}\t{' '.join(p.cmdline)[:limit] if p.cmdline else ''}" for p in processes])
-    return text.replace("\n", " ").replace("\0", "\n").lower()
 
 
 def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date) -> uuid.UUID | None:
@@ -364,171 +383,26 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, 
     )
     prepared = _Prepared.of(stored.payload, document)
     with write_transaction():
-        _record(
-            payload=stored.payload,
-            ip=ip,
-            day=day,
-            received_at=stored.received_at,
-            appended=store.Appended(writer.path.name, offset, len(document), 0),
-            prepared=prepared,
-        )
+        snapshot_record_stored(stored, ip=ip, day=day, writer=writer, offset=offset, document=document,
+                               prepared=prepared)
     return stored.payload.snapshot_id
+
+
+def snapshot_record_stored(stored: payload_schema.StoredSnapshot, *, ip: store.IPAddress, day: dt.date,
+                           writer: store.DayFileWriter, offset: int, document: bytes,
+                           prepared: _Prepared | None = None) -> None:
+    """Record a document that is already in its day file at *offset* (inside the caller's transaction).
+
+    Crash recovery (``_adopt_unrecorded_tail``) and ``day_reindex`` both
+    rebuild rows from a file this way, with the time and address the
+    document was stored with.
+    """
+    _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
+            appended=store.Appended(writer.path.name, offset, len(document), 0),
+            prepared=prepared or _Prepared.of(stored.payload, document))
 
 
 def _snapshot_by_id(snapshot_id) -> Snapshot | None:
     """The stored snapshot with this id (only what ``_replayed`` needs), or None."""
     return rowsql.select_one(Snapshot, ["id", "snapshot_id", "host", "ip", "day", "file_name"],
                              where={"snapshot_id": snapshot_id})
-
-
-# --- credentials --------------------------------------------------------------
-
-def agent_token_create(*, name: str) -> tuple[AgentToken, str]:
-    """A new agent token; the raw value is returned once and never stored."""
-    raw, prefix, digest = AgentToken.generate()
-    token = AgentToken.objects.create(name=name, key_prefix=prefix, key_hash=digest)
-    return token, raw
-
-
-def agent_token_revoke(*, token: AgentToken) -> None:
-    if token.revoked_at is None:
-        AgentToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-        token.refresh_from_db(fields=["revoked_at"])
-
-
-def agent_token_enroll(*, host_id: str, hostname: str = "") -> tuple[AgentToken, str]:
-    """A new token bound to *host_id*; the host's earlier enrolled tokens stop working.
-
-    One live enrolled token per host: an agent that lost its state folder
-    re-enrolls, and the token it lost cannot be used by whoever finds it.
-    Fleet tokens (no host binding) are left alone.
-    """
-    raw, prefix, digest = AgentToken.generate()
-    with transaction.atomic():
-        AgentToken.objects.filter(host_id=host_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        name = f"enrolled: {hostname or host_id}"[:100]
-        token = AgentToken.objects.create(name=name, key_prefix=prefix, key_hash=digest, host_id=host_id)
-    return token, raw
-
-
-def agent_tokens_revoke_for_host(*, host_id: str) -> int:
-    """Revoke every live token bound to *host_id*; returns how many were revoked."""
-    return AgentToken.objects.filter(host_id=host_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
-
-
-def api_token_create(*, user, name: str = "api") -> tuple[ApiToken, str]:
-    """A new read token for *user*; the raw value is returned once and never stored."""
-    raw, prefix, digest = ApiToken.generate()
-    token = ApiToken.objects.create(user=user, name=name, key_prefix=prefix, key_hash=digest)
-    return token, raw
-
-
-def api_token_revoke(*, token: ApiToken) -> None:
-    """Stop a read token at once (every request looks its token up; nothing caches it)."""
-    if token.revoked_at is None:
-        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-        token.refresh_from_db(fields=["revoked_at"])
-
-
-def token_touch(*, token: AgentToken | ApiToken) -> None:
-    """Note when a token was last used, at most hourly, so auth stays read-only on the hot path."""
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(hours=1):
-        type(token).objects.filter(pk=token.pk).update(last_used_at=now)
-
-
-# --- data lifecycle: prune, reindex, export -------------------------------------
-# Each works on one day file at a time, holding the same locks as an upload of
-# that file (flock, then the cross-node lock), so it can run beside live traffic.
-
-
-@dataclass(frozen=True)
-class DayChange:
-    """What a lifecycle service did (or, with ``dry_run``, would do) to one day."""
-
-    file: str
-    snapshots: int
-    action: str
-
-
-def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
-    """Remove one day: its file and its rows, together; hosts left with no snapshot go too.
-
-    The file is unlinked inside the transaction, just before the commit: if
-    the unlink fails nothing is deleted; if the commit fails the rows outlive
-    the file, and the next prune (which also looks at days known only to the
-    database) removes them.
-    """
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
-        rows = Snapshot.objects.filter(ip=str(ip), day=day)
-        count = max(rows.count(), sum(1 for _ in writer.documents()))
-        if dry_run:
-            return DayChange(writer.path.name, count, "would remove")
-        with transaction.atomic():
-            host_ids = set(rows.values_list("host_id", flat=True))
-            rows.delete()
-            Host.objects.filter(pk__in=host_ids, snapshots__isnull=True).delete()
-            writer.remove()
-    return DayChange(writer.path.name, count, "removed")
-
-
-def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
-    """Record every document of a day file that has no row yet (disaster recovery; idempotent)."""
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day), transaction.atomic():
-        known = set(Snapshot.objects.filter(ip=str(ip), day=day).values_list("snapshot_id", flat=True))
-        added = 0
-        for offset, document in writer.documents():
-            try:
-                stored = payload_schema.decode_stored(document)
-            except payload_schema.PayloadError as exc:
-                logger.error("skipping an unreadable document at %s:%d: %s", writer.path.name, offset, exc.message)
-                continue
-            if stored.payload.snapshot_id in known:
-                continue
-            if Snapshot.objects.filter(snapshot_id=stored.payload.snapshot_id).exists():
-                logger.warning("snapshot %s in %s is recorded under another day file; kept there",
-                               stored.payload.snapshot_id, writer.path.name)
-                continue
-            _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
-                    appended=store.Appended(writer.path.name, offset, len(document), 0),
-                    prepared=_Prepared.of(stored.payload, document))
-            known.add(stored.payload.snapshot_id)
-            added += 1
-    return DayChange(writer.path.name, added, "recorded" if added else "up to date")
-
-
-class _DocumentId(msgspec.Struct):
-    """Only the id of a stored document; msgspec skips the rest without building it."""
-
-    snapshot_id: uuid.UUID
-
-
-def day_export(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
-    """Write a day file back from the database rows (their compressed documents), in file order.
-
-    A file that holds a snapshot the database does not know is left alone:
-    rewriting it would lose that snapshot (run ``reindex`` first). The rows'
-    offsets are updated to the written file, so ``latest`` reads stay direct.
-    """
-    with store.locked_for_append(ip, day) as writer, locks.day_file_lock(ip, day):
-        rows = list(
-            Snapshot.objects.filter(ip=str(ip), day=day).order_by("file_offset", "received_at", "pk")
-            .only("snapshot_id", "file_name", "file_offset", "file_length", "document_compressed")
-        )
-        in_file = {msgspec.json.decode(document, type=_DocumentId).snapshot_id for _, document in writer.documents()}
-        unknown = in_file - {row.snapshot_id for row in rows}
-        if unknown:
-            return DayChange(writer.path.name, len(unknown), "skipped: not in the database, run reindex first")
-        documents = [row.document_bytes for row in rows]
-        current = [document for _, document in writer.documents()]
-        if current == documents:
-            return DayChange(writer.path.name, len(rows), "up to date")
-        if dry_run:
-            return DayChange(writer.path.name, len(rows), "would write")
-        with transaction.atomic():
-            positions = writer.replace_all(documents)
-            for row, (offset, length) in zip(rows, positions, strict=True):
-                row.file_name, row.file_offset, row.file_length = writer.path.name, offset, length
-            Snapshot.objects.bulk_update(rows, ["file_name", "file_offset", "file_length"], batch_size=500)
-    return DayChange(writer.path.name, len(rows), "written")
-

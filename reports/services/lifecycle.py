@@ -1,0 +1,125 @@
+"""The data lifecycle: prune, reindex and export, one day file at a time.
+
+Each holds the same locks as an upload of that file (``locks.day_file_locked``),
+so it can run beside live traffic, and keeps the file and its rows in step:
+what it removes, records or rewrites in one, it does in the other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+from django.db import transaction
+
+from reports import locks, store
+from reports import payload as payload_schema
+from reports.models import Host, Snapshot
+from reports.services.ingest import snapshot_record_stored
+
+logger = logging.getLogger(__name__)
+
+
+class DayAction(enum.Enum):
+    """What happened to one day; the value is how the management commands print it."""
+
+    WOULD_REMOVE = "would remove"
+    REMOVED = "removed"
+    RECORDED = "recorded"
+    UP_TO_DATE = "up to date"
+    NOT_IN_DATABASE = "skipped: not in the database, run reindex first"
+    WOULD_WRITE = "would write"
+    WRITTEN = "written"
+
+
+@dataclass(frozen=True)
+class DayChange:
+    """What a lifecycle service did (or, with ``dry_run``, would do) to one day."""
+
+    file: str
+    snapshots: int
+    action: DayAction
+
+
+def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
+    """Remove one day: its file and its rows, together; hosts left with no snapshot go too.
+
+    The file is unlinked inside the transaction, just before the commit: if
+    the unlink fails nothing is deleted; if the commit fails the rows outlive
+    the file, and the next prune (which also looks at days known only to the
+    database) removes them.
+    """
+    with locks.day_file_locked(ip, day) as writer:
+        rows = Snapshot.objects.filter(ip=str(ip), day=day)
+        count = max(rows.count(), sum(1 for _ in writer.documents()))
+        if dry_run:
+            return DayChange(writer.path.name, count, DayAction.WOULD_REMOVE)
+        with transaction.atomic():
+            host_ids = set(rows.values_list("host_id", flat=True))
+            rows.delete()
+            Host.objects.filter(pk__in=host_ids, snapshots__isnull=True).delete()
+            writer.remove()
+    return DayChange(writer.path.name, count, DayAction.REMOVED)
+
+
+def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
+    """Record every document of a day file that has no row yet (disaster recovery; idempotent)."""
+    with locks.day_file_locked(ip, day) as writer, transaction.atomic():
+        known = set(Snapshot.objects.filter(ip=str(ip), day=day).values_list("snapshot_id", flat=True))
+        added = 0
+        for offset, document in writer.documents():
+            try:
+                stored = payload_schema.decode_stored(document)
+            except payload_schema.PayloadError as exc:
+                logger.error("skipping an unreadable document at %s:%d: %s", writer.path.name, offset, exc.message)
+                continue
+            if stored.payload.snapshot_id in known:
+                continue
+            if Snapshot.objects.filter(snapshot_id=stored.payload.snapshot_id).exists():
+                logger.warning("snapshot %s in %s is recorded under another day file; kept there",
+                               stored.payload.snapshot_id, writer.path.name)
+                continue
+            snapshot_record_stored(stored, ip=ip, day=day, writer=writer, offset=offset, document=document)
+            known.add(stored.payload.snapshot_id)
+            added += 1
+    return DayChange(writer.path.name, added, DayAction.RECORDED if added else DayAction.UP_TO_DATE)
+
+
+class _DocumentId(msgspec.Struct):
+    """Only the id of a stored document; msgspec skips the rest without building it."""
+
+    snapshot_id: uuid.UUID
+
+
+def day_export(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
+    """Write a day file back from the database rows (their compressed documents), in file order.
+
+    A file that holds a snapshot the database does not know is left alone:
+    rewriting it would lose that snapshot (run ``reindex`` first). The rows'
+    offsets are updated to the written file, so ``latest`` reads stay direct.
+    """
+    with locks.day_file_locked(ip, day) as writer:
+        rows = list(
+            Snapshot.objects.filter(ip=str(ip), day=day).order_by("file_offset", "received_at", "pk")
+            .only("snapshot_id", "file_name", "file_offset", "file_length", "document_compressed")
+        )
+        in_file = {msgspec.json.decode(document, type=_DocumentId).snapshot_id for _, document in writer.documents()}
+        unknown = in_file - {row.snapshot_id for row in rows}
+        if unknown:
+            return DayChange(writer.path.name, len(unknown), DayAction.NOT_IN_DATABASE)
+        documents = [row.document_bytes for row in rows]
+        current = [document for _, document in writer.documents()]
+        if current == documents:
+            return DayChange(writer.path.name, len(rows), DayAction.UP_TO_DATE)
+        if dry_run:
+            return DayChange(writer.path.name, len(rows), DayAction.WOULD_WRITE)
+        with transaction.atomic():
+            positions = writer.replace_all(documents)
+            for row, (offset, length) in zip(rows, positions, strict=True):
+                row.file_name, row.file_offset, row.file_length = writer.path.name, offset, length
+            Snapshot.objects.bulk_update(rows, ["file_name", "file_offset", "file_length"], batch_size=500)
+    return DayChange(writer.path.name, len(rows), DayAction.WRITTEN)
