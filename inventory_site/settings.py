@@ -259,7 +259,7 @@ INVENTORY_THROTTLE_READ = os.environ.get("INVENTORY_THROTTLE_READ", "600/min")  
 INVENTORY_THROTTLE_ENROLL = os.environ.get("INVENTORY_THROTTLE_ENROLL", "20/min")  # per address
 INVENTORY_THROTTLE_AUTH_FAILURES = os.environ.get("INVENTORY_THROTTLE_AUTH_FAILURES", "30/min")  # per address
 
-INSTALLED_APPS += ["django_filters", "drf_spectacular", "drf_spectacular_sidecar"]
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["reports.throttling.ReadThrottle"]
 SPECTACULAR_SETTINGS = {

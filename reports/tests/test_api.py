@@ -348,6 +348,17 @@ def test_query_rejects_bad_parameters_with_400(reader_token, params, field):
     assert field in error["fields"]
 
 
+def test_query_names_every_bad_parameter_with_its_message(reader_token):
+    error = assert_error(client_for(reader_token).get("/query", {"ip": "bad", "date": "", "latest": "on"}),
+                         400, "invalid_parameters")
+    assert error["detail"] == "The query parameters are not valid."
+    assert error["fields"] == {"ip": ["'bad' is not an IP address (scope ids are not accepted)."],
+                               "date": ["'' is not a date in the form YYYY-MM-DD."],
+                               "latest": ["Use latest=true or latest=false."]}
+    assert assert_error(client_for(reader_token).get("/query", {"ip": ""}), 400, "invalid_parameters")["fields"] == \
+        {"ip": ["This parameter is required."]}
+
+
 def test_query_for_nothing_stored_is_404(reader_token, agent_token):
     assert_error(client_for(reader_token).get("/query", {"ip": "10.0.0.99"}), 404, "not_found")
     upload(agent_token)
