@@ -11,6 +11,7 @@ import gc
 import gzip
 import json
 import os
+import stat
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -404,3 +405,23 @@ def test_the_system_check_reports_an_unusable_data_folder(settings, tmp_path):
     settings.INVENTORY_DATA_DIR = blocker / "sub"
     assert [e.id for e in check_data_dir()] == ["reports.E001"]
     assert not os.path.exists(blocker / "sub")
+
+
+def test_the_system_check_takes_a_missing_data_folder_it_could_create_and_leaves_it_missing(settings, tmp_path):
+    """A check only looks (issue 14): the first write creates the folder, private (test_private_files)."""
+    from reports.checks import check_data_dir
+
+    settings.INVENTORY_DATA_DIR = tmp_path / "fresh" / "data"
+    assert check_data_dir() == []
+    assert not (tmp_path / "fresh").exists()
+    (tmp_path / "locked").mkdir(mode=0o500)
+    settings.INVENTORY_DATA_DIR = tmp_path / "locked" / "data"
+    assert [e.id for e in check_data_dir()] == (["reports.E001"] if os.geteuid() != 0 else [])
+
+
+def test_the_first_upload_creates_a_missing_data_folder_private(agent_token, settings, tmp_path):
+    settings.INVENTORY_DATA_DIR = tmp_path / "fresh" / "data"
+    response = upload(agent_token)
+    assert response.status_code == 201, response.content
+    assert (settings.INVENTORY_DATA_DIR / response.json()["file"]).is_file()
+    assert stat.S_IMODE(settings.INVENTORY_DATA_DIR.stat().st_mode) == 0o700
