@@ -4,6 +4,10 @@ Everything that differs between a laptop and production comes from the
 environment (a local ``.env`` is read for development; real variables win).
 Defaults are the safe ones: debug off, no wildcard hosts, a secret key that
 must be given. ``reports.checks`` validates the values that Django does not.
+
+Each setting is declared once, complete, with what depends on the
+environment written as an expression inside it: nothing below patches a
+setting declared above, so what a reader sees is what Django gets.
 """
 
 from __future__ import annotations
@@ -44,15 +48,21 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from exc
 
 
-DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
+def secret_key(*, debug: bool) -> str:
+    """DJANGO_SECRET_KEY; without it, a throwaway key when debugging, else ImproperlyConfigured."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "")
+    if key:
+        return key
+    if not debug:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is not set. Run `make run` once (it writes a local .env), "
             "or export DJANGO_SECRET_KEY, or set DJANGO_DEBUG=true for a throwaway key."
         )
-    SECRET_KEY = "insecure-debug-only-" + os.urandom(16).hex()
+    return "insecure-debug-only-" + os.urandom(16).hex()
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = secret_key(debug=DEBUG)
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -85,9 +95,18 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "reports.apps.ReportsConfig",
+    # The read API's OpenAPI document and its Swagger UI, served without a CDN (issue 5).
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    # Sign-in lockout (issue 13, see AXES_* below).
+    "axes",
 ]
 
 MIDDLEWARE = [
+    # First, so that its one JSON line per request (INVENTORY_REQUEST_LOG) times and sees every answer.
+    "reports.middleware.RequestLogMiddleware",
+    # Sends INVENTORY_CONTENT_SECURITY_POLICY and the other headers Django 5.2 does not (issue 5).
+    "reports.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,6 +115,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A full disk or an unreachable database answers 507/503 with Retry-After, not 500 (reports.outage).
+    "reports.middleware.OutageMiddleware",
+    # Last, so that it sees the locked-out flag that the axes backend sets during the view.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "inventory_site.urls"
@@ -127,19 +150,30 @@ _SQLITE_OPTIONS = {
     # Creates a missing database file 0600 before SQLite opens it (its -wal/-shm follow): reports.private.
     "factory": PrivateSqliteConnection,
 }
-_database_url = os.environ.get("DATABASE_URL", "").strip()
-if _database_url:
-    _default_db = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
-else:
-    _default_db = {"ENGINE": "django.db.backends.sqlite3", "NAME": INVENTORY_DATA_DIR / "relevo.sqlite3"}
-if _default_db["ENGINE"] == "django.db.backends.postgresql":
-    # An unreachable server must fail a request within the agent's timeouts (a 503), not hang it;
-    # a connect_timeout in the URL's query string wins.
-    _default_db["OPTIONS"] = {"connect_timeout": 5, **_default_db.get("OPTIONS", {})}
-if _default_db["ENGINE"] == "django.db.backends.sqlite3":
-    _default_db["OPTIONS"] = {**_SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
-    _default_db["CONN_MAX_AGE"] = 0 if _default_db.get("NAME") == ":memory:" else 60
-DATABASES = {"default": _default_db}
+
+
+def default_database() -> dict:
+    """DATABASE_URL (PostgreSQL in production), or SQLite in the data folder."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        database = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    else:
+        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": INVENTORY_DATA_DIR / "relevo.sqlite3"}
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        # An unreachable server must fail a request within the agent's timeouts (a 503), not hang it;
+        # a connect_timeout in the URL's query string wins.
+        database["OPTIONS"] = {"connect_timeout": 5, **database.get("OPTIONS", {})}
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["OPTIONS"] = {**_SQLITE_OPTIONS, **database.get("OPTIONS", {})}
+        database["CONN_MAX_AGE"] = 0 if database.get("NAME") == ":memory:" else 60
+    elif os.environ.get("RELEVO_TEST_DB_NAME"):
+        # Test runs on one shared PostgreSQL must not collide: `make test-postgres` names
+        # the test database per run (pytest-django creates and drops it).
+        database["TEST"] = {"NAME": os.environ["RELEVO_TEST_DB_NAME"]}
+    return database
+
+
+DATABASES = {"default": default_database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -181,14 +215,42 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "reports.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Readers are limited per user (INVENTORY_THROTTLE_READ); uploads and /enroll name their own throttles.
+    "DEFAULT_THROTTLE_CLASSES": ["reports.throttling.ReadThrottle"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Relevo API",
+    "DESCRIPTION": "Server inventory: agents upload snapshots, people read them. See docs/payload.md and docs/security.md.",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "reports.api.schema.add_payload_schema",
+    ],
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json_line": {"format": "%(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        # reports.middleware.RequestLogMiddleware writes ready-made JSON lines.
+        "request_lines": {"class": "logging.StreamHandler", "formatter": "json_line"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "relevo.request": {"handlers": ["request_lines"], "level": "INFO", "propagate": False},
+        # Failures and lockouts are warnings (user name and address masked); its per-request chatter is not logged.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Scale-out and operations -------------------------------------------------
@@ -199,14 +261,6 @@ INVENTORY_METRICS_ALLOWED = env_list("INVENTORY_METRICS_ALLOWED", "127.0.0.1/32,
 INVENTORY_METRICS_TOKEN = os.environ.get("INVENTORY_METRICS_TOKEN", "")
 # One JSON line per request on stderr (reports.middleware); off only for noisy benchmarks.
 INVENTORY_REQUEST_LOG = env_bool("INVENTORY_REQUEST_LOG", True)
-MIDDLEWARE.insert(0, "reports.middleware.RequestLogMiddleware")
-LOGGING["formatters"] = {**LOGGING.get("formatters", {}), "json_line": {"format": "%(message)s"}}
-LOGGING["handlers"]["request_lines"] = {"class": "logging.StreamHandler", "formatter": "json_line"}
-LOGGING["loggers"]["relevo.request"] = {"handlers": ["request_lines"], "level": "INFO", "propagate": False}
-# Test runs on one shared PostgreSQL must not collide: `make test-postgres` names
-# the test database per run (pytest-django creates and drops it).
-if os.environ.get("RELEVO_TEST_DB_NAME") and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": os.environ["RELEVO_TEST_DB_NAME"]}
 # --- Security, read API, throttling (issue 5) ---------------------------------
 # Production runs behind a TLS-terminating proxy: set DJANGO_SECURE=true there
 # (HTTPS redirect, HSTS, secure cookies), and DJANGO_SECURE_PROXY_SSL_HEADER=true
@@ -220,8 +274,7 @@ CSRF_COOKIE_SECURE = DJANGO_SECURE
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if DJANGO_SECURE else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", DJANGO_SECURE)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", DJANGO_SECURE)
-if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER") else None
 # Health probes come from the proxy/orchestrator over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_HTTPONLY = True
@@ -239,9 +292,6 @@ INVENTORY_CONTENT_SECURITY_POLICY = os.environ.get(
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
 )
-MIDDLEWARE.insert(1, "reports.middleware.SecurityHeadersMiddleware")
-# A full disk or an unreachable database answers 507/503 with Retry-After, not 500 (reports.outage).
-MIDDLEWARE.append("reports.middleware.OutageMiddleware")
 
 # Per-host enrollment: POST /enroll with one of these secrets returns a token
 # bound to the host id. Several may be listed (comma-separated) while rotating.
@@ -259,25 +309,6 @@ INVENTORY_THROTTLE_READ = os.environ.get("INVENTORY_THROTTLE_READ", "600/min")  
 INVENTORY_THROTTLE_ENROLL = os.environ.get("INVENTORY_THROTTLE_ENROLL", "20/min")  # per address
 INVENTORY_THROTTLE_AUTH_FAILURES = os.environ.get("INVENTORY_THROTTLE_AUTH_FAILURES", "30/min")  # per address
 
-INSTALLED_APPS += ["django_filters", "drf_spectacular", "drf_spectacular_sidecar"]
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["reports.throttling.ReadThrottle"]
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Relevo API",
-    "DESCRIPTION": "Server inventory: agents upload snapshots, people read them. See docs/payload.md and docs/security.md.",
-    "VERSION": "1",
-    "OAS_VERSION": "3.1.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "reports.api.schema.add_payload_schema",
-    ],
-}
-
 # --- Sign-in lockout (issue 13): django-axes on /accounts/login/ and /admin/login/ ----
 # INVENTORY_LOGIN_FAILURE_LIMIT failed sign-ins from one client address, each
 # within INVENTORY_LOGIN_COOLOFF_MINUTES of the one before, lock that address
@@ -286,9 +317,6 @@ SPECTACULAR_SETTINGS = {
 # the real admin out from somewhere else (trade-offs: docs/security.md).
 INVENTORY_LOGIN_FAILURE_LIMIT = env_int("INVENTORY_LOGIN_FAILURE_LIMIT", 10)
 INVENTORY_LOGIN_COOLOFF_MINUTES = env_int("INVENTORY_LOGIN_COOLOFF_MINUTES", 15)
-INSTALLED_APPS += ["axes"]
-# Last, so that it sees the locked-out flag that the backend sets during the view.
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out address before any password hashing
     "django.contrib.auth.backends.ModelBackend",
@@ -306,7 +334,5 @@ AXES_HANDLER = "reports.lockout.LockoutHandler"  # the database handler, without
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # Masked in the attempt rows' form data and in the log (the password always is).
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
-# Failures and lockouts are warnings (user name and address masked); its per-request chatter is not logged.
-LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 # AXES_RESET_ON_SUCCESS stays off: with a count per address, anyone with an account of
 # their own could sign in between guesses at another one and start again from zero.

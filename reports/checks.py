@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 
 from django.conf import settings
 from django.core import checks
 
 from reports.durations import parse_duration
-from reports.private import make_private_folder, open_to_others
+from reports.private import open_to_others
 
 
 def _network_errors(name: str, entries: list[str], error_id: str) -> list[checks.CheckMessage]:
@@ -26,18 +27,33 @@ def _network_errors(name: str, entries: list[str], error_id: str) -> list[checks
     return errors
 
 
+def _nearest_existing(path: Path) -> Path:
+    """*path* itself if something is there, else its closest ancestor that exists."""
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
 @checks.register(checks.Tags.compatibility, deploy=False)
 def check_data_dir(app_configs=None, **kwargs):
-    data_dir = settings.INVENTORY_DATA_DIR
+    """The data folder is, or can become, a folder this process writes in.
+
+    A check only looks: a missing folder is created private by what first
+    writes in it (``store.locked_for_append``, the SQLite connection factory
+    in ``reports.private``, ``/readyz``), so here it is enough that the
+    closest existing ancestor is a folder this process may create entries in.
+    """
+    data_dir = Path(settings.INVENTORY_DATA_DIR)
     if not data_dir.exists():
-        try:
-            make_private_folder(data_dir)
-        except OSError as exc:
+        ancestor = _nearest_existing(data_dir)
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
             return [checks.Error(
-                f"INVENTORY_DATA_DIR {data_dir} does not exist and cannot be created: {exc}",
+                f"INVENTORY_DATA_DIR {data_dir} does not exist and cannot be created: "
+                f"{ancestor} is not a folder this process can write in.",
                 hint="Create the folder or point INVENTORY_DATA_DIR at a writable one.",
                 id="reports.E001",
             )]
+        return []
     if not data_dir.is_dir():
         return [checks.Error(f"INVENTORY_DATA_DIR {data_dir} is not a folder.", id="reports.E002")]
     if not os.access(data_dir, os.W_OK | os.X_OK):

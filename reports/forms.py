@@ -1,50 +1,56 @@
 """Query-string forms of the pages: they parse and bound what a URL may ask for.
 
-A bad value (unknown status, a sort column that does not exist) is dropped
-rather than answered with an error, so a hand-edited or stale bookmark still
-shows a useful page.
+Every page reads its query string through one of these forms and
+``QueryForm.value``: a bad value (unknown status, a sort column that does not
+exist, an over-long search) is dropped rather than answered with an error, so
+a hand-edited or stale bookmark still shows a useful page. The read API takes
+the same parameters with the same rules (``SEARCH_MAX_LENGTH``,
+``HOST_SORTS``, ``selectors.HOST_STATUSES``) through its filter serializers
+(``reports.api.serializers``), which answer a bad value with a 400 instead.
 """
 
 from django import forms
 
 from reports import selectors
 
+SEARCH_MAX_LENGTH = 256
+# Every host ordering, ascending and with "-" for descending: the page's ?sort= and the API's ?ordering=.
+HOST_SORTS = [name for field in selectors.HOST_ORDERINGS for name in (field, f"-{field}")]
 STATUS_CHOICES = [("", "Any status")] + [(s, s.capitalize()) for s in selectors.HOST_STATUSES]
 PROCESS_SORT_CHOICES = [
     ("cpu", "CPU"), ("memory", "Memory"), ("name", "Name"), ("user", "User"), ("pid", "PID"),
 ]
 
 
-class HostFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=256, label="Search",
-                        widget=forms.TextInput(attrs={"placeholder": "hostname, IP or host id", "type": "search"}))
-    os = forms.ChoiceField(required=False, label="OS")
-    status = forms.ChoiceField(required=False, label="Status", choices=STATUS_CHOICES)
-    sort = forms.CharField(required=False, max_length=32, widget=forms.HiddenInput)
+class QueryForm(forms.Form):
+    """A page's query string: ``value(name)`` is the cleaned value, or empty when that field is invalid."""
 
-    def __init__(self, *args, os_names: list[str] = (), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["os"].choices = [("", "Any OS")] + [(name, name or "(unknown)") for name in os_names if name]
-
-    def value(self, name: str) -> str:
-        """The cleaned value, or '' when the field is invalid (see the module docstring)."""
+    def value(self, name: str):
         if not self.is_bound:
             return ""
         self.is_valid()
         return self.cleaned_data.get(name) or ""
 
 
-class ProcessFilterForm(forms.Form):
-    pq = forms.CharField(required=False, max_length=256, label="Filter processes",
+class HostFilterForm(QueryForm):
+    q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Search",
+                        widget=forms.TextInput(attrs={"placeholder": "hostname, IP or host id", "type": "search"}))
+    os = forms.ChoiceField(required=False, label="OS")
+    status = forms.ChoiceField(required=False, label="Status", choices=STATUS_CHOICES)
+    sort = forms.ChoiceField(required=False, choices=[(name, name) for name in HOST_SORTS], widget=forms.HiddenInput)
+
+    def __init__(self, *args, os_names: list[str] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["os"].choices = [("", "Any OS")] + [(name, name or "(unknown)") for name in os_names if name]
+
+
+class ProcessFilterForm(QueryForm):
+    pq = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Filter processes",
                          widget=forms.TextInput(attrs={"placeholder": "name or command line", "type": "search"}))
     psort = forms.ChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
     tree = forms.BooleanField(required=False, label="Parent/child view")
 
-    def value(self, name: str):
-        self.is_valid()
-        return self.cleaned_data.get(name) or ""
 
-
-class ProcessSearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=256, label="Process name or command line",
+class ProcessSearchForm(QueryForm):
+    q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Process name or command line",
                         widget=forms.TextInput(attrs={"placeholder": "e.g. nginx or --port 5432", "type": "search"}))

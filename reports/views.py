@@ -64,8 +64,6 @@ def host_list(request):
     counts = selectors.host_counts(now)
     form = HostFilterForm(request.GET or None, os_names=list(counts["os"]))
     sort = form.value("sort") or "hostname"
-    if sort.lstrip("-") not in selectors.HOST_ORDERINGS:
-        sort = "hostname"
     hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), status=form.value("status"),
                                 ordering=sort, now=now)
     page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
@@ -152,7 +150,7 @@ def host_day_file(request, pk: int, ip: store.IPAddress, day: dt.date):
 @require_GET
 def process_search(request):
     form = ProcessSearchForm(request.GET)
-    query = form.cleaned_data["q"].strip() if form.is_valid() else ""
+    query = form.value("q").strip()
     results = selectors.process_search_matches(query=query, limit=PROCESS_SEARCH_LIMIT) if query else []
     return render(request, "reports/process_search.html", {
         "form": form, "query": query, "results": results, "limit": PROCESS_SEARCH_LIMIT,

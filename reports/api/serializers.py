@@ -1,19 +1,29 @@
-"""Output (and the enroll input) of the JSON API; reads come from ``reports.selectors``.
+"""Output, the enroll input and the query parameters of the JSON API; reads come from ``reports.selectors``.
 
-The upload body is not here: it is validated by the msgspec structs in
-``reports.payload`` (see ``reports.api.schema`` for how they reach OpenAPI).
+Each read endpoint's query string is validated by one ``...FilterSerializer``
+(HackSoft's ``UserListApi`` shape): the view validates ``request.query_params``
+with it, calls the selector with ``validated_data``, and drf-spectacular
+documents the parameters from the same fields. The upload body is not here: it
+is validated by the msgspec structs in ``reports.payload`` (see
+``reports.api.schema`` for how they reach OpenAPI).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 
 import msgspec
-from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
+from django.core.validators import MaxLengthValidator, ProhibitNullCharactersValidator, RegexValidator
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
-from reports import selectors
+from reports import forms
+from reports import payload as payload_schema
+from reports import selectors, store
 from reports.models import Host, Snapshot
 
 
@@ -78,6 +88,133 @@ class EnrollRequestSerializer(serializers.Serializer):
     enroll_secret = TextField(max_length=256)
     host_id = TextField(max_length=256, help_text="The host.id this agent will send (as in the payload's host.id).")
     hostname = TextField(max_length=255, required=False, default="", allow_blank=True)
+
+
+# --- query parameters ----------------------------------------------------------------------
+
+class QueryTextField(serializers.Field):
+    """A query-string text taken as sent; an empty optional one counts as not sent, a required one is refused.
+
+    Not a ``CharField``: drf-spectacular gives every CharField query parameter
+    that refuses blank values ``minLength: 1`` (so the schema would refuse
+    ``?search=``, which the server takes), and one that allows them a
+    ``oneOf``. The length and NUL rules are validators, which it publishes as
+    ``maxLength`` and ``pattern``; their messages are Django's form messages,
+    which the read API answered with before its parameters moved from
+    django-filter to serializers.
+    """
+
+    default_error_messages = {"blank": "This field is required.", "invalid": "Not a valid string."}
+
+    def __init__(self, *, max_length: int, **kwargs):
+        kwargs["validators"] = [MaxLengthValidator(max_length), NO_NUL]
+        super().__init__(**kwargs)
+        extend_schema_field({"type": "string", "minLength": 1} if self.required else {"type": "string"})(self)
+
+    def to_internal_value(self, data) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if not data:
+            self.fail("blank")
+        return data
+
+    def to_representation(self, value) -> str:
+        return value
+
+
+class QueryChoiceField(serializers.ChoiceField):
+    """One of a fixed list, compared exactly as sent, or empty for "any" (so the schema lists "" too)."""
+
+    default_error_messages = {"invalid_choice": "Select a valid choice. {input} is not one of the available choices."}
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, **kwargs)
+
+
+class HostFilterSerializer(serializers.Serializer):
+    """The parameters of /api/hosts/; the host list page takes the same rules (``reports.forms.HostFilterForm``)."""
+
+    search = QueryTextField(max_length=forms.SEARCH_MAX_LENGTH, required=False,
+                            help_text="Substring of hostname, IP or host id (any case).")
+    os = QueryTextField(max_length=Host._meta.get_field("os_name").max_length, required=False,
+                        help_text="Exact OS name, e.g. Linux.")
+    status = QueryChoiceField(choices=selectors.HOST_STATUSES, required=False,
+                              help_text="online, offline or stale (see INVENTORY_OFFLINE_AFTER / INVENTORY_STALE_AFTER).")
+    ordering = QueryChoiceField(choices=forms.HOST_SORTS, required=False,
+                                help_text="A field, with '-' for descending.")
+
+
+class ProcessFilterSerializer(serializers.Serializer):
+    """The parameter of /api/processes/ (the process search page's ``q``, with the same length limit)."""
+
+    name = QueryTextField(max_length=forms.SEARCH_MAX_LENGTH,
+                          help_text="Substring of a process name or command line (any case).")
+
+
+class ExactParameter(serializers.Field):
+    """A parameter read exactly as sent: an empty value is a value, not an absent parameter.
+
+    DRF reads ``?date=`` on an optional field as "not sent"; /query answers it
+    with a 400, as it always has.
+    """
+
+    def get_value(self, dictionary):
+        return dictionary.get(self.field_name, empty)
+
+
+@extend_schema_field({"type": "string", **payload_schema.IP_ADDRESS})
+class IPAddressParameter(ExactParameter):
+    default_error_messages = {
+        "required": "This parameter is required.",
+        "invalid": "{input!r} is not an IP address (scope ids are not accepted).",
+    }
+
+    def to_internal_value(self, data) -> store.IPAddress:
+        if not data:
+            self.fail("required")
+        try:
+            return store.parse_ip(data)
+        except ValueError:
+            self.fail("invalid", input=data)
+
+
+@extend_schema_field(OpenApiTypes.DATE)
+class DateParameter(ExactParameter):
+    """YYYY-MM-DD exactly (``fromisoformat`` alone also takes 20240101 or a week date)."""
+
+    default_error_messages = {"invalid": "{input!r} is not a date in the form YYYY-MM-DD."}
+    _FORM = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+    def to_internal_value(self, data) -> dt.date:
+        try:
+            if not self._FORM.match(data):
+                raise ValueError
+            return dt.date.fromisoformat(data)
+        except ValueError:
+            self.fail("invalid", input=data)
+
+
+@extend_schema_field(OpenApiTypes.BOOL)
+class BooleanParameter(ExactParameter):
+    """true/1/yes or false/0/no/empty, any case, spaces around ignored; nothing else."""
+
+    default_error_messages = {"invalid": "Use {name}=true or {name}=false."}
+    _TRUE = frozenset({"true", "1", "yes"})
+    _FALSE = frozenset({"false", "0", "no", ""})
+
+    def to_internal_value(self, data) -> bool:
+        word = data.strip().lower()
+        if word not in self._TRUE | self._FALSE:
+            self.fail("invalid", name=self.field_name)
+        return word in self._TRUE
+
+
+class QueryFilterSerializer(serializers.Serializer):
+    """The parameters of /query."""
+
+    ip = IPAddressParameter(help_text="IPv4 or IPv6 address, nothing around it (no scope id).")
+    date = DateParameter(required=False, help_text="YYYY-MM-DD; default: the newest day.")
+    latest = BooleanParameter(required=False, help_text="Only the newest snapshot of that day.")
 
 
 class EnrollResultSerializer(serializers.Serializer):

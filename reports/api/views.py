@@ -7,7 +7,6 @@ re-encoded.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 
@@ -16,9 +15,7 @@ from django.db import connection
 from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
@@ -30,18 +27,13 @@ from reports import selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
 from reports.api.errors import DayFileFull, InvalidParameters, InvalidPayload, NothingStored
-from reports.api.filters import HostFilter, ProcessFilter
 from reports.api.parsers import SnapshotParser
 from reports.auth import HostMismatch, IsAgent, IsReader, check_host_binding, enroll_secret_valid
 from reports.middleware import note_host_id
-from reports.models import Host
 from reports.network import client_ip
 from reports.throttling import EnrollThrottle, UploadThrottle, auth_failure
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _POSITIVE_INT = re.compile(r"[1-9][0-9]*")
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no", ""}
 
 
 class WrongMethodFirstMixin:
@@ -110,39 +102,20 @@ class UploadView(BaseAPIView):
         return Response(result.as_dict(), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
-def _query_params(params) -> tuple[store.IPAddress, dt.date | None, bool]:
-    errors: dict[str, list[str]] = {}
-    ip = day = None
-    raw_ip = params.get("ip", "")
-    try:
-        ip = store.parse_ip(raw_ip)
-    except ValueError:
-        message = "This parameter is required." if not raw_ip else f"{raw_ip!r} is not an IP address (scope ids are not accepted)."
-        errors["ip"] = [message]
-    raw_date = params.get("date")
-    if raw_date is not None:
-        try:
-            if not _DATE_RE.match(raw_date):
-                raise ValueError
-            day = dt.date.fromisoformat(raw_date)
-        except ValueError:
-            errors["date"] = [f"{raw_date!r} is not a date in the form YYYY-MM-DD."]
-    raw_latest = params.get("latest", "").strip().lower()
-    if raw_latest not in _TRUE | _FALSE:
-        errors["latest"] = ["Use latest=true or latest=false."]
-    if errors:
-        raise InvalidParameters("The query parameters are not valid.", errors)
-    return ip, day, raw_latest in _TRUE
+def _filters(serializer_class, request, *, detail: str = "The request is not valid.") -> dict:
+    """The query parameters, validated by the endpoint's filter serializer; a 400 naming each bad one.
+
+    ``detail`` keeps the sentence each endpoint has always answered with.
+    """
+    filters = serializer_class(data=request.query_params)
+    if not filters.is_valid():
+        raise InvalidParameters(detail, filters.errors)
+    return filters.validated_data
 
 
 @extend_schema(
     summary="The snapshots stored for one IP address",
-    parameters=[
-        OpenApiParameter("ip", {"type": "string", **payload_schema.IP_ADDRESS}, required=True,
-                         description="IPv4 or IPv6 address, nothing around it (no scope id)."),
-        OpenApiParameter("date", OpenApiTypes.DATE, description="YYYY-MM-DD; default: the newest day."),
-        OpenApiParameter("latest", OpenApiTypes.BOOL, description="Only the newest snapshot of that day."),
-    ],
+    parameters=[serializers.QueryFilterSerializer],
     responses={200: serializers.QueryResultSerializer, **_errors(400, 401, 403, 404, 429)},
     tags=["read"],
 )
@@ -152,7 +125,8 @@ class QueryView(BaseAPIView):
     permission_classes = [IsReader]
 
     def get(self, request):
-        ip, day, latest = _query_params(request.query_params)
+        filters = _filters(serializers.QueryFilterSerializer, request, detail="The query parameters are not valid.")
+        ip, day, latest = filters["ip"], filters.get("date"), filters.get("latest", False)
         answer = selectors.snapshots_for_ip(ip=ip, day=day, latest=latest)
         if answer is None:
             where = f"on {day.isoformat()}" if day else "on any day"
@@ -261,16 +235,17 @@ class ReadAPIMixin(WrongMethodFirstMixin):
 
 
 @extend_schema(summary="Hosts: search, filter by OS and status, ordering, pages",
+               parameters=[serializers.HostFilterSerializer],
                responses={200: serializers.HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
                tags=["read"])
 class HostListView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = serializers.HostSerializer
-    queryset = Host.objects.none()  # the rows come from selectors.host_list via HostFilter
-    filter_backends = [DjangoFilterBackend]
-    filterset_class = HostFilter
 
     def get_queryset(self):
-        return Host.objects.all()
+        filters = _filters(serializers.HostFilterSerializer, self.request)
+        hosts = selectors.host_list(search=filters.get("search", ""), os_name=filters.get("os", ""),
+                                    status=filters.get("status", ""), ordering=filters.get("ordering") or "hostname")
+        return selectors.with_latest_snapshot(hosts)
 
 
 @extend_schema(summary="One host", responses={200: serializers.HostSerializer, **_errors(401, 403, 404, 429)},
@@ -308,15 +283,14 @@ class SnapshotDetailView(ReadAPIMixin, APIView):
 
 
 @extend_schema(summary="Hosts whose newest snapshot runs a process matching ?name=",
+               parameters=[serializers.ProcessFilterSerializer],
                responses={200: serializers.ProcessMatchSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
                tags=["read"])
 class ProcessSearchView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = serializers.ProcessMatchSerializer
-    filter_backends = [DjangoFilterBackend]
-    filterset_class = ProcessFilter
 
     def get_queryset(self):
-        return Host.objects.all()
+        return selectors.process_matches(query=_filters(serializers.ProcessFilterSerializer, self.request)["name"])
 
 
 @require_GET

@@ -11,6 +11,7 @@ import gc
 import gzip
 import json
 import os
+import stat
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -348,6 +349,17 @@ def test_query_rejects_bad_parameters_with_400(reader_token, params, field):
     assert field in error["fields"]
 
 
+def test_query_names_every_bad_parameter_with_its_message(reader_token):
+    error = assert_error(client_for(reader_token).get("/query", {"ip": "bad", "date": "", "latest": "on"}),
+                         400, "invalid_parameters")
+    assert error["detail"] == "The query parameters are not valid."
+    assert error["fields"] == {"ip": ["'bad' is not an IP address (scope ids are not accepted)."],
+                               "date": ["'' is not a date in the form YYYY-MM-DD."],
+                               "latest": ["Use latest=true or latest=false."]}
+    assert assert_error(client_for(reader_token).get("/query", {"ip": ""}), 400, "invalid_parameters")["fields"] == \
+        {"ip": ["This parameter is required."]}
+
+
 def test_query_for_nothing_stored_is_404(reader_token, agent_token):
     assert_error(client_for(reader_token).get("/query", {"ip": "10.0.0.99"}), 404, "not_found")
     upload(agent_token)
@@ -393,3 +405,23 @@ def test_the_system_check_reports_an_unusable_data_folder(settings, tmp_path):
     settings.INVENTORY_DATA_DIR = blocker / "sub"
     assert [e.id for e in check_data_dir()] == ["reports.E001"]
     assert not os.path.exists(blocker / "sub")
+
+
+def test_the_system_check_takes_a_missing_data_folder_it_could_create_and_leaves_it_missing(settings, tmp_path):
+    """A check only looks (issue 14): the first write creates the folder, private (test_private_files)."""
+    from reports.checks import check_data_dir
+
+    settings.INVENTORY_DATA_DIR = tmp_path / "fresh" / "data"
+    assert check_data_dir() == []
+    assert not (tmp_path / "fresh").exists()
+    (tmp_path / "locked").mkdir(mode=0o500)
+    settings.INVENTORY_DATA_DIR = tmp_path / "locked" / "data"
+    assert [e.id for e in check_data_dir()] == (["reports.E001"] if os.geteuid() != 0 else [])
+
+
+def test_the_first_upload_creates_a_missing_data_folder_private(agent_token, settings, tmp_path):
+    settings.INVENTORY_DATA_DIR = tmp_path / "fresh" / "data"
+    response = upload(agent_token)
+    assert response.status_code == 201, response.content
+    assert (settings.INVENTORY_DATA_DIR / response.json()["file"]).is_file()
+    assert stat.S_IMODE(settings.INVENTORY_DATA_DIR.stat().st_mode) == 0o700

@@ -84,6 +84,21 @@ def test_bad_host_list_parameters_are_400(reader_client, fleet, params, field):
     assert body["error"] == "invalid_parameters" and field in body["fields"]
 
 
+def test_bad_host_list_parameters_are_named_with_their_messages(reader_client, fleet):
+    """Every bad parameter is reported at once, with the messages clients have always been answered with."""
+    response = reader_client.get("/api/hosts/", {"status": "sleepy", "ordering": "key_hash", "os": "x" * 65,
+                                                 "search": "a\x00b"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_parameters", "detail": "The request is not valid.", "fields": {
+        "search": ["Null characters are not allowed."],
+        "os": ["Ensure this value has at most 64 characters (it has 65)."],
+        "status": ["Select a valid choice. sleepy is not one of the available choices."],
+        "ordering": ["Select a valid choice. key_hash is not one of the available choices."],
+    }}
+    assert names(reader_client.get("/api/hosts/", {"search": "", "os": "", "status": "", "ordering": ""})) == \
+        ["db-02", "web-01", "win-07"]  # an empty parameter is no filter
+
+
 def test_a_page_past_the_end_is_404_json(reader_client, fleet):
     response = reader_client.get("/api/hosts/", {"page": 9})
     assert response.status_code == 404 and response.json()["error"] == "not_found"
