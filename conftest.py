@@ -1,7 +1,7 @@
 """Fixtures shared by the server's and the agent's tests.
 
 Every test gets its own data folder, so no test can see or damage another's
-day files. ``live_relevo`` starts a real gunicorn (see reports/tests/live.py).
+day files. ``live_relevo`` starts a real gunicorn (see relevo_testing/live.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 # Settings need a secret key; `make test` writes one into .env, this covers a bare `pytest`.
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-a-secret")
 
-from reports.tests import live
+from relevo_testing import live
 
 
 def require(condition: bool, reason: str) -> None:

@@ -31,7 +31,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.payloads import UploadTemplate, collect_snapshot  # noqa: E402
-from reports.tests import live  # noqa: E402
+from relevo_testing import live  # noqa: E402
 
 PG_URL = os.environ.get("RELEVO_PG_URL") or live.run_on_postgres() or "postgres://postgres@127.0.0.1:5432/test"
 

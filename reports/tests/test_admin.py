@@ -13,7 +13,7 @@ from django.utils import timezone
 from reports import payload as payload_schema
 from reports import services, store
 from reports.models import AgentToken, ApiToken, Host, Snapshot
-from reports.tests.factories import encode, make_payload, rewrite_as_zlib
+from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,8 @@ import pytest
 
 from agent import __version__
 from conftest import require
-from reports.tests import debian_root, live
+from relevo_testing import live
+from reports.tests import debian_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.backend_free]
 

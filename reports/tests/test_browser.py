@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from conftest import require
-from reports.tests.factories import make_payload
+from relevo_testing.factories import make_payload
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import hashlib
 import pytest
 import requests
 
-from reports.tests.factories import make_payload
+from relevo_testing.factories import make_payload
 from reports.tests.test_browser import browser, console_errors, shoot  # noqa: F401 - browser is a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

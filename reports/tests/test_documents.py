@@ -11,7 +11,7 @@ import zstandard
 
 from reports import documents
 from reports import payload as payload_schema
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 DOCUMENT = encode(make_payload(processes=300))
 

@@ -15,7 +15,7 @@ import pytest
 from reports import payload as payload_schema
 from reports import services
 from reports.models import Host, Snapshot
-from reports.tests.factories import make_inventory, make_payload, make_software, software_digest
+from relevo_testing.factories import make_inventory, make_payload, make_software, software_digest
 from reports.tests.test_api import assert_error, assert_nothing_stored, upload
 
 pytestmark = pytest.mark.django_db

@@ -23,8 +23,8 @@ from psycopg import sql
 from reports import payload as payload_schema
 from reports import services, store
 from reports.models import Host, Snapshot
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 IP = store.parse_ip("10.0.0.5")

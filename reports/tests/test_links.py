@@ -24,7 +24,7 @@ from reports import payload as payload_schema
 from reports import services, store
 from reports.middleware import RequestLogMiddleware
 from reports.models import Snapshot
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from reports import services
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from reports.models import Snapshot
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 BEFORE_RENAME = ("reports", "0004_throttle_counter_unlogged")
 

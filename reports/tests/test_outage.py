@@ -24,8 +24,8 @@ from rest_framework.test import APIClient
 
 from conftest import require
 from reports import outage, store
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 
 
 def _body(number: int, processes: int = 60) -> tuple[str, bytes]:

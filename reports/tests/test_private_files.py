@@ -17,8 +17,8 @@ import requests
 
 from reports.checks import check_private_files
 from reports.private import PrivateSqliteConnection
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 
 
 @contextlib.contextmanager

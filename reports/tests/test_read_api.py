@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from reports import payload as payload_schema
 from reports import services, store
 from reports.models import Host, Snapshot
-from reports.tests.factories import encode, make_payload, rewrite_as_zlib
+from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 
 pytestmark = pytest.mark.django_db
 

@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 
 from reports import services, store
 from reports.models import AgentToken, Host, Snapshot, ThrottleCounter
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 

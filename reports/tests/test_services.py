@@ -11,7 +11,7 @@ import pytest
 from reports import payload as payload_schema
 from reports import documents, services, store
 from reports.models import ApiToken, Host, Snapshot
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 

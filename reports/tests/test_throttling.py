@@ -17,7 +17,7 @@ import time
 import requests
 
 from reports import throttling
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 # The live servers here must run on SQLite on both legs of `make test` (an empty
 # DATABASE_URL means the embedded database): SQLite's counter file is what is under test.

@@ -16,7 +16,7 @@ from reports import payload as payload_schema
 from reports import charts, selectors, services, store
 from reports.models import Host, Snapshot
 from reports.templatetags.relevo import age
-from reports.tests.factories import encode, make_payload, rewrite_as_zlib
+from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 
 pytestmark = pytest.mark.django_db
 
