@@ -12,9 +12,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
-from reports import services
 from relevo_testing import live
 from relevo_testing.factories import encode, make_payload
+from reports import services
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from conftest import require
-from reports import locks, store
 from relevo_testing import live
+from reports import locks, store
 from reports.tests.test_multinode import PG_URL, postgres_reachable
 
 pytestmark = pytest.mark.slow

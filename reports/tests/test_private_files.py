@@ -15,10 +15,10 @@ import stat
 import pytest
 import requests
 
-from reports.checks import check_private_files
-from reports.private import PrivateSqliteConnection
 from relevo_testing import live
 from relevo_testing.factories import encode, make_payload
+from reports.checks import check_private_files
+from reports.private import PrivateSqliteConnection
 
 
 @contextlib.contextmanager

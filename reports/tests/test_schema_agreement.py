@@ -17,10 +17,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
 from reports import services, store
 from reports.models import AgentToken, Snapshot
-from relevo_testing.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 SECRET = "enroll-secret-for-tests-0123456789"
