@@ -10,17 +10,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from reports import payload as payload_schema
+from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 from reports import services, store
 from reports.models import AgentToken, ApiToken, Host, Snapshot
-from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
+from reports.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
-
-
-def ingest(payload: dict, ip: str = "10.0.0.5"):
-    return services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=timezone.now()),
-                                    ip=store.parse_ip(ip))
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from django.db import InterfaceError, OperationalError, ProgrammingError
 from rest_framework.test import APIClient
 
 from conftest import require
-from reports import outage, store
 from relevo_testing import live
 from relevo_testing.factories import encode, make_payload
+from reports import outage, store
 
 
 def _body(number: int, processes: int = 60) -> tuple[str, bytes]:
@@ -118,13 +118,6 @@ def test_an_upload_to_a_full_disk_is_507_and_readyz_and_metrics_say_so(small_fil
     small_filesystem.free()
     assert client.post("/upload", data=body, content_type="application/json").status_code == 201
     assert APIClient().get("/readyz").status_code == 200
-
-
-@pytest.fixture
-def agent_token(db):
-    from reports import services
-
-    return services.agent_token_create(name="outage")[1]
 
 
 # --- full disk, live -------------------------------------------------------------------------
