@@ -192,9 +192,8 @@ def _ensure_postgres_running(version: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.postgres_only  # restarts the machine's PostgreSQL: once, on the PostgreSQL leg (make test-postgres)
 def test_a_postgresql_restart_under_four_uploading_clients_loses_nothing(tmp_path):
-    if not live.run_on_postgres():
-        pytest.skip("restarts the machine's PostgreSQL, so it runs once, on the PostgreSQL leg (make test-postgres)")
     version = _postgres_cluster()
     require(version is not None and os.geteuid() == 0,
             "restarting PostgreSQL needs root and Debian's pg_ctlcluster with a cluster in /etc/postgresql")
