@@ -14,15 +14,7 @@ import pytest
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-a-secret")
 
 from relevo_testing import live, outages
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip outside CI, fail under CI=true: a skipped prerequisite in CI is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"prerequisite missing under CI: {reason}")
-    pytest.skip(reason)
+from relevo_testing.prerequisites import require
 
 
 def pytest_collection_modifyitems(config, items):

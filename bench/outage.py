@@ -32,9 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.payloads import UploadTemplate, collect_snapshot  # noqa: E402
 from relevo_testing import live, outages  # noqa: E402
 
-PG_URL = os.environ.get("RELEVO_PG_URL") or live.run_on_postgres() or "postgres://postgres@127.0.0.1:5432/test"
-
-
 def line(name: str, value, unit: str, target: str | None = None, ok: bool | None = None) -> None:
     suffix = f" [target {target}, {'ok' if ok else 'MISSED'}]" if target is not None else ""
     print(f"outage.{name}: {value} {unit}{suffix}", flush=True)
@@ -149,7 +146,7 @@ def db_restart(base: Path) -> None:
     version = outages.postgres_cluster()
     if version is None:
         raise SystemExit("needs Debian's pg_ctlcluster and a cluster in /etc/postgresql")
-    database_url = live.create_database(PG_URL)
+    database_url = live.create_database(live.PG_URL)
 
     def restart(clients: live.UploadClients) -> None:
         started = time.monotonic()

@@ -136,6 +136,19 @@ def run_on_postgres() -> str | None:
     return url if url.startswith(("postgres://", "postgresql://")) else None
 
 
+# The PostgreSQL the system tests and benchmarks make their databases on: RELEVO_PG_URL, else the run's own.
+PG_URL = os.environ.get("RELEVO_PG_URL") or run_on_postgres() or "postgres://postgres@127.0.0.1:5432/test"
+
+
+def postgres_reachable(url: str = PG_URL) -> bool:
+    """True when a PostgreSQL answers at *url* within five seconds."""
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
 def create_database(url: str) -> str:
     """Create an empty database on *url*'s server; returns its URL (dropped at exit at the latest)."""
     name = f"{LIVE_DB_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"

@@ -19,8 +19,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from conftest import require
 from relevo_testing.factories import make_payload
+from relevo_testing.prerequisites import require
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

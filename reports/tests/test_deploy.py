@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import require
 from relevo_testing import live
+from relevo_testing.prerequisites import require
 
 pytestmark = pytest.mark.slow
 ROOT = live.ROOT

@@ -20,9 +20,9 @@ import requests
 from django.db import InterfaceError, OperationalError, ProgrammingError
 from rest_framework.test import APIClient
 
-from conftest import require
 from relevo_testing import live, outages
 from relevo_testing.factories import encode, make_payload
+from relevo_testing.prerequisites import require
 from reports import outage, store
 
 

@@ -14,10 +14,10 @@ import sys
 import psycopg
 import pytest
 
-from conftest import require
 from relevo_testing import live
+from relevo_testing.live import PG_URL, postgres_reachable
+from relevo_testing.prerequisites import require
 from reports import locks, store
-from reports.tests.test_multinode import PG_URL, postgres_reachable
 
 pytestmark = pytest.mark.slow
 

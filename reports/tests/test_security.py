@@ -26,6 +26,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from relevo_testing.factories import encode, make_payload
+from relevo_testing.prerequisites import require
 from reports import services, store
 from reports.models import AgentToken, Host, Snapshot, ThrottleCounter
 from reports.tests.helpers import api_client, assert_error, assert_nothing_stored, upload
@@ -529,7 +530,6 @@ def _redis_up() -> bool:
 
 
 def test_throttle_counts_in_redis_when_redis_url_is_set(settings, data_dir):
-    from conftest import require
     from reports import throttling
 
     require(_redis_up(), "Redis is not running on 127.0.0.1:6379 (start redis-server to run this test)")
