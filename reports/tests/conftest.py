@@ -1,4 +1,4 @@
-"""Fixtures of the server's tests: tokens, a reader, signed-in clients.
+"""Fixtures of the server's tests: tokens, a reader, signed-in clients, a browser.
 
 The data folder, the live servers and the small file system are in the
 repository's root ``conftest.py`` (the agent's tests use them too); plain
@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from reports import services
+from reports.tests.browser import chromium
 from reports.tests.helpers import api_client
 
 
@@ -36,6 +37,13 @@ def reader_token(reader) -> str:
 def reader_client(reader_token):
     """An API client from 127.0.0.1 carrying ``reader``'s token."""
     return api_client(reader_token, ip="127.0.0.1")
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium (skips without one outside CI, fails under CI=true)."""
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from relevo_testing.factories import make_payload
-from reports.tests.test_browser import browser, console_errors, shoot  # noqa: F401 - browser is a fixture
+from reports.tests.browser import console_errors, shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
