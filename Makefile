@@ -33,6 +33,7 @@ run: install .env
 
 # The whole suite twice: on the embedded SQLite, then on PostgreSQL (PG_URL); the
 # backend_free tests (packages, Wine, a booted Debian) prove nothing new the second time.
+# postgres_only tests (a PostgreSQL restart) are deselected on the SQLite run by conftest.py.
 # pytest-django creates and drops test_relevo_<pid>, so parallel runs on one
 # server do not collide. Outside CI a missing PostgreSQL skips that run with a
 # message; under CI=true pytest runs anyway and fails on it.

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -22,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reports.tests import live  # noqa: E402  (needs ROOT on sys.path)
+from relevo_testing import live  # noqa: E402  (needs ROOT on sys.path)
 
 
 # The throttles stay on (their counting is part of the cost per request) but
@@ -36,56 +34,17 @@ def default_workers() -> int:
     return 2 * (os.cpu_count() or 1) + 1
 
 
-@dataclass
-class Server:
-    """A gunicorn master started by a benchmark, with what the load generator needs."""
-
-    url: str
-    port: int
-    process: subprocess.Popen
-    env: dict[str, str]
-    agent_token: str
-    reader_token: str
-    data_dir: Path
-    log_path: Path
-
-    def processes(self) -> list[psutil.Process]:
-        master = psutil.Process(self.process.pid)
-        return [master, *master.children(recursive=True)]
-
-    def workers(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children(recursive=True)
-
-    def stop(self) -> None:
-        live.stop_process(self.process, timeout=20)
-
-
 def start_server(base: Path, *, workers: int | None = None, extra_env: dict[str, str] | None = None,
-                 prepared=None, timeout: float = 60.0) -> Server:
-    """Migrate a fresh database, make tokens and start gunicorn with the project's config."""
-    base.mkdir(parents=True, exist_ok=True)
-    env, credentials = prepared or live.prepare(base, extra_env)
-    port = live.free_port()
-    log_path = base / f"gunicorn-{port}.log"
-    command = [sys.executable, "-m", "gunicorn", "inventory_site.wsgi",
-               "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
-               "--bind", f"127.0.0.1:{port}", "--workers", str(workers or default_workers())]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    live.wait_until_healthy(url, process, log_path, timeout=timeout)
-    return Server(url=url, port=port, process=process, env=env, data_dir=Path(env["INVENTORY_DATA_DIR"]),
-                  log_path=log_path, agent_token=credentials["agent_token"],
-                  reader_token=credentials["reader_token"])
+                 prepared=None, timeout: float = 60.0) -> live.LiveRelevo:
+    """Migrate a fresh database, make tokens and start gunicorn with the project's config (relevo_testing.live)."""
+    return live.start(base, workers=workers or default_workers(), extra_env=extra_env, prepared=prepared,
+                      timeout=timeout, deploy_config=True)
 
 
-def start_image_server(base: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> Server:
+def start_image_server(base: Path, *, extra_env: dict[str, str] | None = None,
+                       timeout: float = 60.0) -> live.LiveRelevo:
     """The server as the Docker image starts it: deploy/entrypoint.sh, 2 sync workers behind its nginx."""
-    server = live.start_entrypoint(base, extra_env=extra_env, timeout=timeout)
-    return Server(url=server.url, port=int(server.url.rsplit(":", 1)[1]), process=server.process, env=server.env,
-                  agent_token=server.agent_token, reader_token=server.reader_token, data_dir=server.data_dir,
-                  log_path=server.log_path)
+    return live.start_entrypoint(base, extra_env=extra_env, timeout=timeout)
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> dict[int, tuple[float, float]]:
@@ -110,7 +69,7 @@ def cpu_used(before: dict[int, tuple[float, float]], after: dict[int, tuple[floa
 class RssSampler:
     """Samples the largest RSS of any gunicorn worker in a background thread."""
 
-    def __init__(self, server: Server, interval: float = 0.1):
+    def __init__(self, server: live.LiveRelevo, interval: float = 0.1):
         self._server = server
         self._interval = interval
         self._stop = threading.Event()

@@ -32,7 +32,7 @@ TARGET_CPU_MS = 3.0
 TARGET_RSS_MB = 150.0
 
 
-def run_loadgen(server: common.Server, snapshot: dict, *, connections: int, count: int, duration: float) -> dict:
+def run_loadgen(server: common.live.LiveRelevo, snapshot: dict, *, connections: int, count: int, duration: float) -> dict:
     config = {"port": server.port, "token": server.agent_token, "snapshot": snapshot,
               "connections": connections, "count": count, "duration": duration}
     result = subprocess.run([sys.executable, str(Path(__file__).with_name("loadgen.py"))],

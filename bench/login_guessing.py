@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import BENCH_RATES, cpu_seconds, cpu_used, machine_line, median, report, start_server  # noqa: E402
 from bench.payloads import UploadTemplate, collect_snapshot  # noqa: E402
-from reports.tests import live  # noqa: E402
+from relevo_testing import live  # noqa: E402
 
 SMALL_PROCESSES = 5
 

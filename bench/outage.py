@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,10 +30,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.payloads import UploadTemplate, collect_snapshot  # noqa: E402
-from reports.tests import live  # noqa: E402
-
-PG_URL = os.environ.get("RELEVO_PG_URL") or live.run_on_postgres() or "postgres://postgres@127.0.0.1:5432/test"
-
+from relevo_testing import live, outages  # noqa: E402
 
 def line(name: str, value, unit: str, target: str | None = None, ok: bool | None = None) -> None:
     suffix = f" [target {target}, {'ok' if ok else 'MISSED'}]" if target is not None else ""
@@ -85,91 +81,83 @@ def report(scenario: str, clients: live.UploadClients, left: int, data_dir: Path
     line(f"{scenario}.refused_never_accepted", left, "snapshots", "0", left == 0)
 
 
+def run_through_outage(scenario: str, server: live.LiveRelevo, make_body, *, uploads: int, outage,
+                       refusal: int, data_dir: Path, database_url: str | None) -> None:
+    """Four clients upload through one outage; prints what they saw and what was kept.
+
+    *uploads* snapshots are acknowledged first, then ``outage(clients)``
+    makes the outage and ends it (printing what it measures meanwhile); the
+    clients must then get *uploads* more acknowledged without help. The
+    server is stopped before the data folder and database are checked.
+    """
+    clients = live.UploadClients(server.url, server.agent_token, make_body)
+    resumed = False
+    try:
+        clients.wait_for(lambda: clients.acknowledged_count() >= uploads, timeout=120, what="uploads")
+        outage(clients)
+        back_from = clients.acknowledged_count()
+        try:
+            clients.wait_for(lambda: clients.acknowledged_count() >= back_from + uploads, timeout=60, what="resume")
+            resumed = True
+        except AssertionError:
+            pass
+    finally:
+        left = clients.stop(drain_timeout=30)
+        live.stop_process(server.process, timeout=server.stop_timeout)
+    report(scenario, clients, left, data_dir, database_url, refusal, resumed)
+
+
 def disk_full(base: Path) -> None:
     mount_point = base / "small"
     mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)], check=True)
-    filler = mount_point / "filler"
+    problem = outages.mount_tmpfs(mount_point)
+    if problem:
+        raise SystemExit(f"cannot mount a tmpfs: {problem}")
+    small = outages.SmallFilesystem(mount_point)
     try:
         data_dir = mount_point / "data"
         server = live.start(base / "server", extra_env={
             "DATABASE_URL": "", "INVENTORY_DATA_DIR": str(data_dir), "INVENTORY_THROTTLE_UPLOAD": "off",
             "INVENTORY_MIN_FREE_BYTES": str(8 * 1024 * 1024)})
-        clients = live.UploadClients(server.url, server.agent_token, bodies({0: 400, 1: 1, 2: 400, 3: 1}))
-        resumed = False
-        try:
-            clients.wait_for(lambda: clients.acknowledged_count() >= 20, timeout=120, what="uploads")
-            _fill(filler, leave=2 * 1024 * 1024)
+
+        def fill_then_free(clients: live.UploadClients) -> None:
+            small.fill(leave=2 * 1024 * 1024)
             clients.wait_for(lambda: not_accepted(clients) >= 20, timeout=120, what="refusals")
             ready = requests.get(f"{server.url}/readyz", timeout=10)
             line("disk_full.readyz_while_full", ready.status_code, "status", "503", ready.status_code == 503)
             metrics = requests.get(f"{server.url}/metrics", timeout=10).text
             gauge = [m for m in metrics.splitlines() if m.startswith("relevo_data_dir_free_bytes ")]
             line("disk_full.free_bytes_gauge", gauge[0].split()[1] if gauge else "absent", "bytes")
-            filler.unlink()
-            back_from = clients.acknowledged_count()
-            try:
-                clients.wait_for(lambda: clients.acknowledged_count() >= back_from + 20, timeout=60, what="resume")
-                resumed = True
-            except AssertionError:
-                pass
+            small.free()
+
+        try:
+            run_through_outage("disk_full", server, bodies({0: 400, 1: 1, 2: 400, 3: 1}), uploads=20,
+                               outage=fill_then_free, refusal=507, data_dir=data_dir, database_url=None)
         finally:
-            left = clients.stop(drain_timeout=30)
             server.stop()
-        report("disk_full", clients, left, data_dir, None, 507, resumed)
         log = server.log()
         line("disk_full.refused_by_the_day_file_append", log.count("507 storage_full: StorageFull"), "answers")
         line("disk_full.refused_by_sqlite", log.count("507 storage_full: OperationalError"), "answers")
     finally:
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
-
-
-def _fill(filler: Path, *, leave: int) -> None:
-    chunk = b"\0" * (1 << 20)
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12):
-            while True:
-                try:
-                    os.write(fd, chunk[:size])
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    os.truncate(filler, max(0, filler.stat().st_size - leave))
+        outages.unmount(mount_point)
 
 
 def db_restart(base: Path) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    database_url = live.create_database(PG_URL)
-    server = live.start(base / "server", extra_env={"DATABASE_URL": database_url, "INVENTORY_THROTTLE_UPLOAD": "off"})
-    clients = live.UploadClients(server.url, server.agent_token, bodies({n: 400 for n in range(4)}))
-    resumed = False
-    try:
-        clients.wait_for(lambda: clients.acknowledged_count() >= 30, timeout=120, what="uploads")
+    version = outages.postgres_cluster()
+    if version is None:
+        raise SystemExit("needs Debian's pg_ctlcluster and a cluster in /etc/postgresql")
+    database_url = live.create_database(live.PG_URL)
+
+    def restart(clients: live.UploadClients) -> None:
         started = time.monotonic()
-        try:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                           check=True, capture_output=True, timeout=120)
-        finally:
-            for _ in range(60):
-                if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0:
-                    break
-                subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                               capture_output=True, timeout=120)
-                time.sleep(1)
+        outages.restart_postgres(version)
         line("db_restart.restart_seconds", f"{time.monotonic() - started:.1f}", "s")
-        back_from = clients.acknowledged_count()
-        try:
-            clients.wait_for(lambda: clients.acknowledged_count() >= back_from + 30, timeout=60, what="resume")
-            resumed = True
-        except AssertionError:
-            pass
-    finally:
-        left = clients.stop(drain_timeout=30)
-        live.stop_process(server.process, timeout=15)
+
     try:
-        report("db_restart", clients, left, server.data_dir, database_url, 503, resumed)
+        server = live.start(base / "server",
+                            extra_env={"DATABASE_URL": database_url, "INVENTORY_THROTTLE_UPLOAD": "off"})
+        run_through_outage("db_restart", server, bodies({n: 400 for n in range(4)}), uploads=30, outage=restart,
+                           refusal=503, data_dir=server.data_dir, database_url=database_url)
     finally:
         live.drop_database(database_url)
 

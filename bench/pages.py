@@ -31,7 +31,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reports.tests import live  # noqa: E402  (needs ROOT on the path)
+from relevo_testing import live  # noqa: E402  (needs ROOT on the path)
 
 TARGETS_MS = {"hosts page": 100, "host detail": 150}
 

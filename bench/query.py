@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common, inprocess  # noqa: E402
 from bench.payloads import collect_snapshot  # noqa: E402
-from reports.tests import live  # noqa: E402
+from relevo_testing import live  # noqa: E402
 
 TARGETS = {
     "latest": (5.0, 25.0),

@@ -26,8 +26,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402  (puts the project on sys.path)
-from reports.tests import live  # noqa: E402
-from reports.tests.factories import encode, make_payload  # noqa: E402
+from relevo_testing import live  # noqa: E402
+from relevo_testing.factories import encode, make_payload  # noqa: E402
 
 TARGET_STORED = 0.95
 

@@ -55,7 +55,7 @@ def run(tmp: Path) -> int:
     from django.test import Client
 
     from reports import services, throttling
-    from reports.tests.factories import encode, make_payload
+    from relevo_testing.factories import encode, make_payload
 
     call_command("migrate", verbosity=0)
     rate = (10**9, 60)

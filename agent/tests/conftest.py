@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from relevo_testing import ports
 
 
 @dataclass
@@ -95,6 +96,4 @@ def upload_server():
 @pytest.fixture
 def free_port() -> int:
     """A loopback port with nothing listening (the "server down" case)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return ports.free_port()

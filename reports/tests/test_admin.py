@@ -10,17 +10,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from reports import payload as payload_schema
+from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 from reports import services, store
 from reports.models import AgentToken, ApiToken, Host, Snapshot
-from reports.tests.factories import encode, make_payload, rewrite_as_zlib
+from reports.tests.helpers import api_client, assert_error, ingest, upload
 
 pytestmark = pytest.mark.django_db
-
-
-def ingest(payload: dict, ip: str = "10.0.0.5"):
-    return services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=timezone.now()),
-                                    ip=store.parse_ip(ip))
 
 
 @pytest.fixture
@@ -117,41 +112,39 @@ def test_a_created_token_really_uploads(admin_client_, client):
     assert upload.status_code == 201, upload.content
 
 
-def test_revoke_action_goes_through_the_service(admin_client_):
-    keep, _ = services.agent_token_create(name="keep")
-    drop, raw = services.agent_token_create(name="drop")
-    response = admin_client_.post("/admin/reports/agenttoken/", {
-        "action": "revoke", "_selected_action": [drop.pk],
-    }, follow=True)
-    assert "Revoked 1 token." in response.content.decode()
-    drop.refresh_from_db()
-    keep.refresh_from_db()
-    assert drop.revoked_at is not None and keep.revoked_at is None
-    listing = admin_client_.get("/admin/reports/agenttoken/", {"state": "revoked"}).content.decode()
-    assert "drop" in listing and ">keep<" not in listing
+def _read_hosts(raw: str):
+    return api_client(raw, ip="127.0.0.1").get("/api/hosts/")
 
 
-def test_api_token_revoke_action_stops_the_token_at_once(admin_client_, client, django_user_model):
-    """docs/security.md: a reader's API token is revoked in the admin like an agent token."""
+# Each kind of token: its admin model, how the service makes one, a request it authorizes, that request's status.
+TOKEN_KINDS = {
+    "agent": ("agenttoken", lambda user, name: services.agent_token_create(name=name), upload, 201),
+    "api": ("apitoken", lambda user, name: services.api_token_create(user=user, name=name), _read_hosts, 200),
+}
+
+
+@pytest.mark.parametrize("kind", TOKEN_KINDS)
+def test_revoke_action_goes_through_the_service_and_stops_the_token_at_once(kind, admin_client_, django_user_model):
+    """docs/security.md: agent and API tokens are revoked in the admin alike, effective on the next request."""
+    model, create, use, ok = TOKEN_KINDS[kind]
     reader = django_user_model.objects.create_user("reader", password="a-long-test-password")
-    keep, keep_raw = services.api_token_create(user=reader, name="keep")
-    drop, drop_raw = services.api_token_create(user=reader, name="drop")
-    assert client.get("/api/hosts/", HTTP_AUTHORIZATION=f"Token {drop_raw}").status_code == 200
-    response = admin_client_.post("/admin/reports/apitoken/", {
+    keep, keep_raw = create(reader, "keep")
+    drop, drop_raw = create(reader, "drop")
+    assert use(drop_raw).status_code == ok
+    response = admin_client_.post(f"/admin/reports/{model}/", {
         "action": "revoke", "_selected_action": [drop.pk],
     }, follow=True)
     assert "Revoked 1 token." in response.content.decode()
     drop.refresh_from_db()
     keep.refresh_from_db()
     assert drop.revoked_at is not None and keep.revoked_at is None
-    refused = client.get("/api/hosts/", HTTP_AUTHORIZATION=f"Token {drop_raw}")
-    assert refused.status_code == 401 and refused.json()["error"] == "authentication_failed"
-    assert client.get("/api/hosts/", HTTP_AUTHORIZATION=f"Token {keep_raw}").status_code == 200
-    listing = admin_client_.get("/admin/reports/apitoken/", {"state": "revoked"}).content.decode()
+    assert_error(use(drop_raw), 401, "authentication_failed")
+    assert use(keep_raw).status_code == ok
+    listing = admin_client_.get(f"/admin/reports/{model}/", {"state": "revoked"}).content.decode()
     assert "drop" in listing and ">keep<" not in listing
     # Revoking again changes nothing (the first revocation time stays).
     first = drop.revoked_at
-    admin_client_.post("/admin/reports/apitoken/", {"action": "revoke", "_selected_action": [drop.pk]})
+    admin_client_.post(f"/admin/reports/{model}/", {"action": "revoke", "_selected_action": [drop.pk]})
     drop.refresh_from_db()
     assert drop.revoked_at == first
 

@@ -14,55 +14,16 @@ import os
 import stat
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
 from reports import services, store
-from reports.models import Host, Snapshot
-from reports.tests.factories import encode, make_payload
+from reports.models import Snapshot
+from reports.tests.helpers import api_client, assert_error, assert_nothing_stored, upload
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def agent_token():
-    return services.agent_token_create(name="test")[1]
-
-
-@pytest.fixture
-def reader():
-    return get_user_model().objects.create_user("reader", password="pw-for-tests-only")
-
-
-@pytest.fixture
-def reader_token(reader):
-    return services.api_token_create(user=reader)[1]
-
-
-def client_for(token: str | None = None, ip: str = "10.0.0.5", **extra) -> APIClient:
-    client = APIClient(REMOTE_ADDR=ip, **extra)
-    if token:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
-
-
-def upload(token, payload=None, *, body: bytes | None = None, ip="10.0.0.5", content_type="application/json", **headers):
-    body = encode(payload or make_payload()) if body is None else body
-    return client_for(token, ip).generic("POST", "/upload", body, content_type=content_type, **headers)
-
-
-def assert_nothing_stored(data_dir):
-    assert [p.name for p in data_dir.iterdir() if p.name.endswith(".json")] == []
-    assert Snapshot.objects.count() == 0 and Host.objects.count() == 0
-
-
-def assert_error(response, status: int, code: str):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["error"] == code and body["detail"]
-    return body
 
 
 # --- upload: success ----------------------------------------------------------
@@ -263,9 +224,9 @@ def test_a_body_that_is_not_json_is_415(agent_token, data_dir, content_type):
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 def test_wrong_methods_are_405(agent_token, data_dir, method):
-    response = client_for(agent_token).generic(method, "/upload")
+    response = api_client(agent_token).generic(method, "/upload")
     assert_error(response, 405, "method_not_allowed")
-    assert_error(client_for().generic(method if method != "GET" else "POST", "/query"), 405, "method_not_allowed")
+    assert_error(api_client().generic(method if method != "GET" else "POST", "/query"), 405, "method_not_allowed")
     assert_nothing_stored(data_dir)
 
 
@@ -285,7 +246,7 @@ def test_query_returns_the_newest_day_the_whole_day_or_the_latest(agent_token, r
     first, second = make_payload(collected_at=now - dt.timedelta(seconds=5)), make_payload(collected_at=now)
     for payload in (old, first, second):
         assert upload(agent_token, payload).status_code == 201
-    reader = client_for(reader_token)
+    reader = api_client(reader_token)
     days = [(now - dt.timedelta(days=1)).date().isoformat(), now.date().isoformat()]
 
     newest = reader.get("/query", {"ip": "10.0.0.5"})
@@ -314,7 +275,7 @@ def test_query_streams_a_big_day_from_disk_in_bounded_chunks(agent_token, reader
     with store.locked_for_append(store.parse_ip("10.0.0.5"), day) as writer:
         for _ in range(40):  # the same document again: ~4 MB, more than 15 chunks
             writer.append(document)
-    response = client_for(reader_token).get("/query", {"ip": "10.0.0.5", "date": day.isoformat()})
+    response = api_client(reader_token).get("/query", {"ip": "10.0.0.5", "date": day.isoformat()})
     assert response.status_code == 200 and response.streaming
     chunks = list(response.streaming_content)
     assert len(chunks) > 15 and max(map(len, chunks)) <= store.STREAM_CHUNK
@@ -331,8 +292,8 @@ def test_a_signed_in_user_can_query(reader, agent_token):
 
 
 def test_query_auth(agent_token, reader_token):
-    assert_error(client_for().get("/query", {"ip": "10.0.0.5"}), 401, "not_authenticated")
-    assert_error(client_for(agent_token).get("/query", {"ip": "10.0.0.5"}), 403, "permission_denied")
+    assert_error(api_client().get("/query", {"ip": "10.0.0.5"}), 401, "not_authenticated")
+    assert_error(api_client(agent_token).get("/query", {"ip": "10.0.0.5"}), 403, "permission_denied")
 
 
 @pytest.mark.parametrize("params,field", [
@@ -345,7 +306,7 @@ def test_query_auth(agent_token, reader_token):
     ({"ip": "10.0.0.5", "latest": "maybe"}, "latest"),
 ])
 def test_query_rejects_bad_parameters_with_400(reader_token, params, field):
-    error = assert_error(client_for(reader_token).get("/query", params), 400, "invalid_parameters")
+    error = assert_error(api_client(reader_token).get("/query", params), 400, "invalid_parameters")
     assert field in error["fields"]
 
 
@@ -361,9 +322,9 @@ def test_query_names_every_bad_parameter_with_its_message(reader_token):
 
 
 def test_query_for_nothing_stored_is_404(reader_token, agent_token):
-    assert_error(client_for(reader_token).get("/query", {"ip": "10.0.0.99"}), 404, "not_found")
+    assert_error(api_client(reader_token).get("/query", {"ip": "10.0.0.99"}), 404, "not_found")
     upload(agent_token)
-    assert_error(client_for(reader_token).get("/query", {"ip": "10.0.0.5", "date": "2001-01-01"}), 404, "not_found")
+    assert_error(api_client(reader_token).get("/query", {"ip": "10.0.0.5", "date": "2001-01-01"}), 404, "not_found")
 
 
 # --- probes and errors ---------------------------------------------------------------

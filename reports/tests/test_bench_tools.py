@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require
 
 from bench.loadgen import run_load, source_address
 from bench.payloads import UploadTemplate, collect_snapshot
+from relevo_testing.prerequisites import require
 from reports import payload as payload_schema
 
 

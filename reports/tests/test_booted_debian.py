@@ -21,8 +21,9 @@ import time
 import pytest
 
 from agent import __version__
-from conftest import require
-from reports.tests import debian_root, live
+from relevo_testing import live
+from relevo_testing.prerequisites import require
+from reports.tests import debian_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.backend_free]
 

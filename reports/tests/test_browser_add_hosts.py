@@ -12,8 +12,8 @@ import hashlib
 import pytest
 import requests
 
-from reports.tests.factories import make_payload
-from reports.tests.test_browser import browser, console_errors, shoot  # noqa: F401 - browser is a fixture
+from relevo_testing.factories import make_payload
+from reports.tests.browser import console_errors, shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

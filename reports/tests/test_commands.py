@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from reports.tests import live
+from relevo_testing import live
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import require
-from reports.tests import live
+from relevo_testing import live
+from relevo_testing.prerequisites import require
 
 pytestmark = pytest.mark.slow
 ROOT = live.ROOT
@@ -163,7 +163,7 @@ def test_slow_clients_do_not_starve_agent_uploads_in_the_image(image_server):
     connection, and the uploads time out (the bench/slowloris.py run of 40 s
     prints the figures).
     """
-    from reports.tests.factories import encode, make_payload
+    from relevo_testing.factories import encode, make_payload
 
     payloads = [make_payload(host_id=f"slow-{i}") for i in range(4)]
     with live.SlowLoris(int(image_server.url.rsplit(":", 1)[1]), connections=16, interval=2.0):
@@ -179,7 +179,7 @@ def test_the_image_front_names_day_files_after_the_client_not_itself(image_serve
     """Behind its own nginx, Relevo still sees the agent's address, and a forged X-Forwarded-For changes nothing."""
     import http.client
 
-    from reports.tests.factories import encode, make_payload
+    from relevo_testing.factories import encode, make_payload
 
     port = int(image_server.url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.7", 0))

@@ -9,9 +9,9 @@ import zlib
 import pytest
 import zstandard
 
+from relevo_testing.factories import encode, make_payload
 from reports import documents
 from reports import payload as payload_schema
-from reports.tests.factories import encode, make_payload
 
 DOCUMENT = encode(make_payload(processes=300))
 

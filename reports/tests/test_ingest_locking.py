@@ -17,7 +17,7 @@ import time
 
 import requests
 
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 
 # What these tests prove is SQLite's writer queue, so their servers use SQLite on

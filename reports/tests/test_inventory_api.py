@@ -12,18 +12,13 @@ import json
 
 import pytest
 
+from relevo_testing.factories import make_inventory, make_payload, make_software, software_digest
 from reports import payload as payload_schema
 from reports import services
 from reports.models import Host, Snapshot
-from reports.tests.factories import make_inventory, make_payload, make_software, software_digest
-from reports.tests.test_api import assert_error, assert_nothing_stored, upload
+from reports.tests.helpers import assert_error, assert_nothing_stored, upload
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def agent_token():
-    return services.agent_token_create(name="test")[1]
 
 
 def _stored(data_dir, payload) -> dict:

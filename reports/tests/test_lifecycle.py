@@ -20,19 +20,19 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from psycopg import sql
 
-from reports import payload as payload_schema
-from reports import services, store
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
+from reports import store
 from reports.models import Host, Snapshot
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
+from reports.tests import helpers
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 IP = store.parse_ip("10.0.0.5")
 
 
 def ingest(*, days_ago: int, host_id: str = "host-1", ip=IP):
-    payload = make_payload(host_id=host_id, collected_at=NOW - dt.timedelta(days=days_ago))
-    return services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=NOW), ip=ip)
+    """Store a snapshot collected *days_ago* days before NOW, on a server whose clock reads NOW."""
+    return helpers.ingest(host_id=host_id, collected_at=NOW - dt.timedelta(days=days_ago), ip=ip, now=NOW)
 
 
 def run(*args) -> str:

@@ -20,11 +20,11 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 from django.utils import timezone
 
+from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
 from reports import services, store
 from reports.middleware import RequestLogMiddleware
 from reports.models import Snapshot
-from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -63,12 +63,6 @@ def stored_day(data_dir):
     result = services.snapshot_ingest(payload=payload, ip=store.parse_ip("127.0.0.1"))
     snapshot = Snapshot.objects.get(snapshot_id=result.snapshot_id)
     return snapshot.host_id, result.date
-
-
-@pytest.fixture
-def signed_in(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("ops", password="a-long-test-password"))
-    return client
 
 
 def test_the_well_formed_link_downloads_under_the_canonical_file_name(signed_in, stored_day):

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 pytestmark = pytest.mark.slow
 

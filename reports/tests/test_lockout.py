@@ -16,9 +16,9 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
 from django.utils import timezone
 
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 from reports import services
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 from reports import services
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from relevo_testing.factories import encode, make_payload
 from reports.models import Snapshot
-from reports.tests.factories import encode, make_payload
 
 BEFORE_RENAME = ("reports", "0004_throttle_counter_unlogged")
 

@@ -9,7 +9,6 @@ database exactly once, at the offset its row records.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 
@@ -17,21 +16,13 @@ import psycopg
 import pytest
 import requests
 
-from conftest import require
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
+from relevo_testing.live import PG_URL, postgres_reachable
+from relevo_testing.prerequisites import require
 
-PG_URL = os.environ.get("RELEVO_PG_URL") or live.run_on_postgres() or "postgres://postgres@127.0.0.1:5432/test"
 CLIENTS = 16
 UPLOADS_PER_CLIENT = 12
-
-
-def postgres_reachable(url: str = PG_URL) -> bool:
-    try:
-        psycopg.connect(url, connect_timeout=5).close()
-    except psycopg.OperationalError:
-        return False
-    return True
 
 
 @pytest.mark.slow

@@ -9,9 +9,7 @@ nothing acknowledged is lost, no day file or database is left torn,
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,10 +20,10 @@ import requests
 from django.db import InterfaceError, OperationalError, ProgrammingError
 from rest_framework.test import APIClient
 
-from conftest import require
+from relevo_testing import live, outages
+from relevo_testing.factories import encode, make_payload
+from relevo_testing.prerequisites import require
 from reports import outage, store
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
 
 
 def _body(number: int, processes: int = 60) -> tuple[str, bytes]:
@@ -120,13 +118,6 @@ def test_an_upload_to_a_full_disk_is_507_and_readyz_and_metrics_say_so(small_fil
     assert APIClient().get("/readyz").status_code == 200
 
 
-@pytest.fixture
-def agent_token(db):
-    from reports import services
-
-    return services.agent_token_create(name="outage")[1]
-
-
 # --- full disk, live -------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -173,36 +164,10 @@ def test_a_disk_that_fills_under_four_uploading_clients_loses_nothing(small_file
 
 # --- database restart, live (PostgreSQL leg) ---------------------------------------------------
 
-def _postgres_cluster() -> str | None:
-    """The version of the machine's one PostgreSQL cluster named main (Debian's layout), or None."""
-    try:
-        versions = sorted(os.listdir("/etc/postgresql"))
-    except OSError:
-        return None
-    return versions[-1] if versions and shutil.which("pg_ctlcluster") else None
-
-
-def _pg_ctlcluster(version: str, action: str) -> None:
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-                   check=True, capture_output=True, timeout=120)
-
-
-def _ensure_postgres_running(version: str) -> None:
-    """Whatever happened, leave the machine's PostgreSQL answering (other test runs use it)."""
-    for _ in range(60):
-        if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0:
-            return
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                       capture_output=True, timeout=120)
-        time.sleep(1)
-    raise AssertionError("PostgreSQL did not come back after the restart")
-
-
 @pytest.mark.slow
+@pytest.mark.postgres_only  # restarts the machine's PostgreSQL: once, on the PostgreSQL leg (make test-postgres)
 def test_a_postgresql_restart_under_four_uploading_clients_loses_nothing(tmp_path):
-    if not live.run_on_postgres():
-        pytest.skip("restarts the machine's PostgreSQL, so it runs once, on the PostgreSQL leg (make test-postgres)")
-    version = _postgres_cluster()
+    version = outages.postgres_cluster()
     require(version is not None and os.geteuid() == 0,
             "restarting PostgreSQL needs root and Debian's pg_ctlcluster with a cluster in /etc/postgresql")
     # pg_ctl starts the server through a shell that redirects to /dev/null as user postgres:
@@ -232,10 +197,7 @@ def test_a_postgresql_restart_under_four_uploading_clients_loses_nothing(tmp_pat
         clients.wait_for(lambda: clients.acknowledged_count() >= 30, timeout=60, what="uploads before the restart")
         watching.set()
         watcher.start()
-        try:
-            _pg_ctlcluster(version, "restart")  # the default fast mode: every session is cut
-        finally:
-            _ensure_postgres_running(version)
+        outages.restart_postgres(version)
         back_from = clients.acknowledged_count()
         clients.wait_for(lambda: clients.acknowledged_count() >= back_from + 30, timeout=60,
                          what="ingest to resume after the restart")

@@ -14,10 +14,10 @@ import sys
 import psycopg
 import pytest
 
-from conftest import require
+from relevo_testing import live
+from relevo_testing.live import PG_URL, postgres_reachable
+from relevo_testing.prerequisites import require
 from reports import locks, store
-from reports.tests import live
-from reports.tests.test_multinode import PG_URL, postgres_reachable
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def test_the_full_upload_path_runs_on_postgres(pg_database, relevo_server_factor
     """A live server on PostgreSQL stores and answers (the whole suite also runs on it: make test-postgres)."""
     import requests
 
-    from reports.tests.factories import encode, make_payload
+    from relevo_testing.factories import encode, make_payload
 
     server = relevo_server_factory(extra_env={"DATABASE_URL": pg_database})
     payload = make_payload()

@@ -15,10 +15,10 @@ import stat
 import pytest
 import requests
 
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 from reports.checks import check_private_files
 from reports.private import PrivateSqliteConnection
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
 
 
 @contextlib.contextmanager

@@ -10,28 +10,20 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 from reports import payload as payload_schema
 from reports import services, store
 from reports.models import Host, Snapshot
-from reports.tests.factories import encode, make_payload, rewrite_as_zlib
+from reports.tests import helpers
 
 pytestmark = pytest.mark.django_db
 
 
 def ingest(*, ip: str = "10.0.0.5", age: dt.timedelta = dt.timedelta(0), **kwargs) -> dict:
-    collected = (timezone.now() - age).replace(microsecond=0)
-    body = make_payload(collected_at=collected, **kwargs)
-    payload = payload_schema.decode(encode(body), now=timezone.now())
-    services.snapshot_ingest(payload=payload, ip=store.parse_ip(ip))
+    """Store a new snapshot collected *age* ago; returns the payload sent."""
+    body = make_payload(collected_at=(timezone.now() - age).replace(microsecond=0), **kwargs)
+    helpers.ingest(body, ip=ip)
     return body
-
-
-@pytest.fixture
-def reader_client():
-    user = get_user_model().objects.create_user("reader", password="pw-for-tests-only")
-    client = APIClient(REMOTE_ADDR="127.0.0.1")
-    client.credentials(HTTP_AUTHORIZATION=f"Token {services.api_token_create(user=user)[1]}")
-    return client
 
 
 @pytest.fixture

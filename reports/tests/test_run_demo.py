@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from reports.tests import live
+from relevo_testing import live
 
 
 def _listening(port: int) -> bool:

@@ -20,8 +20,8 @@ import pytest
 import requests
 import schemathesis
 
-from reports.tests import live
-from reports.tests.factories import encode, make_payload
+from relevo_testing import live
+from relevo_testing.factories import encode, make_payload
 
 pytestmark = pytest.mark.slow
 

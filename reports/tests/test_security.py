@@ -25,9 +25,11 @@ from django.core.management.base import CommandError
 from django.test import Client
 from rest_framework.test import APIClient
 
+from relevo_testing.factories import encode, make_payload
+from relevo_testing.prerequisites import require
 from reports import services, store
 from reports.models import AgentToken, Host, Snapshot, ThrottleCounter
-from reports.tests.factories import encode, make_payload
+from reports.tests.helpers import api_client, assert_error, assert_nothing_stored, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -42,35 +44,8 @@ def _enroll_secret(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def api(token: str | None = None, ip: str = "10.0.0.5") -> APIClient:
-    client = APIClient(REMOTE_ADDR=ip)
-    if token:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
-
-
-def upload(token, payload=None, *, ip="10.0.0.5", body=None, content_type="application/json", **headers):
-    body = encode(payload or make_payload()) if body is None else body
-    return api(token, ip).generic("POST", "/upload", body, content_type=content_type, **headers)
-
-
 def enroll(host_id="host-1", secret=SECRET, ip="10.0.0.5", **extra):
-    return api(ip=ip).post("/enroll", {"enroll_secret": secret, "host_id": host_id, **extra}, format="json")
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) <= {"error", "detail", "fields"} and body["error"] and body["detail"]
-    if code:
-        assert body["error"] == code, body
-    return body
-
-
-def assert_nothing_stored(data_dir: Path):
-    assert sorted(p.name for p in data_dir.iterdir() if p.suffix == ".json") == []
-    assert Snapshot.objects.count() == 0 and Host.objects.count() == 0
+    return api_client(ip=ip).post("/enroll", {"enroll_secret": secret, "host_id": host_id, **extra}, format="json")
 
 
 # --- enrollment and host-bound tokens --------------------------------------------------
@@ -161,15 +136,15 @@ def test_enrollment_is_off_without_a_configured_secret(settings):
     ({"enroll_secret": SECRET, "host_id": ["h"]}, "host_id"),
 ])
 def test_bad_enroll_bodies_are_400(body, field):
-    response = api().post("/enroll", body, format="json")
+    response = api_client().post("/enroll", body, format="json")
     assert field in assert_error(response, 400, "invalid_parameters")["fields"]
     assert AgentToken.objects.count() == 0
 
 
 def test_enroll_refuses_other_content_types_and_methods():
-    assert_error(api().post("/enroll", "enroll_secret=x", content_type="text/plain"), 415)
-    assert_error(api().get("/enroll"), 405, "method_not_allowed")
-    assert_error(api().generic("POST", "/enroll", b"{not json", content_type="application/json"), 400,
+    assert_error(api_client().post("/enroll", "enroll_secret=x", content_type="text/plain"), 415)
+    assert_error(api_client().get("/enroll"), 405, "method_not_allowed")
+    assert_error(api_client().generic("POST", "/enroll", b"{not json", content_type="application/json"), 400,
                  "malformed_body")
 
 
@@ -210,11 +185,11 @@ def principals(data_dir):
     reader = User.objects.create_user("reader", password="pw-for-tests-only")
     admin = User.objects.create_superuser("admin", "a@example.invalid", "pw-for-tests-only")
     return {
-        "none": api(),
-        "agent": api(fleet),
-        "other_host": api(other),
-        "revoked": api(revoked),
-        "reader": api(services.api_token_create(user=reader)[1]),
+        "none": api_client(),
+        "agent": api_client(fleet),
+        "other_host": api_client(other),
+        "revoked": api_client(revoked),
+        "reader": api_client(services.api_token_create(user=reader)[1]),
         "admin": _session(admin),
     }
 
@@ -301,7 +276,7 @@ def test_the_upload_count_is_one_shared_row_per_token_and_address(settings):
 def test_reads_over_the_rate_get_429(settings):
     settings.INVENTORY_THROTTLE_READ = "2/min"
     user = get_user_model().objects.create_user("reader", password="pw-for-tests-only")
-    client = api(services.api_token_create(user=user)[1])
+    client = api_client(services.api_token_create(user=user)[1])
     assert [client.get("/api/hosts/").status_code for _ in range(3)] == [200, 200, 429]
     assert int(client.get("/api/hosts/")["Retry-After"]) >= 1
 
@@ -323,10 +298,9 @@ def test_repeated_auth_failures_from_one_address_get_429(settings):
 
 def test_rates_can_be_turned_off(settings):
     settings.INVENTORY_THROTTLE_UPLOAD = "off"
-    counters = ThrottleCounter.objects.count()  # rows another test's committed work may have left
     _, raw = services.agent_token_create(name="fleet")
     assert all(upload(raw).status_code == 201 for _ in range(5))
-    assert ThrottleCounter.objects.count() == counters
+    assert not ThrottleCounter.objects.exists()
 
 
 def test_rate_strings_are_parsed_strictly():
@@ -410,7 +384,7 @@ def test_bad_input_battery(settings, data_dir, body, headers, content_type, stat
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 def test_wrong_methods_on_upload_are_405_json(data_dir, method):
     _, raw = services.agent_token_create(name="fleet")
-    assert_error(api(raw).generic(method, "/upload"), 405, "method_not_allowed")
+    assert_error(api_client(raw).generic(method, "/upload"), 405, "method_not_allowed")
     assert_nothing_stored(data_dir)
 
 
@@ -433,7 +407,7 @@ def test_forged_forwarded_addresses_cannot_pick_the_file(settings, data_dir):
 @pytest.mark.parametrize("ip", ["../../etc/passwd", "10.0.0.5/../x", "%2e%2e%2f", "10.0.0.5\x00", "::1%lo"])
 def test_query_with_path_like_addresses_is_400(ip):
     user = get_user_model().objects.create_user("reader", password="pw-for-tests-only")
-    response = api(services.api_token_create(user=user)[1]).get("/query", {"ip": ip})
+    response = api_client(services.api_token_create(user=user)[1]).get("/query", {"ip": ip})
     assert_error(response, 400, "invalid_parameters")
 
 
@@ -556,17 +530,15 @@ def _redis_up() -> bool:
 
 
 def test_throttle_counts_in_redis_when_redis_url_is_set(settings, data_dir):
-    from conftest import require
     from reports import throttling
 
     require(_redis_up(), "Redis is not running on 127.0.0.1:6379 (start redis-server to run this test)")
     settings.REDIS_URL = "redis://127.0.0.1:6379/15"
     settings.INVENTORY_THROTTLE_UPLOAD = "2/min"
     ip = f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}"  # fresh keys each run
-    counters = ThrottleCounter.objects.count()  # rows another test's committed work may have left
     _, raw = services.agent_token_create(name="fleet")
     assert [upload(raw, ip=ip).status_code for _ in range(3)] == [201, 201, 429]
-    assert ThrottleCounter.objects.count() == counters  # counted in Redis, not in the database
+    assert not ThrottleCounter.objects.exists()  # counted in Redis, not in the database
     assert isinstance(throttling.current_counter(), throttling.RedisCounter)
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 
 import pytest
 
+from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
 from reports import documents, services, store
 from reports import processes as processes_rule
 from reports.models import ApiToken, Host, Snapshot
 from reports.services import ingest as ingest_module
-from reports.tests.factories import encode, make_payload
+from reports.tests import helpers
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +23,8 @@ IP = store.parse_ip("10.0.0.5")
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 
 
-def ingest(payload: dict, ip=IP, now=NOW):
-    return services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=now), ip=ip)
+# Every snapshot here is stored from IP on a server whose clock reads NOW, unless a test says otherwise.
+ingest = functools.partial(helpers.ingest, ip=IP, now=NOW)
 
 
 def day_items(data_dir, name):

@@ -16,8 +16,8 @@ import time
 
 import requests
 
+from relevo_testing.factories import encode, make_payload
 from reports import throttling
-from reports.tests.factories import encode, make_payload
 
 # The live servers here must run on SQLite on both legs of `make test` (an empty
 # DATABASE_URL means the embedded database): SQLite's counter file is what is under test.

@@ -11,20 +11,15 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 from reports import diff as snapshot_diff_module
 from reports import payload as payload_schema
-from reports import charts, selectors, services, store
+from reports import charts, selectors
 from reports.models import Host, Snapshot
 from reports.templatetags.relevo import age
-from reports.tests.factories import encode, make_payload, rewrite_as_zlib
+from reports.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
-
-
-def ingest(payload: dict, ip: str = "10.0.0.5"):
-    now = timezone.now()
-    return services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=now),
-                                    ip=store.parse_ip(ip))
 
 
 def process(pid: int, name: str, cmdline: list[str], *, ppid: int = 1, user: str = "root",
@@ -36,13 +31,6 @@ def process(pid: int, name: str, cmdline: list[str], *, ppid: int = 1, user: str
 
 def ago(**kwargs) -> dt.datetime:
     return (timezone.now() - dt.timedelta(**kwargs)).replace(microsecond=0)
-
-
-@pytest.fixture
-def signed_in(client, django_user_model):
-    user = django_user_model.objects.create_user("ops", password="a-long-test-password")
-    client.force_login(user)
-    return client
 
 
 def host_of(result) -> Host:

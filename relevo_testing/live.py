@@ -24,21 +24,20 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import psycopg
 import requests
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[2]
+from relevo_testing.ports import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class LiveRelevo:
+    """A running server (gunicorn, or the image's entrypoint) and what a client needs to use it."""
+
     url: str
     data_dir: Path
     agent_token: str
@@ -48,17 +47,31 @@ class LiveRelevo:
     process: subprocess.Popen
     log_path: Path
     extra: dict = field(default_factory=dict)
+    stop_timeout: float = 15.0  # longer than gunicorn's graceful timeout, so SIGKILL is the exception
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def manage(self, *args: str) -> str:
         """Run a management command against this server's database; returns stdout."""
         return manage(self.env, *args)
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
+        """The master's own children: gunicorn's workers (never another test's processes)."""
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def processes(self) -> list[psutil.Process]:
+        """The master and every process below it, for CPU and memory readings."""
+        master = psutil.Process(self.process.pid)
+        return [master, *master.children(recursive=True)]
+
+    def workers(self) -> list[psutil.Process]:
+        """Every process below the master (the entrypoint's gunicorn and nginx too)."""
+        return psutil.Process(self.process.pid).children(recursive=True)
 
     def stop(self) -> None:
-        stop_process(self.process, timeout=15)
+        stop_process(self.process, timeout=self.stop_timeout)
         self.drop_database()
 
     def drop_database(self) -> None:
@@ -123,6 +136,19 @@ def run_on_postgres() -> str | None:
     return url if url.startswith(("postgres://", "postgresql://")) else None
 
 
+# The PostgreSQL the system tests and benchmarks make their databases on: RELEVO_PG_URL, else the run's own.
+PG_URL = os.environ.get("RELEVO_PG_URL") or run_on_postgres() or "postgres://postgres@127.0.0.1:5432/test"
+
+
+def postgres_reachable(url: str = PG_URL) -> bool:
+    """True when a PostgreSQL answers at *url* within five seconds."""
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
 def create_database(url: str) -> str:
     """Create an empty database on *url*'s server; returns its URL (dropped at exit at the latest)."""
     name = f"{LIVE_DB_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
@@ -180,26 +206,37 @@ def prepare(base: Path, extra_env: dict[str, str] | None = None) -> tuple[dict[s
     return env, credentials
 
 
+# gunicorn flags of the test servers: a short graceful stop keeps the suite quick.
+TEST_GUNICORN_ARGS = ("--graceful-timeout", "5", "--timeout", "60", "--no-control-socket")
+# The project's own gunicorn settings (Docker image, EC2 unit), which benchmarks measure.
+DEPLOY_GUNICORN_ARGS = ("--config", str(ROOT / "deploy" / "gunicorn.conf.py"))
+
+
 def start(base: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None,
-          prepared: tuple[dict[str, str], dict[str, str]] | None = None, timeout: float = 30.0) -> LiveRelevo:
-    """Start gunicorn for a prepared (or new) database and wait until /healthz answers."""
+          prepared: tuple[dict[str, str], dict[str, str]] | None = None, timeout: float = 30.0,
+          deploy_config: bool = False) -> LiveRelevo:
+    """Start gunicorn for a prepared (or new) database and wait until /healthz answers.
+
+    ``deploy_config`` runs it with ``deploy/gunicorn.conf.py`` (its hooks,
+    its 20 s graceful stop) instead of the test flags.
+    """
     base.mkdir(parents=True, exist_ok=True)
     env, credentials = prepared or prepare(base, extra_env)
     if env.get("PROMETHEUS_MULTIPROC_DIR"):  # the launcher makes it, as deploy/entrypoint.sh does
         Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = base / f"gunicorn-{port}.log"
+    flags = DEPLOY_GUNICORN_ARGS if deploy_config else TEST_GUNICORN_ARGS
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "inventory_site.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(workers), "--graceful-timeout", "5", "--timeout", "60",
-             "--no-control-socket"],
+            [sys.executable, "-m", "gunicorn", "inventory_site.wsgi", *flags,
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, process, log_path, timeout=timeout)
     return LiveRelevo(url=url, data_dir=Path(env["INVENTORY_DATA_DIR"]), env=env, process=process,
-                      log_path=log_path, **credentials)
+                      log_path=log_path, stop_timeout=25.0 if deploy_config else 15.0, **credentials)
 
 
 # --- signing in like a browser, from a chosen loopback address --------------------

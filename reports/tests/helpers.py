@@ -1,0 +1,64 @@
+"""What the server's tests share that is not a fixture: storing a snapshot, calling the API, checking errors.
+
+One definition each, so that a change to how ``/upload`` decodes a payload
+or how an error body looks is made in one place for every test file.
+Fixtures are in ``reports/tests/conftest.py``; the live server and the
+payload builders, which the benchmarks use too, are in ``relevo_testing``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from relevo_testing.factories import encode, make_payload
+from reports import payload as payload_schema
+from reports import services, store
+from reports.models import Host, Snapshot
+
+
+def ingest(payload: dict | None = None, *, ip: str | store.IPAddress = "10.0.0.5", now: dt.datetime | None = None,
+           **fields) -> services.IngestResult:
+    """Store one snapshot as an accepted ``/upload`` does: encoded, decoded by the schema, then ingested.
+
+    Without *payload*, ``make_payload(**fields)`` builds one. *now* is the
+    server's clock for the decoder (default: the real one).
+    """
+    payload = make_payload(**fields) if payload is None else payload
+    decoded = payload_schema.decode(encode(payload), now=now or timezone.now())
+    return services.snapshot_ingest(payload=decoded, ip=store.parse_ip(str(ip)))
+
+
+def api_client(token: str | None = None, ip: str = "10.0.0.5", **extra) -> APIClient:
+    """A DRF test client connecting from *ip*, sending ``Authorization: Token <token>`` when given one."""
+    client = APIClient(REMOTE_ADDR=ip, **extra)
+    if token:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def upload(token, payload=None, *, body: bytes | None = None, ip: str = "10.0.0.5",
+           content_type: str = "application/json", **headers):
+    """POST /upload through the full request stack; *body* (raw bytes) wins over *payload*."""
+    body = encode(payload or make_payload()) if body is None else body
+    return api_client(token, ip).generic("POST", "/upload", body, content_type=content_type, **headers)
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """The documented error shape: *status*, a JSON body of error/detail(/fields), and *code* if given."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) <= {"error", "detail", "fields"} and body["error"] and body["detail"]
+    if code:
+        assert body["error"] == code, body
+    return body
+
+
+def assert_nothing_stored(data_dir: Path) -> None:
+    """No day file and no row: what every refused upload must leave behind."""
+    assert sorted(p.name for p in data_dir.iterdir() if p.suffix == ".json") == []
+    assert Snapshot.objects.count() == 0 and Host.objects.count() == 0
