@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent import __version__
-from conftest import require
+from relevo_testing.prerequisites import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.backend_free]
 ROOT = Path(__file__).resolve().parents[2]

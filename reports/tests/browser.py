@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import requests
+
 from relevo_testing.prerequisites import require
 
 CHROMIUM = "/usr/bin/chromium"
@@ -65,3 +67,22 @@ def shoot(driver, name: str) -> None:
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 1, f"{name} scrolls sideways at {size_name} width ({overflow}px)"
     driver.set_window_size(*SIZES["laptop"])
+
+
+def upload(server, payload: dict) -> None:
+    """Send one snapshot to a live server with its agent token, as the agent does."""
+    response = requests.post(f"{server.url}/upload", json=payload, timeout=10,
+                             headers={"Authorization": f"Token {server.agent_token}"})
+    assert response.status_code == 201, response.text
+
+
+def sign_in(driver, server) -> None:
+    """Sign in as the live server's admin through the login form."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{server.url}/")
+    driver.find_element(By.ID, "id_username").send_keys("admin")
+    driver.find_element(By.ID, "id_password").send_keys(server.admin_password)
+    driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+    WebDriverWait(driver, 15).until(lambda d: "/accounts/login/" not in d.current_url)

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient
 
 from reports import addresses, services
-from reports.tests.factories import encode, make_payload
+from relevo_testing.factories import encode, make_payload
 
 IP = addresses.parse_ip("10.0.0.5")
 

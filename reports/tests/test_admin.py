@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
-from reports import services, store
+from reports import services
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 from reports.tests.helpers import api_client, assert_error, ingest, upload
 

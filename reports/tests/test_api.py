@@ -311,13 +311,13 @@ def test_query_rejects_bad_parameters_with_400(reader_token, params, field):
 
 
 def test_query_names_every_bad_parameter_with_its_message(reader_token):
-    error = assert_error(client_for(reader_token).get("/query", {"ip": "bad", "date": "", "latest": "on"}),
+    error = assert_error(api_client(reader_token).get("/query", {"ip": "bad", "date": "", "latest": "on"}),
                          400, "invalid_parameters")
     assert error["detail"] == "The query parameters are not valid."
     assert error["fields"] == {"ip": ["'bad' is not an IP address (scope ids are not accepted)."],
                                "date": ["'' is not a date in the form YYYY-MM-DD."],
                                "latest": ["Use latest=true or latest=false."]}
-    assert assert_error(client_for(reader_token).get("/query", {"ip": ""}), 400, "invalid_parameters")["fields"] == \
+    assert assert_error(api_client(reader_token).get("/query", {"ip": ""}), 400, "invalid_parameters")["fields"] == \
         {"ip": ["This parameter is required."]}
 
 

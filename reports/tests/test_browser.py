@@ -12,10 +12,9 @@ import uuid
 from urllib.parse import quote
 
 import pytest
-import requests
 
 from relevo_testing.factories import make_payload
-from reports.tests.browser import console_errors, shoot
+from reports.tests.browser import console_errors, shoot, upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,12 +23,6 @@ def process(pid, name, cmdline, *, ppid=1, user="root", cpu=0.0, rss=10_000_000)
     return {"pid": pid, "ppid": ppid, "name": name, "username": user, "status": "sleeping", "create_time": None,
             "cpu_percent": cpu, "memory_rss_bytes": rss, "memory_percent": 0.2, "num_threads": 2,
             "exe": None, "cmdline": cmdline}
-
-
-def upload(server, payload: dict) -> None:
-    response = requests.post(f"{server.url}/upload", json=payload, timeout=10,
-                             headers={"Authorization": f"Token {server.agent_token}"})
-    assert response.status_code == 201, response.text
 
 
 def test_a_person_signs_in_and_browses_hosts_processes_and_changes(live_relevo, browser):

@@ -13,22 +13,11 @@ import pytest
 import requests
 
 from relevo_testing.factories import make_payload
-from reports.tests.browser import console_errors, shoot
+from reports.tests.browser import console_errors, shoot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 MSI = "relevo-agent-1.0.0-x64.msi"
-
-
-def sign_in(driver, server) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(f"{server.url}/")
-    driver.find_element(By.ID, "id_username").send_keys("admin")
-    driver.find_element(By.ID, "id_password").send_keys(server.admin_password)
-    driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
-    WebDriverWait(driver, 15).until(lambda d: "/accounts/login/" not in d.current_url)
 
 
 def test_staff_add_hosts_downloads_a_package_and_makes_a_working_fleet_token(relevo_server_factory, browser,

@@ -13,14 +13,13 @@ import uuid
 
 import pytest
 
-from reports.tests.factories import make_inventory, make_payload, make_software
-from reports.tests.test_browser import browser, console_errors, shoot, upload  # noqa: F401 (browser is a fixture)
-from reports.tests.test_browser_add_hosts import sign_in
+from relevo_testing.factories import make_inventory, make_payload, make_software
+from reports.tests.browser import console_errors, shoot, sign_in, upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_a_person_reads_a_hosts_inventory_and_sees_an_upgrade_and_a_closed_port(live_relevo, browser):  # noqa: F811
+def test_a_person_reads_a_hosts_inventory_and_sees_an_upgrade_and_a_closed_port(live_relevo, browser):
     server, driver = live_relevo, browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

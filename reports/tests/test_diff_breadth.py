@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from reports import payload as payload_schema
 from reports.diff import FREE_DROP_POINTS, LOW_FREE_PERCENT, Uncompared, snapshot_diff, software_diff, version_compare
-from reports.tests.factories import encode, make_inventory, make_payload, make_software
+from relevo_testing.factories import encode, make_inventory, make_payload, make_software
 
 INVENTORY_FIELDS = ("software", "software_digest", "software_count", "listening", "disks", "interfaces",
                     "services", "hardware")

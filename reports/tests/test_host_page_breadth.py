@@ -10,17 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-import uuid
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from reports import breadth, services, store
-from reports import payload as payload_schema
+from reports import breadth
 from reports.models import Snapshot
-from reports.tests.factories import encode, make_inventory, make_payload, make_software
-from reports.tests.test_views import signed_in  # noqa: F401 (a fixture)
+from relevo_testing.factories import make_inventory, make_payload, make_software
+from reports.tests import helpers
 
 pytestmark = pytest.mark.django_db
 
@@ -30,9 +28,7 @@ AREAS = ("hardware", "disks", "interfaces", "listening", "services", "software")
 
 
 def ingest(payload: dict, ip: str = "10.0.0.5"):
-    result = services.snapshot_ingest(payload=payload_schema.decode(encode(payload), now=timezone.now()),
-                                      ip=store.parse_ip(ip))
-    return Snapshot.objects.get(snapshot_id=result.snapshot_id)
+    return Snapshot.objects.get(snapshot_id=helpers.ingest(payload, ip=ip).snapshot_id)
 
 
 def ago(**kwargs) -> dt.datetime:

@@ -14,7 +14,6 @@ import pytest
 
 from relevo_testing.factories import make_inventory, make_payload, make_software, software_digest
 from reports import payload as payload_schema
-from reports import services
 from reports.models import Host, Snapshot
 from reports.tests.helpers import assert_error, assert_nothing_stored, upload
 

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from relevo_testing import live
 from relevo_testing.factories import encode, make_payload
-from reports import store
+from reports import services, store
 from reports.models import Host, Snapshot
 from reports.tests import helpers
 
