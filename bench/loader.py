@@ -30,7 +30,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from reports import documents, services, store
+from reports import addresses, documents, services
 from reports import processes as process_rule
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
@@ -159,7 +159,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                 batch_hosts.append(Host(
                     host_id=payload.host.id, first_seen=first_seen, last_seen=last_seen,
                     process_index=process_rule.process_index(payload.processes),
-                    **services.host_columns(payload, store.parse_ip(ip)),
+                    **services.host_columns(payload, addresses.parse_ip(ip)),
                 ))
                 plans.append((document, last_seen, ip, total))
             Host.objects.bulk_create(batch_hosts)

@@ -29,7 +29,7 @@ from django.db import connection  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 
-from reports import locks, metrics, store  # noqa: E402
+from reports import addresses, locks, metrics  # noqa: E402
 from reports.middleware import RequestLogMiddleware, note_host_id  # noqa: E402
 
 ROUNDS, CALLS = 5, 5000
@@ -56,7 +56,7 @@ def main() -> None:
 
     middleware = RequestLogMiddleware(view)
     request = factory.post("/upload", data=b"{}", content_type="application/json", REMOTE_ADDR="10.0.0.5")
-    ip, day = store.parse_ip("10.0.0.5"), dt.date(2026, 11, 27)
+    ip, day = addresses.parse_ip("10.0.0.5"), dt.date(2026, 11, 27)
 
     def lock_round_trip():
         with locks.day_file_lock(ip, day):

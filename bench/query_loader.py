@@ -31,7 +31,7 @@ import msgspec
 from django.db import connection, transaction
 from django.test import override_settings
 
-from reports import documents, services, store
+from reports import addresses, documents, services, store
 from reports import processes as process_rule
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
@@ -109,7 +109,7 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
                rng: random.Random) -> tuple[LoadedHost, list[list]]:
     """One host's Host row (created here), day files if asked, and its Snapshot rows (returned)."""
     ip = host_ip(index)
-    address = store.parse_ip(ip)
+    address = addresses.parse_ip(ip)
     template = _StoredTemplate(_host_snapshot(base_snapshot, index, rng), ip)
     payload = template.payload
     shared_blob = None if with_files else documents.pack(template.document(uuid.uuid4(), dt.datetime.now(dt.timezone.utc)))

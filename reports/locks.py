@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 from django.db import DatabaseError, connection
 
-from reports import store
+from reports import addresses, store
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,14 @@ logger = logging.getLogger(__name__)
 _NAMESPACE = b"relevo-day-file:"
 
 
-def lock_key(ip: store.IPAddress, day: dt.date) -> int:
+def lock_key(ip: addresses.IPAddress, day: dt.date) -> int:
     """A signed 64-bit key for the day file (PostgreSQL's advisory keys are bigint)."""
     digest = hashlib.blake2b(_NAMESPACE + store.file_name(ip, day).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
 @contextlib.contextmanager
-def day_file_lock(ip: store.IPAddress, day: dt.date) -> Iterator[None]:
+def day_file_lock(ip: addresses.IPAddress, day: dt.date) -> Iterator[None]:
     """Hold the cross-node lock of one day file (a no-op on SQLite)."""
     if connection.vendor != "postgresql":
         yield
@@ -66,7 +66,7 @@ def day_file_lock(ip: store.IPAddress, day: dt.date) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def day_file_locked(ip: store.IPAddress, day: dt.date) -> Iterator[store.DayFileWriter]:
+def day_file_locked(ip: addresses.IPAddress, day: dt.date) -> Iterator[store.DayFileWriter]:
     """Every lock a writer of one day file needs, in the one order all writers use: file, then database.
 
     Ingest and the lifecycle services (prune, reindex, export) all enter a

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 
 from reports import payload as payload_schema
-from reports import models, rowsql, store
+from reports import addresses, models, rowsql, store
 from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
 from reports.models import Host, Snapshot
@@ -32,13 +32,13 @@ class DaySnapshots:
     snapshots: store.DayFileStream
 
 
-def available_dates(*, ip: store.IPAddress) -> list[dt.date]:
+def available_dates(*, ip: addresses.IPAddress) -> list[dt.date]:
     return list(
         Snapshot.objects.filter(ip=str(ip)).order_by("day").values_list("day", flat=True).distinct()
     )
 
 
-def snapshots_for_ip(*, ip: store.IPAddress, day: dt.date | None = None, latest: bool = False) -> DaySnapshots | None:
+def snapshots_for_ip(*, ip: addresses.IPAddress, day: dt.date | None = None, latest: bool = False) -> DaySnapshots | None:
     """The snapshots of *ip* on *day* (default: its most recent day), or None if nothing is stored."""
     dates = available_dates(ip=ip)
     if day is None:
@@ -56,7 +56,7 @@ def snapshots_for_ip(*, ip: store.IPAddress, day: dt.date | None = None, latest:
     return DaySnapshots(str(ip), day, dates, stream)
 
 
-def _latest_document(*, ip: store.IPAddress, day: dt.date) -> bytes | None:
+def _latest_document(*, ip: addresses.IPAddress, day: dt.date) -> bytes | None:
     """The newest document of the day, read from its file by offset (the row's copy if the file lost it)."""
     row = rowsql.select_one(Snapshot, ["file_name", "file_offset", "file_length"],
                             where={"ip": str(ip), "day": day}, order_by=("-collected_at", "-file_offset"))
@@ -246,7 +246,7 @@ def host_day_files(*, host: Host) -> list[DayFile]:
 def host_day_file(*, host: Host, ip: str, day: dt.date) -> store.DayFileStream | None:
     """A day file, streamed, only if *host* has a snapshot in it (so a page cannot fetch arbitrary files)."""
     try:
-        address = store.parse_ip(ip)
+        address = addresses.parse_ip(ip)
     except ValueError:
         return None
     if not Snapshot.objects.filter(host=host, ip=str(address), day=day).exists():
@@ -319,13 +319,13 @@ def process_search_matches(*, query: str, limit: int = 100, lines_per_host: int 
 
 # --- data lifecycle ---------------------------------------------------------------
 
-def snapshot_days(*, before: dt.date | None = None) -> list[tuple[store.IPAddress, dt.date]]:
+def snapshot_days(*, before: dt.date | None = None) -> list[tuple[addresses.IPAddress, dt.date]]:
     """Every (address, day) that has rows, oldest first; with *before*, only days before it."""
     rows = Snapshot.objects.all()
     if before is not None:
         rows = rows.filter(day__lt=before)
     pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
-    return [(store.parse_ip(ip), day) for ip, day in pairs]
+    return [(addresses.parse_ip(ip), day) for ip, day in pairs]
 
 
 # --- read API: matching processes --------------------------------------

@@ -3,7 +3,7 @@ import datetime as dt
 
 from django.urls import path, register_converter
 
-from reports import store, views
+from reports import addresses, views
 
 
 class DateConverter:
@@ -26,7 +26,7 @@ class IPAddressConverter:
     regex = r"[0-9A-Fa-f.:]{2,45}"
 
     def to_python(self, value):
-        return store.parse_ip(value)  # ValueError: Django tries the next route, then 404
+        return addresses.parse_ip(value)  # ValueError: Django tries the next route, then 404
 
     def to_url(self, value):
         return str(value)

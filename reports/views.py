@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import breadth, charts, selectors, services, store
+from reports import addresses, breadth, charts, selectors, services, store
 from reports import packages as agent_packages
 from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm
 
@@ -135,7 +135,7 @@ def host_changes(request, pk: int):
 
 @login_required
 @require_GET
-def host_day_file(request, pk: int, ip: store.IPAddress, day: dt.date):
+def host_day_file(request, pk: int, ip: addresses.IPAddress, day: dt.date):
     host = selectors.host_get(pk=pk)
     content = selectors.host_day_file(host=host, ip=str(ip), day=day) if host else None
     if content is None:

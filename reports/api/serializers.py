@@ -21,9 +21,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from reports import forms
+from reports import addresses, forms
 from reports import payload as payload_schema
-from reports import selectors, store
+from reports import selectors
 from reports.models import Host, Snapshot
 
 
@@ -169,11 +169,11 @@ class IPAddressParameter(ExactParameter):
         "invalid": "{input!r} is not an IP address (scope ids are not accepted).",
     }
 
-    def to_internal_value(self, data) -> store.IPAddress:
+    def to_internal_value(self, data) -> addresses.IPAddress:
         if not data:
             self.fail("required")
         try:
-            return store.parse_ip(data)
+            return addresses.parse_ip(data)
         except ValueError:
             self.fail("invalid", input=data)
 

@@ -30,7 +30,7 @@ from reports.api.errors import DayFileFull, InvalidParameters, InvalidPayload, N
 from reports.api.parsers import SnapshotParser
 from reports.auth import HostMismatch, IsAgent, IsReader, check_host_binding, enroll_secret_valid
 from reports.middleware import note_host_id
-from reports.network import client_ip
+from reports.addresses import client_ip
 from reports.throttling import EnrollThrottle, UploadThrottle, auth_failure
 
 _POSITIVE_INT = re.compile(r"[1-9][0-9]*")
@@ -85,7 +85,7 @@ class UploadView(BaseAPIView):
         note_host_id(request, snapshot.host.id)
         check_host_binding(request.auth, snapshot.host.id)
         try:
-            ip = client_ip(request.META)
+            ip = client_ip(request)
         except ValueError:
             raise InvalidParameters("The server cannot tell which address this upload came from.") from None
         try:

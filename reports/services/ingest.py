@@ -35,7 +35,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import documents, locks, processes, rowsql, store
+from reports import addresses, documents, locks, processes, rowsql, store
 from reports.dbwrite import write_transaction
 from reports.models import Host, Snapshot
 
@@ -109,7 +109,7 @@ def snapshot_day(collected_at: dt.datetime) -> dt.date:
 def snapshot_ingest(
     *,
     payload: payload_schema.SnapshotPayload,
-    ip: store.IPAddress,
+    ip: addresses.IPAddress,
     received_at: dt.datetime | None = None,
     host_binding: str | None = None,
 ) -> IngestResult:
@@ -225,7 +225,7 @@ def snapshot_summary(payload: payload_schema.SnapshotPayload) -> dict[str, objec
     }
 
 
-def host_columns(payload: payload_schema.SnapshotPayload, ip: store.IPAddress) -> dict[str, object]:
+def host_columns(payload: payload_schema.SnapshotPayload, ip: addresses.IPAddress) -> dict[str, object]:
     """The HOST_COLUMNS a snapshot gives its host: what the host looks like if this snapshot is its newest."""
     return {
         "hostname": payload.host.hostname[:255],
@@ -238,7 +238,7 @@ def host_columns(payload: payload_schema.SnapshotPayload, ip: store.IPAddress) -
 def _record(
     *,
     payload: payload_schema.SnapshotPayload,
-    ip: store.IPAddress,
+    ip: addresses.IPAddress,
     day: dt.date,
     received_at: dt.datetime,
     appended: store.Appended,
@@ -276,7 +276,7 @@ def _host_get_or_create(payload: payload_schema.SnapshotPayload, columns: dict[s
         return host
 
 
-def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip: store.IPAddress, day: dt.date,
+def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip: addresses.IPAddress, day: dt.date,
                      received_at: dt.datetime, appended: store.Appended, prepared: _Prepared,
                      columns: dict[str, object]) -> int:
     """Insert the Snapshot row (summary columns, file position, compressed document); returns its pk."""
@@ -351,7 +351,7 @@ def _host_for_update(host_id: str) -> Host | None:
     return rowsql.select_one(Host, _HOST_UPDATE_FIELDS, where={"host_id": host_id}, for_update=True)
 
 
-def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, day: dt.date) -> uuid.UUID | None:
+def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: addresses.IPAddress, day: dt.date) -> uuid.UUID | None:
     """Record the file's last document if a crash kept it from reaching the database.
 
     Only the last document can be in that state: every writer checks this
@@ -388,7 +388,7 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: store.IPAddress, 
     return stored.payload.snapshot_id
 
 
-def snapshot_record_stored(stored: payload_schema.StoredSnapshot, *, ip: store.IPAddress, day: dt.date,
+def snapshot_record_stored(stored: payload_schema.StoredSnapshot, *, ip: addresses.IPAddress, day: dt.date,
                            writer: store.DayFileWriter, offset: int, document: bytes,
                            prepared: _Prepared | None = None) -> None:
     """Record a document that is already in its day file at *offset* (inside the caller's transaction).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import msgspec
 from django.db import transaction
 
-from reports import locks, store
+from reports import addresses, locks
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
 from reports.services.ingest import snapshot_record_stored
@@ -45,7 +45,7 @@ class DayChange:
     action: DayAction
 
 
-def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
+def day_prune(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
     """Remove one day: its file and its rows, together; hosts left with no snapshot go too.
 
     The file is unlinked inside the transaction, just before the commit: if
@@ -66,7 +66,7 @@ def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> Da
     return DayChange(writer.path.name, count, DayAction.REMOVED)
 
 
-def day_reindex(*, ip: store.IPAddress, day: dt.date) -> DayChange:
+def day_reindex(*, ip: addresses.IPAddress, day: dt.date) -> DayChange:
     """Record every document of a day file that has no row yet (disaster recovery; idempotent)."""
     with locks.day_file_locked(ip, day) as writer, transaction.atomic():
         known = set(Snapshot.objects.filter(ip=str(ip), day=day).values_list("snapshot_id", flat=True))
@@ -95,7 +95,7 @@ class _DocumentId(msgspec.Struct):
     snapshot_id: uuid.UUID
 
 
-def day_export(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
+def day_export(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
     """Write a day file back from the database rows (their compressed documents), in file order.
 
     A file that holds a snapshot the database does not know is left alone:

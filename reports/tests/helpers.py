@@ -16,11 +16,11 @@ from rest_framework.test import APIClient
 
 from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
-from reports import services, store
+from reports import addresses, services
 from reports.models import Host, Snapshot
 
 
-def ingest(payload: dict | None = None, *, ip: str | store.IPAddress = "10.0.0.5", now: dt.datetime | None = None,
+def ingest(payload: dict | None = None, *, ip: str | addresses.IPAddress = "10.0.0.5", now: dt.datetime | None = None,
            **fields) -> services.IngestResult:
     """Store one snapshot as an accepted ``/upload`` does: encoded, decoded by the schema, then ingested.
 
@@ -29,7 +29,7 @@ def ingest(payload: dict | None = None, *, ip: str | store.IPAddress = "10.0.0.5
     """
     payload = make_payload(**fields) if payload is None else payload
     decoded = payload_schema.decode(encode(payload), now=now or timezone.now())
-    return services.snapshot_ingest(payload=decoded, ip=store.parse_ip(str(ip)))
+    return services.snapshot_ingest(payload=decoded, ip=addresses.parse_ip(str(ip)))
 
 
 def api_client(token: str | None = None, ip: str = "10.0.0.5", **extra) -> APIClient:

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
-from reports import services, store
+from reports import addresses, services, store
 from reports.models import Snapshot
 from reports.tests.helpers import api_client, assert_error, assert_nothing_stored, upload
 
@@ -272,7 +272,7 @@ def test_query_streams_a_big_day_from_disk_in_bounded_chunks(agent_token, reader
     [path] = data_dir.glob("10.0.0.5_*.json")
     day = dt.date.fromisoformat(path.name.split("_")[1][:-5])
     document = path.read_bytes()[2:-3]
-    with store.locked_for_append(store.parse_ip("10.0.0.5"), day) as writer:
+    with store.locked_for_append(addresses.parse_ip("10.0.0.5"), day) as writer:
         for _ in range(40):  # the same document again: ~4 MB, more than 15 chunks
             writer.append(document)
     response = api_client(reader_token).get("/query", {"ip": "10.0.0.5", "date": day.isoformat()})

@@ -21,11 +21,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULE_MAP = ROOT / "docs" / "architecture.md"
 
-CORE_ADDR = pytest.mark.xfail(strict=True, reason="cycle removed by the core-addr branch")
-TARGET_LAYOUT = pytest.mark.xfail(strict=True, reason="the map names the target layout (addresses.py, services/, "
-                                                      "filter serializers): true once the branches are merged")
-
-
 # --- reading the source ----------------------------------------------------------------------
 
 def source_modules(root: Path, package: str) -> dict[str, Path]:
@@ -171,7 +166,7 @@ def placement(modules: dict[str, Path], rows: dict[str, str]) -> dict[str, list[
 
 # --- the tree ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("package", [pytest.param("reports", marks=CORE_ADDR), "agent"])
+@pytest.mark.parametrize("package", ["reports", "agent"])
 def test_no_import_cycle(package):
     graph, modules = import_graph(ROOT, package)
     cycles = import_cycles(graph)
@@ -179,7 +174,7 @@ def test_no_import_cycle(package):
         describe(cycle, graph, modules) for cycle in cycles)
 
 
-@pytest.mark.parametrize("package", [pytest.param("reports", marks=CORE_ADDR), "agent"])
+@pytest.mark.parametrize("package", ["reports", "agent"])
 def test_no_import_climbs_a_layer_of_the_module_map(package):
     """A module imports its own layer or a lower one (unplaced modules are the next test's failure)."""
     graph, modules = import_graph(ROOT, package)
@@ -191,7 +186,7 @@ def test_no_import_climbs_a_layer_of_the_module_map(package):
     assert not climbing, "imports up a layer of docs/architecture.md's module map:\n" + "\n".join(climbing)
 
 
-@pytest.mark.parametrize("package", [pytest.param("reports", marks=TARGET_LAYOUT), "agent"])
+@pytest.mark.parametrize("package", ["reports", "agent"])
 def test_the_module_map_places_every_module_once_and_names_only_real_ones(package):
     _, modules = import_graph(ROOT, package)
     _, rows = module_map(package)

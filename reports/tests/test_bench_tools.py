@@ -99,7 +99,7 @@ def test_upload_cost_counts_the_same_instructions_for_the_same_snapshot(tmp_path
 def test_the_loader_fills_host_rows_as_ingest_would():
     """bench/loader.py skips ingest; its host columns must still be what ingest derives (no drift)."""
     from bench import loader
-    from reports import services, store
+    from reports import addresses, services
     from reports.models import Host
 
     loader.load(hosts=4, snapshots_per_host=2, progress=lambda _: None)
@@ -107,6 +107,6 @@ def test_the_loader_fills_host_rows_as_ingest_would():
     assert len(hosts) == 4
     for host in hosts:
         payload = payload_schema.decode_stored(host.latest_snapshot.document_bytes).payload
-        expected = services.host_columns(payload, store.parse_ip(host.last_ip))
+        expected = services.host_columns(payload, addresses.parse_ip(host.last_ip))
         assert {name: getattr(host, name) for name in expected} == expected
         assert host.os_version == host.latest_snapshot.os_version != ""

@@ -22,12 +22,12 @@ from psycopg import sql
 
 from relevo_testing import live
 from relevo_testing.factories import encode, make_payload
-from reports import services, store
+from reports import addresses, services, store
 from reports.models import Host, Snapshot
 from reports.tests import helpers
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-IP = store.parse_ip("10.0.0.5")
+IP = addresses.parse_ip("10.0.0.5")
 
 
 def ingest(*, days_ago: int, host_id: str = "host-1", ip=IP):
@@ -74,9 +74,9 @@ def test_prune_removes_old_files_rows_and_hosts_left_empty(data_dir):
 
 @pytest.mark.django_db
 def test_prune_removes_a_day_that_only_one_store_still_has(data_dir):
-    only_rows = ingest(days_ago=120, ip=store.parse_ip("10.0.0.6"))
+    only_rows = ingest(days_ago=120, ip=addresses.parse_ip("10.0.0.6"))
     (data_dir / only_rows.file).unlink()
-    only_file = ingest(days_ago=110, ip=store.parse_ip("10.0.0.7"), host_id="h7")
+    only_file = ingest(days_ago=110, ip=addresses.parse_ip("10.0.0.7"), host_id="h7")
     Snapshot.objects.filter(snapshot_id=only_file.snapshot_id).delete()
     run("prune", "--older-than", "90d")
     assert day_files(data_dir) == [] and Snapshot.objects.count() == 0
@@ -127,7 +127,7 @@ def test_export_never_overwrites_a_file_with_snapshots_the_database_lacks(data_d
         call_command("export_snapshots", stdout=io.StringIO(), stderr=err)
     assert "1 snapshots are not in the database" in err.getvalue()
     assert (data_dir / kept.file).read_bytes() == before
-    change = services.day_export(ip=store.parse_ip(kept.ip), day=dt.date.fromisoformat(kept.date))
+    change = services.day_export(ip=addresses.parse_ip(kept.ip), day=dt.date.fromisoformat(kept.date))
     assert (change.action, change.snapshots) == (services.DayAction.NOT_IN_DATABASE, 1)
 
 

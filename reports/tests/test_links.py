@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
-from reports import services, store
+from reports import addresses, services
 from reports.middleware import RequestLogMiddleware
 from reports.models import Snapshot
 
@@ -60,7 +60,7 @@ def request_log():
 def stored_day(data_dir):
     """One snapshot of a host from 127.0.0.1, so the well-formed link has a file to serve."""
     payload = payload_schema.decode(encode(make_payload()), now=timezone.now())
-    result = services.snapshot_ingest(payload=payload, ip=store.parse_ip("127.0.0.1"))
+    result = services.snapshot_ingest(payload=payload, ip=addresses.parse_ip("127.0.0.1"))
     snapshot = Snapshot.objects.get(snapshot_id=result.snapshot_id)
     return snapshot.host_id, result.date
 

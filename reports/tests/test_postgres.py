@@ -17,7 +17,7 @@ import pytest
 from relevo_testing import live
 from relevo_testing.live import PG_URL, postgres_reachable
 from relevo_testing.prerequisites import require
-from reports import locks, store
+from reports import addresses, locks
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +49,9 @@ def test_database_url_gives_postgres_without_sqlite_options(pg_database, tmp_pat
 
 
 def test_lock_keys_are_stable_and_differ_per_day_file():
-    ip, other = store.parse_ip("10.0.0.5"), store.parse_ip("10.0.0.6")
+    ip, other = addresses.parse_ip("10.0.0.5"), addresses.parse_ip("10.0.0.6")
     day = dt.date(2026, 11, 27)
-    assert locks.lock_key(ip, day) == locks.lock_key(store.parse_ip("::ffff:10.0.0.5"), day)
+    assert locks.lock_key(ip, day) == locks.lock_key(addresses.parse_ip("::ffff:10.0.0.5"), day)
     keys = {locks.lock_key(ip, day), locks.lock_key(other, day), locks.lock_key(ip, day + dt.timedelta(days=1))}
     assert len(keys) == 3 and all(-2**63 <= key < 2**63 for key in keys)
 
@@ -62,11 +62,11 @@ def test_the_day_file_lock_is_held_in_postgres_until_released(pg_database, tmp_p
     holder = _python(env, (
         "import django, sys, datetime as dt; django.setup()\n"
         "from reports import locks, store\n"
-        "with locks.day_file_lock(store.parse_ip('10.0.0.5'), dt.date(2026, 11, 27)):\n"
+        "with locks.day_file_lock(addresses.parse_ip('10.0.0.5'), dt.date(2026, 11, 27)):\n"
         "    print('held', flush=True); sys.stdin.readline()\n"
         "print('released', flush=True); sys.stdin.readline()\n"
     ), stdin=subprocess.PIPE)
-    key = locks.lock_key(store.parse_ip("10.0.0.5"), dt.date(2026, 11, 27))
+    key = locks.lock_key(addresses.parse_ip("10.0.0.5"), dt.date(2026, 11, 27))
     try:
         assert holder.stdout.readline().strip() == "held"
         with psycopg.connect(pg_database, autocommit=True) as other_node:

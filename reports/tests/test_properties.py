@@ -23,9 +23,9 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from reports import store
+from reports import addresses, store
 
-IP = store.parse_ip("192.0.2.10")
+IP = addresses.parse_ip("192.0.2.10")
 DAY = dt.date(2026, 11, 27)
 
 # Padding that looks like the file's own structure, to trip a naive repair.

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from relevo_testing.factories import encode, make_payload, rewrite_as_zlib
 from reports import payload as payload_schema
-from reports import services, store
+from reports import addresses, services
 from reports.models import Host, Snapshot
 from reports.tests import helpers
 
@@ -153,7 +153,7 @@ def test_process_search_lists_hosts_and_their_matching_processes(reader_client):
     body["processes"][1]["name"] = "postgres"
     body["processes"][1]["cmdline"] = ["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/pg"]
     payload = payload_schema.decode(encode(body), now=timezone.now())
-    services.snapshot_ingest(payload=payload, ip=store.parse_ip("10.0.0.5"))
+    services.snapshot_ingest(payload=payload, ip=addresses.parse_ip("10.0.0.5"))
     ingest(host_id="id-b", hostname="b-1", ip="10.0.0.6")
     response = reader_client.get("/api/processes/", {"name": "POSTGRES"})
     assert response.status_code == 200

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
-from reports import services, store
+from reports import addresses, services
 from reports.models import AgentToken, Snapshot
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def reader():
     client = APIClient(REMOTE_ADDR="127.0.0.1")
     client.credentials(HTTP_AUTHORIZATION=f"Token {services.api_token_create(user=user)[1]}")
     payload = payload_schema.decode(encode(make_payload()), now=timezone.now())
-    services.snapshot_ingest(payload=payload, ip=store.parse_ip("10.0.0.5"))
+    services.snapshot_ingest(payload=payload, ip=addresses.parse_ip("10.0.0.5"))
     return client
 
 

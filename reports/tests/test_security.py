@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 
 from relevo_testing.factories import encode, make_payload
 from relevo_testing.prerequisites import require
-from reports import services, store
+from reports import addresses, services, store
 from reports.models import AgentToken, Host, Snapshot, ThrottleCounter
 from reports.tests.helpers import api_client, assert_error, assert_nothing_stored, upload
 
@@ -420,7 +420,7 @@ def test_day_file_names_never_leave_the_folder(data_dir):
     @hsettings(max_examples=300, deadline=None)
     @given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)), st.dates())
     def check(ip, day):
-        path = store.day_path(store.parse_ip(str(ip)), day)
+        path = store.day_path(addresses.parse_ip(str(ip)), day)
         assert path.parent == data_dir and "/" not in path.name and ".." not in path.name
         assert store.parse_file_name(path.name) is not None
 

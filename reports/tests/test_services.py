@@ -11,7 +11,7 @@ import pytest
 
 from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
-from reports import documents, services, store
+from reports import addresses, documents, services, store
 from reports import processes as processes_rule
 from reports.models import ApiToken, Host, Snapshot
 from reports.services import ingest as ingest_module
@@ -19,7 +19,7 @@ from reports.tests import helpers
 
 pytestmark = pytest.mark.django_db
 
-IP = store.parse_ip("10.0.0.5")
+IP = addresses.parse_ip("10.0.0.5")
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 
 
@@ -50,7 +50,7 @@ def test_a_replayed_snapshot_id_stores_nothing_new(data_dir):
     payload = make_payload(collected_at=NOW)
     first = ingest(payload)
     before = (data_dir / first.file).read_bytes()
-    again = ingest(payload, ip=store.parse_ip("10.9.9.9"))
+    again = ingest(payload, ip=addresses.parse_ip("10.9.9.9"))
     assert not again.created and again.as_dict() == first.as_dict()
     assert (data_dir / first.file).read_bytes() == before
     assert Snapshot.objects.count() == 1
@@ -201,7 +201,7 @@ def test_a_replay_that_races_past_the_first_check_is_undone_by_the_unique_constr
         return None if len(calls) == 1 else real_lookup(snapshot_id)
 
     monkeypatch.setattr(ingest_module, "_snapshot_by_id", stale_first_check)
-    again = ingest(payload, ip=store.parse_ip("10.9.9.9"))
+    again = ingest(payload, ip=addresses.parse_ip("10.9.9.9"))
     assert not again.created and again.as_dict() == first.as_dict()
     assert sorted(p.name for p in data_dir.iterdir()) == [first.file], "the second copy must be cut back out"
     assert Snapshot.objects.count() == 1
@@ -222,7 +222,7 @@ def test_first_uploads_of_a_new_host_from_two_addresses_at_once_both_succeed(dat
         try:
             payload = payload_schema.decode(encode(make_payload(host_id="brand-new", collected_at=NOW)), now=NOW)
             barrier.wait(timeout=10)
-            results.append(services.snapshot_ingest(payload=payload, ip=store.parse_ip(address)))
+            results.append(services.snapshot_ingest(payload=payload, ip=addresses.parse_ip(address)))
         except Exception as exc:  # reported below; a thread's exception would otherwise vanish
             errors.append(exc)
         finally:

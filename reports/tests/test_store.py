@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from reports import store
+from reports import addresses, store
 
 DAY = dt.date(2026, 11, 27)
-IP = store.parse_ip("10.0.0.5")
+IP = addresses.parse_ip("10.0.0.5")
 
 
 def doc(n: int, size: int = 40) -> bytes:
@@ -31,7 +31,7 @@ def append(ip, day, document: bytes) -> store.Appended:
 
 def test_file_name_is_ip_and_day_and_round_trips():
     assert store.file_name(IP, DAY) == "10.0.0.5_2026-11-27.json"
-    v6 = store.parse_ip("2001:db8::1")
+    v6 = addresses.parse_ip("2001:db8::1")
     assert store.file_name(v6, DAY) == "2001-db8--1_2026-11-27.json"
     assert store.parse_file_name("2001-db8--1_2026-11-27.json") == (v6, DAY)
     assert store.parse_file_name("10.0.0.5_2026-11-27.json") == (IP, DAY)
@@ -233,7 +233,7 @@ def test_an_append_that_meets_a_full_disk_is_cut_back_and_nothing_else_changes(s
     assert (small_filesystem.path / "data" / first.file_name).read_bytes() == before
     assert json.loads(read_day(IP, DAY)) == [json.loads(doc(1))]
 
-    other = store.parse_ip("10.0.0.6")
+    other = addresses.parse_ip("10.0.0.6")
     with pytest.raises(store.StorageFull):
         append(other, DAY, doc(3, size=256 * 1024))
     assert read_day(other, DAY) is None
