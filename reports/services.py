@@ -36,7 +36,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import documents, locks, rowsql, store
+from reports import documents, inventory_index, locks, rowsql, store
 from reports.dbwrite import write_transaction
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 
@@ -277,6 +277,7 @@ def _record(
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
+    inventory_index.host_rows_update(host=host, payload=payload, changes=changes)
     if changes:
         rowsql.update(Host, host.pk, changes)
     return wanted
@@ -467,7 +468,9 @@ def day_prune(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> Da
         with transaction.atomic():
             host_ids = set(rows.values_list("host_id", flat=True))
             rows.delete()
-            Host.objects.filter(pk__in=host_ids, snapshots__isnull=True).delete()
+            gone = Host.objects.filter(pk__in=host_ids, snapshots__isnull=True)
+            inventory_index.hosts_forget(host_pks=gone.values_list("pk", flat=True))
+            gone.delete()
             writer.remove()
     return DayChange(writer.path.name, count, "removed")
 
