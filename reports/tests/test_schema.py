@@ -54,6 +54,11 @@ OPERATIONS = [
     ("POST", "/upload"), ("POST", "/enroll"), ("GET", "/query"), ("GET", "/api/hosts/"),
     ("GET", "/api/hosts/{id}/"), ("GET", "/api/hosts/{id}/snapshots/"),
     ("GET", "/api/snapshots/{snapshot_id}/"), ("GET", "/api/processes/"),
+    # The inventory read API (reports/api/inventory_views.py).
+    ("GET", "/api/software/"), ("GET", "/api/software.csv"), ("GET", "/api/software/hosts/"),
+    ("GET", "/api/hosts.csv"), ("GET", "/api/hosts/{id}/software/"), ("GET", "/api/hosts/{id}/software.csv"),
+    ("GET", "/api/hosts/{id}/listening/"), ("GET", "/api/hosts/{id}/disks/"), ("GET", "/api/hosts/{id}/interfaces/"),
+    ("GET", "/api/hosts/{id}/services/"), ("GET", "/api/hosts/{id}/hardware/"),
 ]
 
 
