@@ -48,3 +48,16 @@ class ProcessFilterForm(forms.Form):
 class ProcessSearchForm(forms.Form):
     q = forms.CharField(required=False, max_length=256, label="Process name or command line",
                         widget=forms.TextInput(attrs={"placeholder": "e.g. nginx or --port 5432", "type": "search"}))
+
+
+class SoftwareSearchForm(forms.Form):
+    """The Software page: the fleet list (``q`` filters names), or with ``name`` the hosts that have it."""
+
+    q = forms.CharField(required=False, max_length=256, label="Package name",
+                        widget=forms.TextInput(attrs={"placeholder": "e.g. openssl", "type": "search"}))
+    name = forms.CharField(required=False, max_length=1024, widget=forms.HiddenInput)
+    version = forms.CharField(required=False, max_length=256, widget=forms.HiddenInput)
+
+    def value(self, name: str) -> str:
+        self.is_valid()
+        return self.cleaned_data.get(name) or ""

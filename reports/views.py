@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import charts, selectors, services, store
+from reports import charts, inventory_selectors, selectors, services, store
 from reports import packages as agent_packages
-from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm
+from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
 
 HOSTS_PER_PAGE = 50
 SNAPSHOTS_PER_PAGE = 25
@@ -191,3 +191,24 @@ def agent_package_download(request, name: str):
     if handle is None:
         return _not_found(request, "package")
     return FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
+
+
+SOFTWARE_PER_PAGE = 50
+
+
+@login_required
+@require_GET
+def software_list(request):
+    """The fleet's software with host counts; with ``name`` (and ``version``), the hosts that have it."""
+    form = SoftwareSearchForm(request.GET)
+    name, version = form.value("name"), form.value("version")
+    if name:
+        rows = inventory_selectors.hosts_with_software(name=name, version=version)
+    else:
+        rows = inventory_selectors.software_list(search=form.value("q").strip())
+    page = Paginator(rows, SOFTWARE_PER_PAGE).get_page(request.GET.get("page"))
+    now = timezone.now()
+    return render(request, "reports/software_list.html", {
+        "nav": "software", "form": form, "page": page, "name": name, "version": version, "query": form.value("q"),
+        "host_rows": [(host, selectors.host_status(host, now)) for host in page] if name else None,
+    })
