@@ -63,6 +63,19 @@ def hosts_with_full_disk(*, used_percent: float = DISK_FULL_PERCENT) -> QuerySet
     return _hosts(HostDisk.objects.filter(used_percent__gte=used_percent))
 
 
+def hosts_narrowed(hosts: QuerySet[Host], *, software: str = "", port: int | None = None,
+                   disk_full: bool = False) -> QuerySet[Host]:
+    """*hosts* (the hosts list as filtered) kept to those with a package, a listening port, a full disk."""
+    if software:
+        packages = Software.objects.filter(name=software)
+        hosts = hosts.filter(pk__in=HostSoftware.objects.filter(software__in=packages.values("pk")).values("host"))
+    if port is not None:
+        hosts = hosts.filter(pk__in=HostListeningSocket.objects.filter(port=port).values("host"))
+    if disk_full:
+        hosts = hosts.filter(pk__in=HostDisk.objects.filter(used_percent__gte=DISK_FULL_PERCENT).values("host"))
+    return hosts
+
+
 @dataclass(frozen=True)
 class HostPackage:
     """A package in one host's current software list."""

@@ -30,8 +30,10 @@ def fleet():
                                  ("db-1", "10.0.0.7", "3.0.13")]:
         software = [{"name": "openssl", "version": version, "source": "deb"},
                     {"name": "<script>alert(1)</script>", "version": "1", "source": "deb"}]
-        payload = make_payload(host_id=host_id, hostname=host_id, collected_at=NOW,
-                               **make_inventory(software=software))
+        inventory = make_inventory(software=software)
+        if host_id == "db-1":
+            inventory["disks"] = [{"mount_point": "/", "total_bytes": 100, "free_bytes": 50}]
+        payload = make_payload(host_id=host_id, hostname=host_id, collected_at=NOW, **inventory)
         assert upload(token, payload, ip=ip).status_code == 201
 
 
@@ -62,3 +64,20 @@ def test_a_package_drills_down_to_its_hosts(signed_in, fleet):
 def test_the_software_page_needs_a_sign_in(client):
     url = reverse("reports:software_list")
     assert client.get(url)["Location"] == f"/accounts/login/?next={url}"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"software": "openssl"}, ["db-1", "web-1", "web-2"]),
+    ({"software": "openssl", "q": "web"}, ["web-1", "web-2"]),
+    ({"software": "curl"}, []),
+    ({"port": "22"}, ["db-1", "web-1", "web-2"]),
+    ({"port": "3389"}, []),
+    ({"disk_full": "on"}, ["web-1", "web-2"]),
+    ({"disk_full": "on", "port": "22", "software": "openssl"}, ["web-1", "web-2"]),
+    ({"port": "not a port"}, ["db-1", "web-1", "web-2"]),  # a bad value is dropped, as the other filters do
+])
+def test_the_host_list_filters_by_software_port_and_full_disk(signed_in, fleet, query, expected):
+    response = signed_in.get(reverse("reports:host_list"), query)
+    assert response.status_code == 200
+    shown = [host.host_id for host, _status in response.context["rows"]]
+    assert sorted(shown) == expected
