@@ -75,7 +75,7 @@ def run(script: str, limit: int, extra: list[str]) -> tuple[list[dict], str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated script names (ingest,dayfile,query,upload_cost,agent,pages,search)")
+    parser.add_argument("--only", default="", help="comma-separated script names (ingest,dayfile,query,upload_cost,agent,pages)")
     parser.add_argument("--quick", action="store_true", help="smaller runs, for checking the scripts work")
     args = parser.parse_args(argv)
     wanted = {name.strip().removesuffix(".py") for name in args.only.split(",") if name.strip()}

@@ -147,7 +147,8 @@ def _load(*, hosts: int, packages: int, postgres: bool) -> float:
             used = min(99.9, rng.betavariate(4, 3) * 100)
             free = int(total * (1 - used / 100))
             disks.append(HostDisk(host_id=host_pk, mount_point=mount, device="/dev/sda1", fs_type="ext4",
-                                  total_bytes=total, free_bytes=free, used_percent=round(100 * (total - free) / total, 3)))
+                                  total_bytes=total, free_bytes=free,
+                                  used_percent=round(100 * (total - free) / total, 3)))
     with transaction.atomic():
         HostListeningSocket.objects.bulk_create(sockets, batch_size=2000)
         HostDisk.objects.bulk_create(disks, batch_size=2000)

@@ -21,8 +21,10 @@ class HostFilterForm(forms.Form):
     os = forms.ChoiceField(required=False, label="OS")
     status = forms.ChoiceField(required=False, label="Status", choices=STATUS_CHOICES)
     sort = forms.CharField(required=False, max_length=32, widget=forms.HiddenInput)
-    software = forms.CharField(required=False, max_length=1024, label="Has software",
-                               widget=forms.TextInput(attrs={"placeholder": "exact name, e.g. openssl", "type": "search"}))
+    software = forms.CharField(
+        required=False, max_length=1024, label="Has software",
+        widget=forms.TextInput(attrs={"placeholder": "exact name, e.g. openssl", "type": "search"}),
+    )
     port = forms.IntegerField(required=False, min_value=1, max_value=65_535, label="Listens on port")
     disk_full = forms.BooleanField(required=False, label="A disk over 90% full")
 
