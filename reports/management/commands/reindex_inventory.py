@@ -24,7 +24,7 @@ class Command(BaseCommand):
         hosts = rebuilt = 0
         for pk in Host.objects.order_by("pk").values_list("pk", flat=True):
             with write_transaction():
-                host = (Host.objects.select_for_update().select_related("latest_snapshot", "software_snapshot")
+                host = (Host.objects.select_for_update(of=("self",)).select_related("latest_snapshot", "software_snapshot")
                         .filter(pk=pk).first())
                 if host is None:
                     continue  # pruned meanwhile
