@@ -24,8 +24,8 @@ class Command(BaseCommand):
         hosts = rebuilt = 0
         for pk in Host.objects.order_by("pk").values_list("pk", flat=True):
             with write_transaction():
-                host = (Host.objects.select_for_update(of=("self",)).select_related("latest_snapshot", "software_snapshot")
-                        .filter(pk=pk).first())
+                host = (Host.objects.select_for_update(of=("self",))
+                        .select_related("latest_snapshot", "software_snapshot").filter(pk=pk).first())
                 if host is None:
                     continue  # pruned meanwhile
                 hosts += 1
