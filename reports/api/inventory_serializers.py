@@ -32,6 +32,17 @@ class SoftwareHostsParams(SoftwareFilterParams):
     name = TextField(max_length=1024, help_text="Exact package name, e.g. openssl.")
 
 
+class ListeningHostsParams(serializers.Serializer):
+    port = serializers.IntegerField(min_value=0, max_value=65_535, help_text="The port, e.g. 3389.")
+    protocol = serializers.ChoiceField(choices=["tcp", "udp"], required=False, help_text="Default: either.")
+
+
+class DiskHostsParams(serializers.Serializer):
+    used_percent = serializers.FloatField(
+        min_value=0, max_value=100, required=False, default=90.0,
+        help_text="Hosts with a file system at least this full, in percent (default 90).")
+
+
 class HostSoftwareParams(serializers.Serializer):
     search = TextField(max_length=256, required=False, help_text="Substring of the package name (any case).")
 

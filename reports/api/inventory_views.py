@@ -75,6 +75,28 @@ class SoftwareHostListView(ReadAPIMixin, generics.ListAPIView):
         return selectors.with_latest_snapshot(hosts)
 
 
+@extend_schema(summary="Hosts whose newest snapshot listens on a port (?port=, optional protocol)",
+               parameters=[s.ListeningHostsParams],
+               responses={200: HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)}, tags=["read"])
+class ListeningHostListView(ReadAPIMixin, generics.ListAPIView):
+    serializer_class = HostSerializer
+
+    def get_queryset(self):
+        hosts = inventory_selectors.hosts_listening(**_params(s.ListeningHostsParams, self.request))
+        return selectors.with_latest_snapshot(hosts)
+
+
+@extend_schema(summary="Hosts with a file system at least ?used_percent= full (default 90)",
+               parameters=[s.DiskHostsParams],
+               responses={200: HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)}, tags=["read"])
+class DiskHostListView(ReadAPIMixin, generics.ListAPIView):
+    serializer_class = HostSerializer
+
+    def get_queryset(self):
+        hosts = inventory_selectors.hosts_with_full_disk(**_params(s.DiskHostsParams, self.request))
+        return selectors.with_latest_snapshot(hosts)
+
+
 @extend_schema(summary="A host's current software list, by name", parameters=[s.HostSoftwareParams],
                responses={200: s.HostPackageSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
                tags=["read"])

@@ -21,6 +21,8 @@ urlpatterns = [
     path("api/software/", inventory_views.SoftwareListView.as_view(), name="software_list"),
     path("api/software.csv", inventory_views.SoftwareCSVView.as_view(), name="software_csv"),
     path("api/software/hosts/", inventory_views.SoftwareHostListView.as_view(), name="software_host_list"),
+    path("api/listening/hosts/", inventory_views.ListeningHostListView.as_view(), name="listening_host_list"),
+    path("api/disks/hosts/", inventory_views.DiskHostListView.as_view(), name="disk_host_list"),
     path("api/hosts.csv", inventory_views.HostCSVView.as_view(), name="host_csv"),
     path("api/hosts/<int:pk>/software/", inventory_views.HostSoftwareListView.as_view(), name="host_software"),
     path("api/hosts/<int:pk>/software.csv", inventory_views.HostSoftwareCSVView.as_view(),

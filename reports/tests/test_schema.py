@@ -56,6 +56,7 @@ OPERATIONS = [
     ("GET", "/api/snapshots/{snapshot_id}/"), ("GET", "/api/processes/"),
     # The inventory read API (reports/api/inventory_views.py).
     ("GET", "/api/software/"), ("GET", "/api/software.csv"), ("GET", "/api/software/hosts/"),
+    ("GET", "/api/listening/hosts/"), ("GET", "/api/disks/hosts/"),
     ("GET", "/api/hosts.csv"), ("GET", "/api/hosts/{id}/software/"), ("GET", "/api/hosts/{id}/software.csv"),
     ("GET", "/api/hosts/{id}/listening/"), ("GET", "/api/hosts/{id}/disks/"), ("GET", "/api/hosts/{id}/interfaces/"),
     ("GET", "/api/hosts/{id}/services/"), ("GET", "/api/hosts/{id}/hardware/"),

@@ -90,6 +90,18 @@ def test_hosts_having_a_package_and_version(reader_client, fleet):
     assert get(reader_client, "/api/software/hosts/", name="curl")["results"][0]["hostname"] == "host-a"
 
 
+def test_hosts_listening_on_a_port_and_with_a_full_disk(reader_client, fleet):
+    def hosts(path, **params):
+        return [h["host_id"] for h in get(reader_client, path, **params)["results"]]
+
+    assert hosts("/api/listening/hosts/", port=22) == ["a", "b"]
+    assert hosts("/api/listening/hosts/", port=22, protocol="udp") == []
+    assert hosts("/api/listening/hosts/", port=53, protocol="udp") == ["a", "b"]
+    assert hosts("/api/listening/hosts/", port=3389) == []
+    assert hosts("/api/disks/hosts/") == ["a", "b"]
+    assert hosts("/api/disks/hosts/", used_percent=91.5) == []
+
+
 def test_a_hosts_software_sockets_and_disks(reader_client, fleet):
     base = f"/api/hosts/{fleet['a']}"
     software = get(reader_client, f"{base}/software/")
@@ -135,6 +147,11 @@ def test_an_unknown_host_is_404(reader_client, fleet, path):
     ("/api/software/", {"vendor": "a\0b"}, "vendor"),
     ("/api/software/", {"page": "0"}, "page"),
     ("/api/software/hosts/", {}, "name"),
+    ("/api/listening/hosts/", {}, "port"),
+    ("/api/listening/hosts/", {"port": "65536"}, "port"),
+    ("/api/listening/hosts/", {"port": "22", "protocol": "sctp"}, "protocol"),
+    ("/api/disks/hosts/", {"used_percent": "101"}, "used_percent"),
+    ("/api/disks/hosts/", {"used_percent": "nan"}, "used_percent"),
     ("/api/software/hosts/", {"name": "openssl", "version": ""}, "version"),
     ("/api/hosts/{a}/software/", {"search": ""}, "search"),
     ("/api/hosts/{a}/listening/", {"page_size": "x"}, "page_size"),
