@@ -64,37 +64,29 @@ class SoftwareListView(ReadAPIMixin, generics.ListAPIView):
         return inventory_selectors.software_list(**_params(s.SoftwareListParams, self.request))
 
 
-@extend_schema(summary="Hosts whose current software has a package (?name=, optional version, vendor, source)",
-               parameters=[s.SoftwareHostsParams],
-               responses={200: HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)}, tags=["read"])
-class SoftwareHostListView(ReadAPIMixin, generics.ListAPIView):
-    serializer_class = HostSerializer
+def _host_search(summary: str, params_class, search):
+    """A list of hosts matching one search of ``inventory_selectors``, shaped like /api/hosts/."""
 
-    def get_queryset(self):
-        hosts = inventory_selectors.hosts_with_software(**_params(s.SoftwareHostsParams, self.request))
-        return selectors.with_latest_snapshot(hosts)
+    @extend_schema(summary=summary, parameters=[params_class],
+                   responses={200: HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)}, tags=["read"])
+    class HostSearchView(ReadAPIMixin, generics.ListAPIView):
+        serializer_class = HostSerializer
 
+        def get_queryset(self):
+            return selectors.with_latest_snapshot(search(**_params(params_class, self.request)))
 
-@extend_schema(summary="Hosts whose newest snapshot listens on a port (?port=, optional protocol)",
-               parameters=[s.ListeningHostsParams],
-               responses={200: HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)}, tags=["read"])
-class ListeningHostListView(ReadAPIMixin, generics.ListAPIView):
-    serializer_class = HostSerializer
-
-    def get_queryset(self):
-        hosts = inventory_selectors.hosts_listening(**_params(s.ListeningHostsParams, self.request))
-        return selectors.with_latest_snapshot(hosts)
+    return HostSearchView
 
 
-@extend_schema(summary="Hosts with a file system at least ?used_percent= full (default 90)",
-               parameters=[s.DiskHostsParams],
-               responses={200: HostSerializer(many=True), **_errors(400, 401, 403, 404, 429)}, tags=["read"])
-class DiskHostListView(ReadAPIMixin, generics.ListAPIView):
-    serializer_class = HostSerializer
-
-    def get_queryset(self):
-        hosts = inventory_selectors.hosts_with_full_disk(**_params(s.DiskHostsParams, self.request))
-        return selectors.with_latest_snapshot(hosts)
+SoftwareHostListView = _host_search(
+    "Hosts whose current software has a package (?name=, optional version, vendor, source)",
+    s.SoftwareHostsParams, inventory_selectors.hosts_with_software)
+ListeningHostListView = _host_search(
+    "Hosts whose newest snapshot listens on a port (?port=, optional protocol)",
+    s.ListeningHostsParams, inventory_selectors.hosts_listening)
+DiskHostListView = _host_search(
+    "Hosts with a file system at least ?used_percent= full (default 90)",
+    s.DiskHostsParams, inventory_selectors.hosts_with_full_disk)
 
 
 @extend_schema(summary="A host's current software list, by name", parameters=[s.HostSoftwareParams],
@@ -108,43 +100,33 @@ class HostSoftwareListView(ReadAPIMixin, generics.ListAPIView):
         return inventory_selectors.host_software(host=_host(self.kwargs["pk"]), **params)
 
 
-@extend_schema(summary="The sockets a host listens on (its newest snapshot)",
-               responses={200: s.ListeningSocketSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
-               tags=["read"])
-class HostListeningListView(ReadAPIMixin, generics.ListAPIView):
-    serializer_class = s.ListeningSocketSerializer
+def _host_area(summary: str, serializer_class, rows):
+    """One host's list of one inventory area (``rows(host)``), paginated; 404 for an unknown host."""
 
-    def get_queryset(self):
-        return inventory_selectors.host_listening(host=_host(self.kwargs["pk"]))
+    @extend_schema(summary=summary, responses={200: serializer_class(many=True),
+                                               **_errors(400, 401, 403, 404, 429)}, tags=["read"])
+    class HostAreaView(ReadAPIMixin, generics.ListAPIView):
+        def get_serializer_class(self):
+            return serializer_class
 
+        def get_queryset(self):
+            return rows(_host(self.kwargs["pk"]))
 
-@extend_schema(summary="A host's mounted file systems (its newest snapshot)",
-               responses={200: s.DiskSerializer(many=True), **_errors(400, 401, 403, 404, 429)}, tags=["read"])
-class HostDiskListView(ReadAPIMixin, generics.ListAPIView):
-    serializer_class = s.DiskSerializer
-
-    def get_queryset(self):
-        return inventory_selectors.host_disks(host=_host(self.kwargs["pk"]))
+    return HostAreaView
 
 
-@extend_schema(summary="A host's network interfaces (its newest snapshot)",
-               responses={200: s.InterfaceSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
-               tags=["read"])
-class HostInterfaceListView(ReadAPIMixin, generics.ListAPIView):
-    serializer_class = s.InterfaceSerializer
-
-    def get_queryset(self):
-        return inventory_selectors.host_inventory(host=_host(self.kwargs["pk"])).interfaces or []
-
-
-@extend_schema(summary="A host's services (its newest snapshot)",
-               responses={200: s.ServiceSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
-               tags=["read"])
-class HostServiceListView(ReadAPIMixin, generics.ListAPIView):
-    serializer_class = s.ServiceSerializer
-
-    def get_queryset(self):
-        return inventory_selectors.host_inventory(host=_host(self.kwargs["pk"])).services or []
+HostListeningListView = _host_area(
+    "The sockets a host listens on (its newest snapshot)", s.ListeningSocketSerializer,
+    lambda host: inventory_selectors.host_listening(host=host))
+HostDiskListView = _host_area(
+    "A host's mounted file systems (its newest snapshot)", s.DiskSerializer,
+    lambda host: inventory_selectors.host_disks(host=host))
+HostInterfaceListView = _host_area(
+    "A host's network interfaces (its newest snapshot)", s.InterfaceSerializer,
+    lambda host: inventory_selectors.host_inventory(host=host).interfaces or [])
+HostServiceListView = _host_area(
+    "A host's services (its newest snapshot)", s.ServiceSerializer,
+    lambda host: inventory_selectors.host_inventory(host=host).services or [])
 
 
 @extend_schema(summary="A host's hardware (its newest snapshot)",
