@@ -27,6 +27,7 @@ SCRIPTS = [
     ("upload_cost.py", 300, ["--uploads", "100", "--counted", "10"]),
     ("agent.py", 300, []),
     ("pages.py", 600, []),
+    ("search.py", 1200, ["--hosts", "500", "--requests", "50"]),
 ]
 OTHER_LIMIT = 300
 # Modules in bench/ that are parts of benchmarks, not benchmarks.

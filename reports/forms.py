@@ -38,6 +38,12 @@ class HostFilterForm(QueryForm):
     os = forms.ChoiceField(required=False, label="OS")
     status = forms.ChoiceField(required=False, label="Status", choices=STATUS_CHOICES)
     sort = forms.ChoiceField(required=False, choices=[(name, name) for name in HOST_SORTS], widget=forms.HiddenInput)
+    software = forms.CharField(
+        required=False, max_length=1024, label="Has software",
+        widget=forms.TextInput(attrs={"placeholder": "exact name, e.g. openssl", "type": "search"}),
+    )
+    port = forms.IntegerField(required=False, min_value=1, max_value=65_535, label="Listens on port")
+    disk_full = forms.BooleanField(required=False, label="A disk over 90% full")
 
     def __init__(self, *args, os_names: list[str] = (), **kwargs):
         super().__init__(*args, **kwargs)
@@ -54,3 +60,12 @@ class ProcessFilterForm(QueryForm):
 class ProcessSearchForm(QueryForm):
     q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Process name or command line",
                         widget=forms.TextInput(attrs={"placeholder": "e.g. nginx or --port 5432", "type": "search"}))
+
+
+class SoftwareSearchForm(QueryForm):
+    """The Software page: the fleet list (``q`` filters names), or with ``name`` the hosts that have it."""
+
+    q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Package name",
+                        widget=forms.TextInput(attrs={"placeholder": "e.g. openssl", "type": "search"}))
+    name = forms.CharField(required=False, max_length=1024, widget=forms.HiddenInput)
+    version = forms.CharField(required=False, max_length=256, widget=forms.HiddenInput)

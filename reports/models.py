@@ -239,3 +239,92 @@ class ThrottleCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.hits} since {self.window_start}"
+
+
+# --- Inventory search: each host's current software, sockets and disks --------
+# Derived from the snapshots by ``reports.inventory_index`` in the upload's own
+# transaction, and rebuilt from the stored documents by ``manage.py
+# reindex_inventory``. The documents stay the record; these rows only answer
+# "which hosts have X" without reading them (docs/architecture.md, "Inventory
+# search tables").
+
+
+class Software(models.Model):
+    """One distinct package as hosts report it (name, version, vendor, arch, source).
+
+    Host-package pairs point at it by id, so 15 million pairs are two integers
+    and a date each, and ``host_count`` (kept by ``reports.inventory_index`` as
+    pairs come and go) answers the fleet software list without counting them.
+    A row whose count falls to 0 is kept: the next host with it reuses its id.
+    """
+
+    key = models.CharField(max_length=64, unique=True, editable=False,
+                           help_text="sha256 of name, version, vendor, arch and source (reports.inventory_index).")
+    name = models.CharField(max_length=1024)
+    version = models.CharField(max_length=256, blank=True, default="")
+    vendor = models.CharField(max_length=1024, blank=True, default="")
+    arch = models.CharField(max_length=64, blank=True, default="")
+    source = models.CharField(max_length=16)
+    host_count = models.PositiveIntegerField(default=0, help_text="Hosts whose current list has this package.")
+
+    class Meta:
+        ordering = ["name", "version"]
+        indexes = [models.Index(fields=["name", "version"], name="software_name_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}".strip()
+
+
+class HostSoftware(models.Model):
+    """A package in a host's current software list (the list of its ``Host.software_snapshot``)."""
+
+    pk = models.CompositePrimaryKey("host", "software")
+    # No index of their own: the primary key starts with host, the index below with software.
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+", db_index=False)
+    software = models.ForeignKey(Software, on_delete=models.CASCADE, related_name="+", db_index=False)
+    install_date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["software", "host"], name="host_software_by_software")]
+
+
+class HostListeningSocket(models.Model):
+    """A socket the host's newest snapshot listens on (``listening`` in docs/payload.md)."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    protocol = models.CharField(max_length=3)
+    address = models.CharField(max_length=64, help_text="As the agent sent it (an IPv4 or IPv6 address).")
+    port = models.PositiveIntegerField()
+    pid = models.BigIntegerField(null=True, blank=True)
+    process = models.CharField(max_length=256, null=True, blank=True)
+
+    class Meta:
+        ordering = ["port", "protocol", "address"]
+        indexes = [models.Index(fields=["port", "host"], name="listening_port_host")]
+
+
+class HostDisk(models.Model):
+    """A file system mounted in the host's newest snapshot (``disks`` in docs/payload.md)."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    mount_point = models.CharField(max_length=1024)
+    device = models.CharField(max_length=1024, null=True, blank=True)
+    fs_type = models.CharField(max_length=64, null=True, blank=True)
+    total_bytes = models.BigIntegerField(null=True, blank=True)
+    free_bytes = models.BigIntegerField(null=True, blank=True)
+    used_percent = models.FloatField(
+        null=True, blank=True, help_text="100 x (total - free) / total; null when either is unknown or total is 0.",
+    )
+
+    class Meta:
+        ordering = ["mount_point"]
+        indexes = [models.Index(fields=["used_percent"], name="disk_used_percent")]
+
+
+class HostIndexState(models.Model):
+    """Digests of what a host's search rows were derived from, so an unchanged area is not rewritten."""
+
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    software_digest = models.CharField(max_length=64, blank=True, default="")
+    listening_digest = models.CharField(max_length=64, blank=True, default="")
+    disks_digest = models.CharField(max_length=64, blank=True, default="")

@@ -43,6 +43,7 @@ urlpatterns = [
     path("hosts/<int:pk>/changes/", views.host_changes, name="host_changes"),
     path("hosts/<int:pk>/days/<ipaddr:ip>/<isodate:day>.json", views.host_day_file, name="host_day_file"),
     path("processes/", views.process_search, name="process_search"),
+    path("software/", views.software_list, name="software_list"),
     path("hosts/add/", views.add_hosts, name="add_hosts"),
     path("packages/<str:name>", views.agent_package_download, name="agent_package"),
 ]

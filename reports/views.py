@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import addresses, breadth, charts, selectors, services, store
+from reports import addresses, breadth, charts, inventory_selectors, selectors, services, store
 from reports import packages as agent_packages
-from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm
+from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
 
 HOSTS_PER_PAGE = 50
 SNAPSHOTS_PER_PAGE = 25
@@ -66,11 +66,14 @@ def host_list(request):
     sort = form.value("sort") or "hostname"
     hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), status=form.value("status"),
                                 ordering=sort, now=now)
+    hosts = inventory_selectors.hosts_narrowed(hosts, software=form.value("software"),
+                                               port=form.value("port") or None,
+                                               disk_full=bool(form.value("disk_full")))
     page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
     rows = [(host, selectors.host_status(host, now)) for host in page]
     return render(request, "reports/host_list.html", {
         "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
-        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status")),
+        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status", "software", "port", "disk_full")),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })
 
@@ -193,3 +196,24 @@ def agent_package_download(request, name: str):
     if handle is None:
         return _not_found(request, "package")
     return FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
+
+
+SOFTWARE_PER_PAGE = 50
+
+
+@login_required
+@require_GET
+def software_list(request):
+    """The fleet's software with host counts; with ``name`` (and ``version``), the hosts that have it."""
+    form = SoftwareSearchForm(request.GET)
+    name, version = form.value("name"), form.value("version")
+    if name:
+        rows = inventory_selectors.hosts_with_software(name=name, version=version)
+    else:
+        rows = inventory_selectors.software_list(search=form.value("q").strip())
+    page = Paginator(rows, SOFTWARE_PER_PAGE).get_page(request.GET.get("page"))
+    now = timezone.now()
+    return render(request, "reports/software_list.html", {
+        "nav": "software", "form": form, "page": page, "name": name, "version": version, "query": form.value("q"),
+        "host_rows": [(host, selectors.host_status(host, now)) for host in page] if name else None,
+    })

@@ -142,6 +142,12 @@ class HostFilterSerializer(serializers.Serializer):
                               help_text="online, offline or stale (see INVENTORY_OFFLINE_AFTER / INVENTORY_STALE_AFTER).")
     ordering = QueryChoiceField(choices=forms.HOST_SORTS, required=False,
                                 help_text="A field, with '-' for descending.")
+    software = QueryTextField(max_length=1024, required=False,
+                              help_text="Exact package name: hosts whose current software list has it.")
+    port = serializers.IntegerField(min_value=1, max_value=65_535, required=False,
+                                    help_text="Hosts with a listening socket on this port.")
+    disk_full = serializers.BooleanField(required=False,
+                                         help_text="true: hosts with a disk at least 90% full.")
 
 
 class ProcessFilterSerializer(serializers.Serializer):

@@ -3,7 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from reports import metrics_view
-from reports.api import views
+from reports.api import inventory_views, views
 
 app_name = "reports-api"
 
@@ -19,6 +19,21 @@ urlpatterns = [
     path("api/hosts/<int:pk>/snapshots/", views.HostSnapshotListView.as_view(), name="host_snapshot_list"),
     path("api/snapshots/<uuid:snapshot_id>/", views.SnapshotDetailView.as_view(), name="snapshot_detail"),
     path("api/processes/", views.ProcessSearchView.as_view(), name="process_search"),
+    path("api/software/", inventory_views.SoftwareListView.as_view(), name="software_list"),
+    path("api/software.csv", inventory_views.SoftwareCSVView.as_view(), name="software_csv"),
+    path("api/software/hosts/", inventory_views.SoftwareHostListView.as_view(), name="software_host_list"),
+    path("api/listening/hosts/", inventory_views.ListeningHostListView.as_view(), name="listening_host_list"),
+    path("api/disks/hosts/", inventory_views.DiskHostListView.as_view(), name="disk_host_list"),
+    path("api/hosts.csv", inventory_views.HostCSVView.as_view(), name="host_csv"),
+    path("api/hosts/<int:pk>/software/", inventory_views.HostSoftwareListView.as_view(), name="host_software"),
+    path("api/hosts/<int:pk>/software.csv", inventory_views.HostSoftwareCSVView.as_view(),
+         name="host_software_csv"),
+    path("api/hosts/<int:pk>/listening/", inventory_views.HostListeningListView.as_view(), name="host_listening"),
+    path("api/hosts/<int:pk>/disks/", inventory_views.HostDiskListView.as_view(), name="host_disks"),
+    path("api/hosts/<int:pk>/interfaces/", inventory_views.HostInterfaceListView.as_view(),
+         name="host_interfaces"),
+    path("api/hosts/<int:pk>/services/", inventory_views.HostServiceListView.as_view(), name="host_services"),
+    path("api/hosts/<int:pk>/hardware/", inventory_views.HostHardwareView.as_view(), name="host_hardware"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="reports-api:schema"), name="docs"),
 ]

@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
-from reports import selectors, services, store
+from reports import inventory_selectors, selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
 from reports.api.errors import DayFileFull, InvalidParameters, InvalidPayload, NothingStored
@@ -242,10 +242,16 @@ class HostListView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = serializers.HostSerializer
 
     def get_queryset(self):
-        filters = _filters(serializers.HostFilterSerializer, self.request)
-        hosts = selectors.host_list(search=filters.get("search", ""), os_name=filters.get("os", ""),
-                                    status=filters.get("status", ""), ordering=filters.get("ordering") or "hostname")
-        return selectors.with_latest_snapshot(hosts)
+        return selectors.with_latest_snapshot(hosts_filtered(self.request))
+
+
+def hosts_filtered(request):
+    """The hosts /api/hosts/ (and its CSV) answer with: the list's filters, then the inventory's."""
+    filters = _filters(serializers.HostFilterSerializer, request)
+    hosts = selectors.host_list(search=filters.get("search", ""), os_name=filters.get("os", ""),
+                                status=filters.get("status", ""), ordering=filters.get("ordering") or "hostname")
+    return inventory_selectors.hosts_narrowed(hosts, software=filters.get("software", ""), port=filters.get("port"),
+                                              disk_full=filters.get("disk_full", False))
 
 
 @extend_schema(summary="One host", responses={200: serializers.HostSerializer, **_errors(401, 403, 404, 429)},

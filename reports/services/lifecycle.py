@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import msgspec
 from django.db import transaction
 
-from reports import addresses, locks
+from reports import addresses, inventory_index, locks
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
 from reports.services.ingest import snapshot_record_stored
@@ -61,7 +61,9 @@ def day_prune(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -
         with transaction.atomic():
             host_ids = set(rows.values_list("host_id", flat=True))
             rows.delete()
-            Host.objects.filter(pk__in=host_ids, snapshots__isnull=True).delete()
+            gone = Host.objects.filter(pk__in=host_ids, snapshots__isnull=True)
+            inventory_index.hosts_forget(host_pks=gone.values_list("pk", flat=True))
+            gone.delete()
             writer.remove()
     return DayChange(writer.path.name, count, DayAction.REMOVED)
 
