@@ -131,6 +131,25 @@ class QueryChoiceField(serializers.ChoiceField):
         super().__init__(allow_blank=True, **kwargs)
 
 
+class ExactParameter(serializers.Field):
+    """A parameter read exactly as sent: an empty value is a value, not an absent parameter.
+
+    DRF reads ``?date=`` on an optional field as "not sent"; /query answers it
+    with a 400, as it always has.
+    """
+
+    def get_value(self, dictionary):
+        return dictionary.get(self.field_name, empty)
+
+
+class ExactIntegerParameter(ExactParameter, serializers.IntegerField):
+    """An integer parameter; ``?port=`` is refused (400) as the schema says, not taken as "not sent"."""
+
+
+class ExactBooleanParameter(ExactParameter, serializers.BooleanField):
+    """A boolean parameter; ``?disk_full=`` is refused (400) as the schema says, not taken as "false"."""
+
+
 class HostFilterSerializer(serializers.Serializer):
     """The parameters of /api/hosts/; the host list page takes the same rules (``reports.forms.HostFilterForm``)."""
 
@@ -144,10 +163,9 @@ class HostFilterSerializer(serializers.Serializer):
                                 help_text="A field, with '-' for descending.")
     software = QueryTextField(max_length=1024, required=False,
                               help_text="Exact package name: hosts whose current software list has it.")
-    port = serializers.IntegerField(min_value=1, max_value=65_535, required=False,
-                                    help_text="Hosts with a listening socket on this port.")
-    disk_full = serializers.BooleanField(required=False,
-                                         help_text="true: hosts with a disk at least 90% full.")
+    port = ExactIntegerParameter(min_value=1, max_value=65_535, required=False,
+                                 help_text="Hosts with a listening socket on this port.")
+    disk_full = ExactBooleanParameter(required=False, help_text="true: hosts with a disk at least 90% full.")
 
 
 class ProcessFilterSerializer(serializers.Serializer):
@@ -155,17 +173,6 @@ class ProcessFilterSerializer(serializers.Serializer):
 
     name = QueryTextField(max_length=forms.SEARCH_MAX_LENGTH,
                           help_text="Substring of a process name or command line (any case).")
-
-
-class ExactParameter(serializers.Field):
-    """A parameter read exactly as sent: an empty value is a value, not an absent parameter.
-
-    DRF reads ``?date=`` on an optional field as "not sent"; /query answers it
-    with a 400, as it always has.
-    """
-
-    def get_value(self, dictionary):
-        return dictionary.get(self.field_name, empty)
 
 
 @extend_schema_field({"type": "string", **payload_schema.IP_ADDRESS})

@@ -9,6 +9,7 @@ payload builders, which the benchmarks use too, are in ``relevo_testing``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 from django.utils import timezone
@@ -17,7 +18,7 @@ from rest_framework.test import APIClient
 from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
 from reports import addresses, services
-from reports.models import Host, Snapshot
+from reports.models import Host, HostDisk, HostIndexState, HostListeningSocket, HostSoftware, Snapshot, Software
 
 
 def ingest(payload: dict | None = None, *, ip: str | addresses.IPAddress = "10.0.0.5", now: dt.datetime | None = None,
@@ -62,3 +63,31 @@ def assert_nothing_stored(data_dir: Path) -> None:
     """No day file and no row: what every refused upload must leave behind."""
     assert sorted(p.name for p in data_dir.iterdir() if p.suffix == ".json") == []
     assert Snapshot.objects.count() == 0 and Host.objects.count() == 0
+
+
+def text(response) -> str:
+    """The page's visible text, whitespace collapsed, for readable assertions."""
+    body = re.sub(r"<[^>]+>", " ", response.content.decode())
+    return re.sub(r"\s+", " ", body)
+
+
+def all_rows() -> dict[str, list]:
+    """Every row of the inventory search tables, sorted: to compare before and after."""
+    return {
+        "software": sorted(HostSoftware.objects.values_list("host_id", "software_id", "install_date")),
+        "catalog": sorted(Software.objects.values_list("key", "host_count")),
+        "listening": sorted(HostListeningSocket.objects.values_list("host_id", "protocol", "address", "port")),
+        "disks": sorted(HostDisk.objects.values_list("host_id", "mount_point", "free_bytes")),
+        "state": sorted(HostIndexState.objects.values_list("host_id", "software_digest", "disks_digest")),
+    }
+
+
+def same_day_start() -> dt.datetime:
+    """10:00 UTC of the latest day on which it is past 11:00: the hour after it is one day, and in the past.
+
+    Tests that send a series minutes apart start here, so that a run just
+    after midnight does not split the series over two days (and two files).
+    """
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    start = now.replace(hour=10, minute=0, second=0)
+    return start if start + dt.timedelta(hours=1) <= now else start - dt.timedelta(days=1)

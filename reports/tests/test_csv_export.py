@@ -15,9 +15,8 @@ import pytest
 
 from reports import csv_export, services
 from reports.models import Host
-from reports.tests.factories import make_inventory, make_payload
-from reports.tests.test_api import client_for, upload
-from reports.tests.test_inventory_index import all_rows
+from relevo_testing.factories import make_inventory, make_payload
+from reports.tests.helpers import all_rows, api_client, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -37,12 +36,6 @@ def test_a_cell_a_spreadsheet_would_run_is_neutralised(value, expected):
 def test_lines_are_quoted_csv():
     lines = b"".join(csv_export.csv_lines(["name", "n"], [['a "b", c', 3], ["=x", None]]))
     assert lines == b'name,n\r\n"a ""b"", c",3\r\n\'=x,\r\n'
-
-
-@pytest.fixture
-def reader_client(django_user_model):
-    user = django_user_model.objects.create_user("reader", password="pw-for-tests-only")
-    return client_for(services.api_token_create(user=user)[1])
 
 
 @pytest.fixture
@@ -108,5 +101,5 @@ def test_bad_parameters_are_a_json_400_and_write_nothing(reader_client, hostile_
 
 
 def test_csv_needs_a_reader_and_a_known_host(reader_client, hostile_host):
-    assert client_for().get("/api/software.csv").status_code == 401
+    assert api_client().get("/api/software.csv").status_code == 401
     assert reader_client.get("/api/hosts/999999/software.csv").status_code == 404

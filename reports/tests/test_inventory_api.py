@@ -15,7 +15,7 @@ import pytest
 from relevo_testing.factories import make_inventory, make_payload, make_software, software_digest
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
-from reports.tests.helpers import assert_error, assert_nothing_stored, upload
+from reports.tests.helpers import assert_error, assert_nothing_stored, same_day_start, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_older_agent_without_inventory_is_accepted(agent_token, data_dir):
 
 def test_digest_only_upload_is_answered_by_what_the_server_holds(agent_token):
     software = make_software(5)
-    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(minutes=30)
+    start = same_day_start()
 
     def send(minutes, **inventory):
         payload = make_payload(collected_at=start + dt.timedelta(minutes=minutes), **make_inventory(**inventory))

@@ -14,20 +14,15 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from reports import addresses, inventory_selectors, services
+from reports import addresses, inventory_selectors, rowsql, services
 from reports import payload as payload_schema
 from reports.models import Host, HostDisk, HostIndexState, HostListeningSocket, HostSoftware, Snapshot, Software
-from reports.tests.factories import encode, make_inventory, make_payload, make_software
-from reports.tests.test_api import upload
+from relevo_testing.factories import encode, make_inventory, make_payload, make_software
+from reports.tests.helpers import all_rows, upload
 
 pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-@pytest.fixture
-def agent_token():
-    return services.agent_token_create(name="test")[1]
 
 
 def send(token, *, host_id="host-1", at=None, full=True, software=None, ip="10.0.0.5", **overrides):
@@ -46,15 +41,6 @@ def software_rows(host_id="host-1") -> set[tuple]:
 
 INDEX_MODELS = (Software, HostSoftware, HostListeningSocket, HostDisk, HostIndexState)
 
-
-def all_rows() -> dict[str, list]:
-    return {
-        "software": sorted(HostSoftware.objects.values_list("host_id", "software_id", "install_date")),
-        "catalog": sorted(Software.objects.values_list("key", "host_count")),
-        "listening": sorted(HostListeningSocket.objects.values_list("host_id", "protocol", "address", "port")),
-        "disks": sorted(HostDisk.objects.values_list("host_id", "mount_point", "free_bytes")),
-        "state": sorted(HostIndexState.objects.values_list("host_id", "software_digest", "disks_digest")),
-    }
 
 
 def test_an_upload_writes_its_hosts_software_sockets_and_disks(agent_token):
@@ -145,14 +131,14 @@ def test_a_refused_upload_changes_no_rows(agent_token):
 def test_a_failed_upload_changes_no_rows(agent_token, monkeypatch):
     send(agent_token, at=NOW - dt.timedelta(minutes=10))
     before, snapshots = all_rows(), Snapshot.objects.count()
-    real_update = services.rowsql.update
+    real_update = rowsql.update
 
     def failing_update(model, pk, values):
         if model is Host:  # after the search rows were written, before the commit
             raise RuntimeError("the database went away")
         return real_update(model, pk, values)
 
-    monkeypatch.setattr(services.rowsql, "update", failing_update)
+    monkeypatch.setattr(rowsql, "update", failing_update)
     payload = make_payload(collected_at=NOW, **make_inventory(software=make_software(7)))
     payload["listening"] = []
 

@@ -142,8 +142,6 @@ def test_export_dry_run_writes_nothing(data_dir):
 # --- system tests: a real server loses one store and gets it back ------------------
 
 ADDRESSES = ["10.20.0.1", "10.20.0.2", "2001:db8::7"]
-# The latest noon (UTC) that has passed: the fleet's two days stay two days even in the minutes after midnight.
-FLEET_NOON = (NOW if NOW.hour >= 12 else NOW - dt.timedelta(days=1)).replace(hour=12, minute=0, second=0)
 
 
 def _upload_fleet(server) -> None:
@@ -151,7 +149,7 @@ def _upload_fleet(server) -> None:
     for index in range(12):
         address = ADDRESSES[index % 3]
         payload = make_payload(host_id=f"host-{address}", hostname=f"web-{index % 3}",
-                               collected_at=FLEET_NOON - dt.timedelta(days=index % 2, minutes=index))
+                               collected_at=helpers.same_day_start() - dt.timedelta(days=index % 2, minutes=index))
         response = requests.post(f"{server.url}/upload", data=encode(payload), timeout=30, headers={
             "Authorization": f"Token {server.agent_token}", "Content-Type": "application/json",
             "X-Forwarded-For": address})

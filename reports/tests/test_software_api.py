@@ -11,27 +11,14 @@ import datetime as dt
 
 import pytest
 
-from reports import services
 from reports.models import Host
-from reports.tests.factories import make_inventory, make_payload
-from reports.tests.test_api import client_for, upload
-from reports.tests.test_inventory_index import all_rows
+from relevo_testing.factories import make_inventory, make_payload
+from reports.tests.helpers import all_rows, api_client, assert_error, upload
 
 pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 OPENSSL = {"name": "openssl", "version": "3.0.11", "vendor": "Debian", "arch": "amd64", "source": "deb"}
-
-
-@pytest.fixture
-def agent_token():
-    return services.agent_token_create(name="test")[1]
-
-
-@pytest.fixture
-def reader_client(django_user_model):
-    user = django_user_model.objects.create_user("reader", password="pw-for-tests-only")
-    return client_for(services.api_token_create(user=user)[1])
 
 
 @pytest.fixture
@@ -166,5 +153,26 @@ def test_bad_parameters_are_a_400_and_write_nothing(reader_client, fleet, path, 
 
 
 def test_the_inventory_api_needs_a_reader(agent_token, fleet):
-    assert client_for().get("/api/software/").status_code == 401
-    assert client_for(agent_token).get(f"/api/hosts/{fleet['a']}/disks/").status_code == 403
+    assert api_client().get("/api/software/").status_code == 401
+    assert api_client(agent_token).get(f"/api/hosts/{fleet['a']}/disks/").status_code == 403
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"software": "openssl"}, ["a", "b"]),
+    ({"software": "curl"}, ["a"]),
+    ({"software": "curl", "search": "host-b"}, []),
+    ({"software": "OpenSSL"}, []),
+    ({"port": "22"}, ["a", "b"]),
+    ({"port": "3389"}, []),
+    ({"disk_full": "true"}, ["a", "b"]),
+    ({"disk_full": "false"}, ["a", "b", "c"]),
+])
+def test_the_hosts_list_takes_the_inventory_filters(reader_client, fleet, params, expected):
+    assert [host["host_id"] for host in get(reader_client, "/api/hosts/", **params)["results"]] == expected
+
+
+@pytest.mark.parametrize("params, field", [({"port": ""}, "port"), ({"port": "0"}, "port"),
+                                           ({"port": "x"}, "port"), ({"disk_full": ""}, "disk_full"),
+                                           ({"disk_full": "maybe"}, "disk_full")])
+def test_the_hosts_lists_inventory_filters_refuse_bad_values(reader_client, fleet, params, field):
+    assert field in assert_error(reader_client.get("/api/hosts/", params), 400, "invalid_parameters")["fields"]

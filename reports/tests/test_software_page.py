@@ -8,19 +8,13 @@ import pytest
 from django.urls import reverse
 
 from reports import services
-from reports.tests.factories import make_inventory, make_payload
-from reports.tests.test_api import upload
-from reports.tests.test_views import text
+from relevo_testing.factories import make_inventory, make_payload
+from reports.tests.helpers import upload
+from reports.tests.helpers import text
 
 pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-@pytest.fixture
-def signed_in(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("ops", password="a-long-test-password"))
-    return client
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from reports import payload as payload_schema
 from reports import charts, selectors
 from reports.models import Host, Snapshot
 from reports.templatetags.relevo import age
-from reports.tests.helpers import ingest
+from reports.tests.helpers import ingest, text
 
 pytestmark = pytest.mark.django_db
 
@@ -35,12 +35,6 @@ def ago(**kwargs) -> dt.datetime:
 
 def host_of(result) -> Host:
     return Snapshot.objects.get(snapshot_id=result.snapshot_id).host
-
-
-def text(response) -> str:
-    """The page's visible text, whitespace collapsed, for readable assertions."""
-    body = re.sub(r"<[^>]+>", " ", response.content.decode())
-    return re.sub(r"\s+", " ", body)
 
 
 # --- sign-in ---------------------------------------------------------------------
