@@ -194,6 +194,9 @@ LOGGING = {
 # --- Scale-out and operations -------------------------------------------------
 # Retention for `manage.py prune` without --older-than (0 keeps everything).
 INVENTORY_RETENTION_DAYS = env_int("INVENTORY_RETENTION_DAYS", 0)
+# `manage.py compact` compresses day files this many days old: enough for an
+# agent's spool (500 snapshots, about 42 hours at 5 minutes) to drain first.
+INVENTORY_COMPACT_AFTER_DAYS = env_int("INVENTORY_COMPACT_AFTER_DAYS", 3)
 # GET /metrics answers these client networks, or anyone with the bearer token.
 INVENTORY_METRICS_ALLOWED = env_list("INVENTORY_METRICS_ALLOWED", "127.0.0.1/32,::1/128")
 INVENTORY_METRICS_TOKEN = os.environ.get("INVENTORY_METRICS_TOKEN", "")

@@ -8,7 +8,8 @@ an advisory lock keyed by that file's name. The database is the one thing all
 nodes already agree on.
 
 The lock is taken after the file lock (always in that order, so no two
-writers can wait for each other) and held until the caller has committed or
+writers can wait for each other; ``day_file_locked`` is the one place that
+takes both) and held until the caller has committed or
 undone its append: a session-level ``pg_advisory_lock`` rather than the
 transaction-level one, because undoing a failed append happens after the
 transaction has rolled back and must still be serialized. If the connection
@@ -62,3 +63,15 @@ def day_file_lock(ip: store.IPAddress, day: dt.date) -> Iterator[None]:
             logger.warning("could not release the advisory lock of %s; closing the connection",
                            store.file_name(ip, day))
             connection.close()
+
+
+@contextlib.contextmanager
+def day_file_locked(ip: store.IPAddress, day: dt.date) -> Iterator[store.DayFileWriter]:
+    """Every lock a writer of one day file needs, in the one order all writers use: file, then database.
+
+    Ingest and the lifecycle services (prune, reindex, export) all enter a
+    day file through here, so none of them can take the two the other way
+    round and wait on a writer that waits on it.
+    """
+    with store.locked_for_append(ip, day) as writer, day_file_lock(ip, day):
+        yield writer
