@@ -311,9 +311,9 @@ def _repair_path(path: Path) -> None:
 # --- compacted days -----------------------------------------------------------
 
 COMPACTED_SUFFIX = ".zst"
-# Uncompressed bytes per zstd frame: a read by offset decompresses at most about this much, and each frame
-# starts its window afresh, which costs about one lone document's compression per frame.
-COMPACT_FRAME_BYTES = 4 * 1024 * 1024
+# Uncompressed bytes per zstd frame: a read by offset decompresses up to this much (a few ms), and each
+# frame starts its window afresh, which costs about one lone document's compression per frame.
+COMPACT_FRAME_BYTES = 16 * 1024 * 1024
 COMPACT_LEVEL = 9
 _SKIPPABLE_META = 0x184D2A50
 _SKIPPABLE_SEEK_TABLE = 0x184D2A5E
@@ -398,15 +398,26 @@ class CompactedDay:
             os.close(self.fd)
             self.fd = -1
 
-    def frame_content(self, frame: _Frame) -> bytes:
+    def _frame_chunks(self, frame: _Frame, start: int, end: int) -> Iterator[bytes]:
+        """Bytes *start* to *end* of one frame's content, decompressed ``STREAM_CHUNK`` at a time.
+
+        Only the compressed frame and one chunk are held in memory, and the
+        decompression stops once *end* is reached.
+        """
+        end = min(end, frame.size)
         data = _pread_exact(self.fd, frame.compressed_size, frame.compressed_offset)
+        position = 0
         try:
-            content = zstandard.ZstdDecompressor().decompress(data)
+            for chunk in zstandard.ZstdDecompressor().read_to_iter(data, write_size=STREAM_CHUNK):
+                chunk_end = position + len(chunk)
+                if chunk_end > start:
+                    yield chunk[max(0, start - position):end - position]
+                position = chunk_end
+                if position >= end:
+                    return
         except zstandard.ZstdError as exc:
             raise StoreError(f"{self.name} has a damaged frame: {exc}") from None
-        if len(content) != frame.size:
-            raise StoreError(f"{self.name} has a frame of the wrong size")
-        return content
+        raise StoreError(f"{self.name} has a frame shorter than its seek table says")
 
     def read(self, offset: int, length: int) -> bytes:
         """*length* bytes of the decompressed day from *offset*, decompressing only the frames that hold them."""
@@ -415,18 +426,16 @@ class CompactedDay:
         parts = []
         while index < len(self.frames) and self.frames[index].offset < end:
             frame = self.frames[index]
-            content = self.frame_content(frame)
-            parts.append(content[max(0, offset - frame.offset):end - frame.offset])
+            parts.extend(self._frame_chunks(frame, max(0, offset - frame.offset), end - frame.offset))
             index += 1
         return b"".join(parts)
 
     def chunks(self, end: int) -> Iterator[bytes]:
-        """The decompressed day up to *end*, a frame at a time (at most ``COMPACT_FRAME_BYTES`` in memory)."""
+        """The decompressed day up to *end*, ``STREAM_CHUNK`` at a time."""
         for frame in self.frames:
             if frame.offset >= end:
                 return
-            content = self.frame_content(frame)
-            yield content[:end - frame.offset]
+            yield from self._frame_chunks(frame, 0, end - frame.offset)
 
     def content(self) -> bytes:
         return b"".join(self.chunks(self.size))
@@ -801,9 +810,7 @@ class DayFileStream:
                 yield self.prefix
             offset = 0
             if self._compacted is not None:
-                for content in self._compacted.chunks(self._compacted.documents_end):
-                    for start in range(0, len(content), STREAM_CHUNK):
-                        yield content[start:start + STREAM_CHUNK]
+                yield from self._compacted.chunks(self._compacted.documents_end)
                 if self._fd is not None:
                     yield b"\n,"  # the late documents go on from the compacted ones
                     offset = len(OPEN_TAIL)
