@@ -193,7 +193,8 @@ LOGGING = {
 
 # --- Scale-out and operations -------------------------------------------------
 # Retention for `manage.py prune` without --older-than (0 keeps everything).
-INVENTORY_RETENTION_DAYS = env_int("INVENTORY_RETENTION_DAYS", 0)
+# 90 days of compacted history is a few hundred MB per host (README, "Retention").
+INVENTORY_RETENTION_DAYS = env_int("INVENTORY_RETENTION_DAYS", 90)
 # `manage.py compact` compresses day files this many days old: enough for an
 # agent's spool (500 snapshots, about 42 hours at 5 minutes) to drain first.
 INVENTORY_COMPACT_AFTER_DAYS = env_int("INVENTORY_COMPACT_AFTER_DAYS", 3)
