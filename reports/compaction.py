@@ -30,7 +30,7 @@ def day_compact(*, ip: store.IPAddress, day: dt.date, dry_run: bool = False) -> 
     """Merge the plain day file of *ip* and *day* into its ``.zst`` (created if the day has none)."""
     with locks.day_file_locked(ip, day) as writer:
         if dry_run:
-            count = sum(1 for _ in writer.documents()) if writer.documents_end else 0
+            count = writer.plain_document_count()
             return services.DayChange(writer.path.name, count, "would compact" if count else "nothing to compact")
         services._adopt_unrecorded_tail(writer, ip=ip, day=day)
         count = writer.compact()

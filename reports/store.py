@@ -325,12 +325,27 @@ _SKIPPABLE_HEADER = struct.Struct("<II")  # magic, frame size
 
 def compacted_path(ip: IPAddress, day: dt.date) -> Path:
     """Where the compacted copy of a day lives: the day file's path plus ``.zst``."""
-    path = day_path(ip, day)
+    return _compacted_sibling(day_path(ip, day))
+
+
+def _compacted_sibling(path: Path) -> Path:
     return path.with_name(path.name + COMPACTED_SUFFIX)
 
 
-def _fingerprint(content: bytes) -> dict[str, object]:
-    return {"size": len(content), "blake2b": hashlib.blake2b(content, digest_size=16).hexdigest()}
+def _fingerprint(content: bytes) -> _Fingerprint:
+    return _Fingerprint(len(content), hashlib.blake2b(content, digest_size=16).hexdigest())
+
+
+class _Fingerprint(msgspec.Struct):
+    size: int
+    blake2b: str
+
+
+class _Metadata(msgspec.Struct):
+    """The metadata frame: which plain file (size and digest) the ``.zst`` merged last, if any."""
+
+    format: str
+    merged: _Fingerprint | None = None
 
 
 @dataclass(frozen=True)
@@ -370,9 +385,12 @@ class CompactedDay:
         if meta_size < _SKIPPABLE_HEADER.size or _SKIPPABLE_HEADER.unpack(header) != (
                 _SKIPPABLE_META, meta_size - _SKIPPABLE_HEADER.size):
             raise StoreError(f"{name} has no metadata frame where its seek table says")
-        meta = msgspec.json.decode(_pread_exact(fd, meta_size - _SKIPPABLE_HEADER.size,
-                                                compressed + _SKIPPABLE_HEADER.size))
-        self.merged = meta.get("merged")
+        try:
+            meta = msgspec.json.decode(_pread_exact(fd, meta_size - _SKIPPABLE_HEADER.size,
+                                                    compressed + _SKIPPABLE_HEADER.size), type=_Metadata)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StoreError(f"{name} has unreadable metadata: {exc}") from None
+        self.merged = meta.merged
         if self.size < len(OPEN_TAIL) + len(CLOSE_TAIL) or not frames or frames[-1].size != len(CLOSE_TAIL):
             raise StoreError(f"{name} does not end with a closing frame")
 
@@ -382,6 +400,10 @@ class CompactedDay:
             fd = _open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(f"{path.name} is a symbolic link") from None
+            raise
         try:
             return cls(fd, path.name)
         except BaseException:
@@ -445,7 +467,7 @@ class CompactedDay:
         if not self.merged:
             return False
         size = os.fstat(fd).st_size
-        return size == self.merged["size"] and _fingerprint(_pread_exact(fd, size, 0)) == self.merged
+        return size == self.merged.size and _fingerprint(_pread_exact(fd, size, 0)) == self.merged
 
 
 def _compress_lines(content: bytes, compressor: zstandard.ZstdCompressor) -> Iterator[tuple[bytes, int]]:
@@ -466,9 +488,9 @@ def _compact_compressor() -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=COMPACT_LEVEL, write_checksum=True, write_content_size=True)
 
 
-def _write_compacted(path: Path, frames: list[tuple[bytes, int]], merged: dict[str, object] | None) -> None:
+def _write_compacted(path: Path, frames: list[tuple[bytes, int]], merged: _Fingerprint | None) -> None:
     """Steps 1 and 2 of compaction: the frames, metadata and seek table to a temp file, then renamed in place."""
-    meta = msgspec.json.encode({"format": "relevo-day-file/1", "merged": merged})
+    meta = msgspec.json.encode(_Metadata("relevo-day-file/1", merged))
     table = b"".join(_SEEK_ENTRY.pack(len(frame), size) for frame, size in frames)
     table += _SEEK_FOOTER.pack(len(frames), 0, _SEEKABLE_MAGIC)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -508,7 +530,7 @@ class DayFileWriter:
     def __init__(self, path: Path, fd: int):
         self.path = path
         self._fd = fd
-        self._compacted_path = path.with_name(path.name + COMPACTED_SUFFIX)
+        self._compacted_path = _compacted_sibling(path)
         self.removed = False
         size = os.fstat(fd).st_size
         if size and not _is_whole(fd, size):
@@ -625,6 +647,10 @@ class DayFileWriter:
         for offset, document in _split_documents(content):
             yield self._base + offset, document
 
+    def plain_document_count(self) -> int:
+        """How many documents the plain file holds: what ``compact`` would merge."""
+        return _document_count(_pread_exact(self._fd, self._size, 0)) if self._size else 0
+
     def compact(self) -> int:
         """Merge the plain file's documents into the day's ``.zst`` (module docstring); returns how many.
 
@@ -651,7 +677,7 @@ class DayFileWriter:
         _write_compacted(self._compacted_path, frames, _fingerprint(plain))
         self._base = sum(size for _, size in frames) - len(CLOSE_TAIL)
         self._drop_plain()
-        return plain.count(b"\n") - 2  # "[", one line a document, "]"
+        return _document_count(plain)
 
     def _drop_plain(self) -> None:
         """Step 3: the plain file goes; a writer that comes now creates a new one (see ``_open_locked``)."""
@@ -718,6 +744,10 @@ class DayFileWriter:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._compacted_path)
         self._drop_plain()
+
+
+def _document_count(content: bytes) -> int:
+    return content.count(b"\n") - 2  # a whole file has "[", one line a document, then "]"
 
 
 def _split_documents(content: bytes) -> Iterator[tuple[int, bytes]]:
@@ -851,7 +881,7 @@ def open_day(ip: IPAddress, day: dt.date) -> DayFileStream | None:
     cannot slip between the two looks.
     """
     path = day_path(ip, day)
-    compacted_path = path.with_name(path.name + COMPACTED_SUFFIX)
+    compacted_path = _compacted_sibling(path)
     for _ in range(3):
         fd = _open_locked(path, create=False, exclusive=False)
         if fd is None:
@@ -894,7 +924,7 @@ def read_document(file: str, offset: int, length: int) -> bytes | None:
         with contextlib.suppress(FileNotFoundError):
             fd = _open(path, os.O_RDONLY)
         with contextlib.suppress(FileNotFoundError):
-            compacted = CompactedDay.open(path.with_name(path.name + COMPACTED_SUFFIX))
+            compacted = CompactedDay.open(_compacted_sibling(path))
         if compacted is not None and offset + length <= compacted.documents_end:
             data = compacted.read(offset, length)
         elif compacted is not None:

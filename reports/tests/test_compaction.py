@@ -276,6 +276,9 @@ def test_compact_command_dry_run_default_grace_and_before(data_dir, old_days):
     assert sorted(p for p in os.listdir(data_dir) if p.endswith(".zst")) == [
         f"10.0.0.5_{old_day}.json.zst", f"10.0.0.6_{old_day}.json.zst"]
     assert "compacted 0 day files" in run("compact")
+    ingest(days_ago=4.98, host_id="10.0.0.5")  # late: only it is left to merge
+    assert f"would compact 10.0.0.5_{old_day}.json (1 snapshots)" in run("compact", "--dry-run")
+    assert "compacted 1 day files, 1 snapshots" in run("compact")
     tomorrow = (timezone.localdate() + dt.timedelta(days=1)).isoformat()
     assert "compacted 2 day files, 2 snapshots" in run("compact", "--before", tomorrow)
     with pytest.raises(Exception, match="not a date"):
