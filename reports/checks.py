@@ -125,7 +125,7 @@ def check_operations_settings(app_configs=None, **kwargs):
         errors.append(checks.Warning(
             "INVENTORY_COMPACT_AFTER_DAYS is 1: snapshots that agents spooled through an outage will "
             "mostly arrive after their day was compacted (they are kept, in a new file, until the next run).",
-            hint="Leave it unset (3 days) unless disk is short.", id="reports.W016",
+            hint="Leave it unset (2 days) unless disk is short.", id="reports.W016",
         ))
     token = settings.INVENTORY_METRICS_TOKEN
     if token and len(token) < 24:

@@ -387,6 +387,29 @@ def test_the_grace_period_setting_is_checked(settings):
     assert "reports.E016" in [m.id for m in check_operations_settings()]
     settings.INVENTORY_COMPACT_AFTER_DAYS = 1
     assert [m.level for m in check_operations_settings() if m.id == "reports.W016"] == [checks.WARNING]
-    settings.INVENTORY_COMPACT_AFTER_DAYS = 3
+    settings.INVENTORY_COMPACT_AFTER_DAYS = 2
     assert not [m for m in check_operations_settings() if m.id in ("reports.E016", "reports.W016")]
-    assert compaction.compact_cutoff(now=NOW) == timezone.localtime(NOW).date() - dt.timedelta(days=3)
+    assert compaction.compact_cutoff(now=NOW) == timezone.localtime(NOW).date() - dt.timedelta(days=2)
+
+
+def _compact_in_child(folder: str) -> None:
+    from django.conf import settings
+
+    settings.INVENTORY_DATA_DIR = folder
+    compact()
+
+
+def test_two_compactions_of_one_day_at_once_leave_one_whole_copy(data_dir):
+    """Several ``compact`` runs may share the work: the one that waits finds nothing left to do."""
+    placed = [append(doc(n, 3000)) for n in range(60)]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_compact_in_child, args=(str(data_dir),)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert sorted(os.listdir(data_dir)) == ["10.0.0.5_2026-11-27.json.zst"]
+    assert numbers(read_day()) == list(range(60))
+    for n, where in enumerate(placed):
+        assert store.read_document(where.file_name, where.offset, where.length) == doc(n, 3000)
