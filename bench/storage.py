@@ -215,7 +215,8 @@ def child(args) -> int:
     count = args.hosts * args.snapshots
     ingest_seconds = time.perf_counter() - began
     wal_after = wal_lsn()
-    print(f"{vendor}: {count} snapshots of {body_bytes / count / 1000:.1f} KB ingested in {ingest_seconds:.0f} s",
+    # Prose, not a figure: run_all.LINE must not read it (a number right after the colon would be one).
+    print(f"{vendor}: ingested {count} snapshots of {body_bytes / count / 1000:.1f} KB in {ingest_seconds:.0f} s",
           flush=True)
 
     prefix = f"storage.{vendor}"
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(args)
 
     print(common.machine_line())
-    print(f"series: {args.hosts} hosts x {args.snapshots} snapshots of {TARGET_PROCESSES} processes", flush=True)
+    print(f"series: {args.hosts} hosts, {args.snapshots} snapshots each, {TARGET_PROCESSES} processes", flush=True)
     with tempfile.TemporaryDirectory(prefix="relevo-bench-storage-") as tmp:
         base = Path(tmp)
         snapshot_path = base / "snapshot.json"
