@@ -185,18 +185,25 @@ def _open(path: Path, flags: int) -> int:
     return fd
 
 
+def _open_if_there(path: Path, flags: int) -> int | None:
+    """``_open``, or None when *path* does not exist; a symbolic link is a StoreError."""
+    try:
+        return _open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{path.name} is a symbolic link") from None
+        raise
+
+
 def _open_locked(path: Path, *, create: bool, exclusive: bool) -> int | None:
     """Open and lock *path*, retrying if it was replaced or removed while we waited."""
     flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if exclusive else os.O_RDONLY
     while True:
-        try:
-            fd = _open(path, flags)
-        except FileNotFoundError:
+        fd = _open_if_there(path, flags)
+        if fd is None:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise StoreError(f"{path.name} is a symbolic link") from None
-            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             try:
@@ -396,14 +403,9 @@ class CompactedDay:
 
     @classmethod
     def open(cls, path: Path) -> CompactedDay | None:
-        try:
-            fd = _open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        fd = _open_if_there(path, os.O_RDONLY)
+        if fd is None:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise StoreError(f"{path.name} is a symbolic link") from None
-            raise
         try:
             return cls(fd, path.name)
         except BaseException:
@@ -921,10 +923,8 @@ def read_document(file: str, offset: int, length: int) -> bytes | None:
     path = data_dir() / file
     fd = compacted = None
     try:
-        with contextlib.suppress(FileNotFoundError):
-            fd = _open(path, os.O_RDONLY)
-        with contextlib.suppress(FileNotFoundError):
-            compacted = CompactedDay.open(_compacted_sibling(path))
+        fd = _open_if_there(path, os.O_RDONLY)
+        compacted = CompactedDay.open(_compacted_sibling(path))
         if compacted is not None and offset + length <= compacted.documents_end:
             data = compacted.read(offset, length)
         elif compacted is not None:

@@ -149,6 +149,24 @@ def test_a_compacted_day_reads_the_same_through_a_late_plain_file_opened_before_
         assert store.read_document(where.file_name, where.offset, where.length) == doc(n, 41 if n == 3 else 40)
 
 
+def test_a_linked_or_damaged_zst_is_refused_and_by_offset_reads_fall_back(data_dir, tmp_path):
+    placed = append(doc(0))
+    compact()
+    zst = data_dir / "10.0.0.5_2026-11-27.json.zst"
+    good = zst.read_bytes()
+    for bad in (good[:-1], good[:20] + b"x" * 30 + good[50:]):
+        zst.write_bytes(bad)
+        assert store.read_document(placed.file_name, placed.offset, placed.length) is None  # the row's copy serves
+        with pytest.raises(store.StoreError):
+            store.open_day(IP, DAY).read()
+    zst.unlink()
+    (tmp_path / "elsewhere.zst").write_bytes(good)
+    zst.symlink_to(tmp_path / "elsewhere.zst")
+    assert store.read_document(placed.file_name, placed.offset, placed.length) is None
+    with pytest.raises(store.StoreError, match="symbolic link"):
+        append(doc(1))
+
+
 # --- crash points: a real process killed with SIGKILL at each step ------------------------
 
 STEPS = ["writing", "before-rename", "after-rename", "before-unlink", "after-unlink"]
