@@ -25,6 +25,7 @@ SCRIPTS = [
     ("dayfile.py", 300, ["--uploads", "100", "--ips", "2"]),
     ("query.py", 600, ["--hosts", "1000", "--file-hosts", "100", "--requests", "150"]),
     ("upload_cost.py", 300, ["--uploads", "100", "--counted", "10"]),
+    ("storage.py", 2400, ["--hosts", "4", "--reads", "10"]),
     ("agent.py", 300, []),
     ("pages.py", 600, []),
     ("search.py", 1200, ["--hosts", "500", "--requests", "50"]),

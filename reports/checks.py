@@ -132,6 +132,17 @@ def check_operations_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(
             "INVENTORY_RETENTION_DAYS must be 0 (keep everything) or a number of days.", id="reports.E008",
         ))
+    if settings.INVENTORY_COMPACT_AFTER_DAYS < 1:
+        errors.append(checks.Error(
+            "INVENTORY_COMPACT_AFTER_DAYS must be at least 1: today's day file is still being written.",
+            id="reports.E016",
+        ))
+    elif settings.INVENTORY_COMPACT_AFTER_DAYS < 2:
+        errors.append(checks.Warning(
+            "INVENTORY_COMPACT_AFTER_DAYS is 1: snapshots that agents spooled through an outage will "
+            "mostly arrive after their day was compacted (they are kept, in a new file, until the next run).",
+            hint="Leave it unset (2 days) unless disk is short.", id="reports.W016",
+        ))
     token = settings.INVENTORY_METRICS_TOKEN
     if token and len(token) < 24:
         errors.append(checks.Warning(

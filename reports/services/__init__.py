@@ -7,7 +7,7 @@ knowing which module holds it. The modules are one sub-domain each:
 - ``ingest``: storing an upload in its day file and the database, once
   (``snapshot_ingest``), and the columns it derives (``snapshot_summary``).
 - ``tokens``: agent and API tokens.
-- ``lifecycle``: prune, reindex and export, one day file at a time.
+- ``lifecycle``: prune, reindex, export and compact, one day file at a time.
 
 Names starting with ``_`` stay in their module; tests that replace one patch
 that module (``reports.services.ingest``).
@@ -24,7 +24,15 @@ from reports.services.ingest import (
     snapshot_ingest,
     snapshot_summary,
 )
-from reports.services.lifecycle import DayAction, DayChange, day_export, day_prune, day_reindex
+from reports.services.lifecycle import (
+    DayAction,
+    DayChange,
+    compact_cutoff,
+    day_compact,
+    day_export,
+    day_prune,
+    day_reindex,
+)
 from reports.services.tokens import (
     agent_token_create,
     agent_token_enroll,
@@ -38,6 +46,6 @@ from reports.services.tokens import (
 __all__ = [
     "HOST_COLUMNS", "SUMMARY_COLUMNS", "DayAction", "DayChange", "DayFileFull", "IngestResult", "SnapshotOfAnotherHost",
     "agent_token_create", "agent_token_enroll", "agent_token_revoke", "agent_tokens_revoke_for_host",
-    "api_token_create", "api_token_revoke", "day_export", "day_prune", "day_reindex", "host_columns",
+    "api_token_create", "api_token_revoke", "compact_cutoff", "day_compact", "day_export", "day_prune", "day_reindex", "host_columns",
     "snapshot_day", "snapshot_ingest", "snapshot_summary", "token_touch",
 ]

@@ -1,4 +1,4 @@
-"""The data lifecycle: prune, reindex and export, one day file at a time.
+"""The data lifecycle: prune, reindex, export and compact, one day file at a time.
 
 Each holds the same locks as an upload of that file (``locks.day_file_locked``),
 so it can run beside live traffic, and keeps the file and its rows in step:
@@ -14,12 +14,14 @@ import uuid
 from dataclasses import dataclass
 
 import msgspec
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from reports import addresses, inventory_index, locks
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
-from reports.services.ingest import snapshot_record_stored
+from reports.services.ingest import _adopt_unrecorded_tail, snapshot_record_stored
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ class DayAction(enum.Enum):
     NOT_IN_DATABASE = "skipped: not in the database, run reindex first"
     WOULD_WRITE = "would write"
     WRITTEN = "written"
+    WOULD_COMPACT = "would compact"
+    COMPACTED = "compacted"
+    NOTHING_TO_COMPACT = "nothing to compact"
 
 
 @dataclass(frozen=True)
@@ -125,3 +130,29 @@ def day_export(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) 
                 row.file_name, row.file_offset, row.file_length = writer.path.name, offset, length
             Snapshot.objects.bulk_update(rows, ["file_name", "file_offset", "file_length"], batch_size=500)
     return DayChange(writer.path.name, len(rows), DayAction.WRITTEN)
+
+
+# --- compaction of closed days -----------------------------------------------------
+# The file format, the crash protocol and the rule for a day that has both a
+# ``.zst`` and a plain file live in ``reports.store``; this decides when a day
+# is closed and holds the same locks as an upload of that day, so compaction
+# runs beside live traffic and a late upload waits for it, then starts a new
+# plain file. No row changes: a document keeps its offset in the decompressed
+# day. The one database write is the adoption of a document a crashed worker
+# left in the file without a row, done first, exactly as the next upload would.
+
+
+def compact_cutoff(*, now: dt.datetime | None = None) -> dt.date:
+    """The first day that is not compacted yet: today minus ``INVENTORY_COMPACT_AFTER_DAYS``."""
+    return timezone.localtime(now or timezone.now()).date() - dt.timedelta(days=settings.INVENTORY_COMPACT_AFTER_DAYS)
+
+
+def day_compact(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
+    """Merge the plain day file of *ip* and *day* into its ``.zst`` (created if the day has none)."""
+    with locks.day_file_locked(ip, day) as writer:
+        if dry_run:
+            count = writer.plain_document_count()
+            return DayChange(writer.path.name, count, DayAction.WOULD_COMPACT if count else DayAction.NOTHING_TO_COMPACT)
+        _adopt_unrecorded_tail(writer, ip=ip, day=day)
+        count = writer.compact()
+    return DayChange(writer.path.name, count, DayAction.COMPACTED if count else DayAction.NOTHING_TO_COMPACT)
