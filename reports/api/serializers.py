@@ -150,6 +150,14 @@ class ExactBooleanParameter(ExactParameter, serializers.BooleanField):
     """A boolean parameter; ``?disk_full=`` is refused (400) as the schema says, not taken as "false"."""
 
 
+class ExactFloatParameter(ExactParameter, serializers.FloatField):
+    """A number parameter; an empty value is refused (400) as the schema says, not taken as the default."""
+
+
+class ExactRegexParameter(ExactParameter, serializers.RegexField):
+    """A text parameter with a pattern; an empty value is refused (400) as the pattern says."""
+
+
 class HostFilterSerializer(serializers.Serializer):
     """The parameters of /api/hosts/; the host list page takes the same rules (``reports.forms.HostFilterForm``)."""
 
