@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from reports import selectors, services
+from reports import identity, selectors, services
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 
 
@@ -61,9 +61,21 @@ class HostAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     list_per_page = 100
     exclude = ["process_index"]
+    actions = ["identity_conflict_clear"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("process_index")
+
+    def has_clear_identity_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    @admin.action(description="Clear the identity conflict (each machine has its own id now)",
+                  permissions=["clear_identity"])
+    def identity_conflict_clear(self, request, queryset):
+        hosts = list(queryset.filter(identity_conflict_since__isnull=False))
+        for host in hosts:
+            identity.identity_conflict_clear(host=host)
+        self.message_user(request, f"Cleared the identity conflict of {len(hosts)} host(s).", messages.SUCCESS)
 
     @admin.display(description="status")
     def status_badge(self, host: Host) -> str:

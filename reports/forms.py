@@ -44,6 +44,7 @@ class HostFilterForm(QueryForm):
     )
     port = forms.IntegerField(required=False, min_value=1, max_value=65_535, label="Listens on port")
     disk_full = forms.BooleanField(required=False, label="A disk over 90% full")
+    identity_conflict = forms.BooleanField(required=False, label="Identity conflict (two machines, one id)")
 
     def __init__(self, *args, os_names: list[str] = (), **kwargs):
         super().__init__(*args, **kwargs)

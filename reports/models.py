@@ -103,8 +103,30 @@ class Host(models.Model):
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
         help_text="The snapshot whose document holds the host's current software list.",
     )
+    # Two machines, one id (reports.identity keeps these; docs/agent.md says how to fix a conflict).
+    identity_serial = models.CharField(max_length=255, blank=True, default="", editable=False,
+                                       help_text="The last hardware serial number the host reported.")
+    identity_uuid = models.CharField(max_length=64, blank=True, default="", editable=False,
+                                     help_text="The last hardware UUID the host reported.")
+    identity_previous = models.CharField(max_length=1024, blank=True, default="", editable=False,
+                                         help_text="Hostname, address, serial and UUID before the last change.")
+    identity_returns = models.PositiveSmallIntegerField(default=0, editable=False,
+                                                        help_text="Returns to the previous identity in the window.")
+    identity_window_start = models.DateTimeField(null=True, blank=True, editable=False)
+    identity_steady = models.PositiveIntegerField(default=0, editable=False,
+                                                  help_text="Snapshots in a row without a change, while flagged.")
+    identity_conflict_since = models.DateTimeField(
+        null=True, blank=True, db_index=True, editable=False,
+        help_text="Set while two machines seem to send this host id (reports.identity).",
+    )
+    identity_conflict_fields = models.CharField(max_length=128, blank=True, default="", editable=False,
+                                                help_text="What the two machines differ in.")
 
     objects = HostQuerySet.as_manager()
+
+    @property
+    def identity_conflict(self) -> bool:
+        return self.identity_conflict_since is not None
 
     class Meta:
         ordering = ["hostname"]

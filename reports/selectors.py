@@ -93,11 +93,13 @@ def host_status(host: Host, now: dt.datetime | None = None) -> str:
 
 
 def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering: str = "hostname",
-              now: dt.datetime | None = None):
+              identity_conflict: bool = False, now: dt.datetime | None = None):
     """Hosts for the list page and /api/hosts/: search, filters and a whitelisted ordering.
 
     ``search`` matches hostname, IP or host id (case-insensitive substring);
-    ``status`` is one of HOST_STATUSES. Unknown orderings fall back to hostname.
+    ``status`` is one of HOST_STATUSES; ``identity_conflict`` keeps the hosts
+    flagged as two machines sending one id (``reports.identity``). Unknown
+    orderings fall back to hostname.
     """
     queryset = Host.objects.all()
     search = search.strip()
@@ -109,6 +111,8 @@ def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering
         queryset = queryset.filter(os_name=os_name)
     if status in HOST_STATUSES:
         queryset = queryset.with_status(status, now)
+    if identity_conflict:
+        queryset = queryset.filter(identity_conflict_since__isnull=False)
     field = ordering.lstrip("-")
     if field not in HOST_ORDERINGS:
         ordering, field = "hostname", "hostname"

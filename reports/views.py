@@ -65,7 +65,7 @@ def host_list(request):
     form = HostFilterForm(request.GET or None, os_names=list(counts["os"]))
     sort = form.value("sort") or "hostname"
     hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), status=form.value("status"),
-                                ordering=sort, now=now)
+                                ordering=sort, identity_conflict=bool(form.value("identity_conflict")), now=now)
     hosts = inventory_selectors.hosts_narrowed(hosts, software=form.value("software"),
                                                port=form.value("port") or None,
                                                disk_full=bool(form.value("disk_full")))
@@ -73,7 +73,7 @@ def host_list(request):
     rows = [(host, selectors.host_status(host, now)) for host in page]
     return render(request, "reports/host_list.html", {
         "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
-        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status", "software", "port", "disk_full")),
+        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status", "software", "port", "disk_full", "identity_conflict")),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })
 

@@ -174,6 +174,8 @@ class HostFilterSerializer(serializers.Serializer):
     port = ExactIntegerParameter(min_value=1, max_value=65_535, required=False,
                                  help_text="Hosts with a listening socket on this port.")
     disk_full = ExactBooleanParameter(required=False, help_text="true: hosts with a disk at least 90% full.")
+    identity_conflict = ExactBooleanParameter(
+        required=False, help_text="true: hosts flagged as two machines sending one host id (docs/agent.md).")
 
 
 class ProcessFilterSerializer(serializers.Serializer):
@@ -248,13 +250,16 @@ class HostSerializer(serializers.ModelSerializer):
     """A host in lists; ``status`` is online / offline / stale (settings INVENTORY_OFFLINE_AFTER/STALE_AFTER)."""
 
     status = serializers.SerializerMethodField()
+    identity_conflict = serializers.BooleanField(
+        read_only=True, help_text="Snapshots of this host id seem to come from two machines (docs/agent.md).")
     latest_snapshot_id = serializers.SerializerMethodField()
 
     class Meta:
         model = Host
         fields = ["id", "host_id", "hostname", "fqdn", "last_ip", "os_name", "os_version", "cpu_model",
                   "memory_total_bytes", "process_count", "user_count", "first_seen", "last_seen", "status",
-                  "latest_snapshot_id"]
+                  "latest_snapshot_id", "identity_conflict", "identity_conflict_since", "identity_conflict_fields"]
+        extra_kwargs = {"identity_conflict_fields": {"help_text": "What the two machines differ in, e.g. 'hostname, address'."}}
 
     def get_status(self, host: Host) -> str:
         return selectors.host_status(host, self.context.get("now"))

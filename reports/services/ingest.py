@@ -35,7 +35,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import addresses, documents, inventory_index, locks, processes, rowsql, store
+from reports import addresses, documents, identity, inventory_index, locks, processes, rowsql, store
 from reports.dbwrite import write_transaction
 from reports.models import Host, Snapshot
 
@@ -314,6 +314,8 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
         changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
                        process_index=prepared.process_index)
+        seen = identity.Identity.of(hostname=columns["hostname"], address=columns["last_ip"], hardware=payload.hardware)
+        changes.update(identity.identity_changes(host, seen, at=payload.collected_at))
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
@@ -345,7 +347,8 @@ def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, sna
 
 
 # What _host_update compares before writing a host: its times and every column it would overwrite.
-_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot"]
+_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot",
+                       *identity.HOST_FIELDS]
 
 
 def _host_for_update(host_id: str) -> Host | None:

@@ -94,6 +94,9 @@ def age(seconds: float) -> str:
     return f"{seconds // 86400} d"
 
 
+_CONFLICT_BADGE = ' <span class="badge offline" title="Two machines seem to send this host id">id conflict</span>'
+
+
 @register.simple_tag
 def host_table_rows(rows, now) -> str:
     """The rows of the host list, built in Python for the same reason as ``process_table_rows``."""
@@ -103,7 +106,8 @@ def host_table_rows(rows, now) -> str:
         seen = timezone.localtime(host.last_seen)
         parts.append(
             f'<tr><td><span class="badge {status}">{status}</span></td>'
-            f'<th scope="row" class="c-host"><a href="{detail_url}{host.pk}/">{escape(host.hostname)}</a></th>'
+            f'<th scope="row" class="c-host"><a href="{detail_url}{host.pk}/">{escape(host.hostname)}</a>'
+            f'{_CONFLICT_BADGE if host.identity_conflict_since else ""}</th>'
             f'<td class="c-ip mono">{escape(host.last_ip)}</td><td>{_dash(host.os_name)}</td>'
             f'<td class="opt">{_dash(host.os_version)}</td><td class="opt small">{_dash(host.cpu_model)}</td>'
             f'<td class="c-num">{host.process_count}</td><td class="c-num opt">{host.user_count}</td>'
