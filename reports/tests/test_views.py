@@ -174,7 +174,7 @@ def test_host_detail_shows_identity_users_processes_history_and_charts(signed_in
     assert "busy" in page and "id-busy" in page and "10.0.0.5" in page
     assert "Intel(R) Xeon(R) CPU E5-2686 v4" in page and "Debian GNU/Linux 12" in page
     assert "alice" in page and "pts/0" in page
-    names = [p.name for p in response.context["processes"]]
+    names = [p.name for _, p in response.context["process_rows"]]
     assert names == ["nginx", "postgres", "nginx", "systemd"], "default sort: CPU, busiest first"
     assert len(response.context["history"].object_list) == 2
     html = response.content.decode()
@@ -193,12 +193,12 @@ def test_host_detail_shows_identity_users_processes_history_and_charts(signed_in
 ])
 def test_the_process_table_filters_and_sorts(signed_in, busy_host, query, expected):
     response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]), query)
-    assert [p.name for p in response.context["processes"]] == expected
+    assert [p.name for _, p in response.context["process_rows"]] == expected
 
 
 def test_the_parent_child_view_nests_children_under_their_parent(signed_in, busy_host):
     response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]), {"tree": "on"})
-    assert [(depth, p.pid) for depth, p in response.context["tree"]] == [(0, 1), (1, 400), (2, 401), (1, 900)]
+    assert [(depth, p.pid) for depth, p in response.context["process_rows"]] == [(0, 1), (1, 400), (2, 401), (1, 900)]
 
 
 def test_process_tree_survives_pid_cycles():
@@ -336,9 +336,11 @@ def test_pages_use_only_local_static_files(signed_in, busy_host):
 
 
 def test_charts_are_plain_svg_with_a_text_summary_and_gaps():
-    empty = charts.line_chart([], title="Processes")
+    empty = charts.time_chart([], title="Processes")
     assert "no data yet" in empty and 'aria-label="Processes: no data"' in empty
-    chart = charts.line_chart([10, 12, None, 11, 30], title="Processes", format_value=lambda v: f"{v:.0f}")
+    start = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
+    points = [(start + dt.timedelta(minutes=5 * i), v) for i, v in enumerate([10, 12, None, 11, 30])]
+    chart = charts.time_chart(points, title="Processes", format_value=lambda v: f"{v:.0f}")
     assert chart.count("<polyline") == 2, "a missing value breaks the line"
     assert "latest 30, lowest 10, highest 30 over 4 snapshots" in chart
     assert "<script" not in chart
@@ -384,7 +386,7 @@ def test_pages_read_a_zlib_row_from_before_zstd_beside_a_zstd_one(signed_in):
         "document_compressed", flat=True)]
     assert blobs == [b"\x28", b"\x78"], "zstd then zlib"
     detail = signed_in.get(reverse("reports:host_detail", args=[host.pk]))
-    assert [p.name for p in detail.context["processes"]] == ["new-program"]
+    assert [p.name for _, p in detail.context["process_rows"]] == ["new-program"]
     diff = signed_in.get(reverse("reports:host_changes", args=[host.pk])).context["diff"]
     assert [c.name for c in diff.started] == ["new-program"] and [c.name for c in diff.stopped] == ["old-program"]
 
