@@ -31,6 +31,12 @@ def query(context, **changes) -> str:
     return f"?{encoded}" if encoded else "?"
 
 
+@register.simple_tag(takes_context=True)
+def page_link(context, param: str, number, anchor: str = "") -> str:
+    """``query`` for a pager whose parameter is named at run time (``page``, ``ppage``), plus an anchor."""
+    return query(context, **{param: number}) + anchor
+
+
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 TIME_TITLE_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 _BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
