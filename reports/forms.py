@@ -18,8 +18,15 @@ SEARCH_MAX_LENGTH = 256
 HOST_SORTS = [name for field in selectors.HOST_ORDERINGS for name in (field, f"-{field}")]
 STATUS_CHOICES = [("", "Any status")] + [(s, s.capitalize()) for s in selectors.HOST_STATUSES]
 PROCESS_SORT_CHOICES = [
-    ("cpu", "CPU"), ("memory", "Memory"), ("name", "Name"), ("user", "User"), ("pid", "PID"),
+    ("cpu", "CPU"), ("memory", "Memory"), ("name", "Name"), ("user", "User"), ("pid", "PID"), ("status", "Status"),
 ]
+
+
+class ReversibleChoiceField(forms.ChoiceField):
+    """A sort order, or the same with a leading "-": the column headers link to the reversed order."""
+
+    def valid_value(self, value) -> bool:
+        return super().valid_value(str(value).removeprefix("-"))
 
 
 class QueryForm(forms.Form):
@@ -54,8 +61,10 @@ class HostFilterForm(QueryForm):
 class ProcessFilterForm(QueryForm):
     pq = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Filter processes",
                          widget=forms.TextInput(attrs={"placeholder": "name or command line", "type": "search"}))
-    psort = forms.ChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
+    psort = ReversibleChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
     tree = forms.BooleanField(required=False, label="Parent/child view")
+    kthreads = forms.BooleanField(required=False, label="Show kernel threads")
+    ppage = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
 class ProcessSearchForm(QueryForm):

@@ -137,6 +137,7 @@ PROCESS_ORDERINGS = {
     "name": (lambda p: ((p.name or "").lower(), p.pid), False),
     "user": (lambda p: ((p.username or "").lower(), (p.name or "").lower(), p.pid), False),
     "pid": (lambda p: p.pid, False),
+    "status": (lambda p: ((p.status or "").lower(), p.pid), False),
 }
 
 
@@ -213,6 +214,7 @@ class SeriesPoint:
     collected_at: dt.datetime
     process_count: int
     memory_used_bytes: int | None
+    memory_total_bytes: int | None = None
 
 
 def host_series(*, host: Host, limit: int = 100) -> list[SeriesPoint]:
@@ -227,7 +229,7 @@ def host_series(*, host: Host, limit: int = 100) -> list[SeriesPoint]:
     points = []
     for collected_at, process_count, total, available in reversed(list(rows)):
         used = total - available if total is not None and available is not None else None
-        points.append(SeriesPoint(collected_at, process_count, used))
+        points.append(SeriesPoint(collected_at, process_count, used, total))
     return points
 
 
