@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from reports import identity, selectors, services
+from reports import selectors, services
 from reports.models import AgentToken, ApiToken, Host, Snapshot
 from reports.templatetags.relevo import bytes_or_dash, os_label, time_text
 
@@ -112,7 +112,7 @@ class HostAdmin(ReadOnlyAdmin):
     def identity_conflict_clear(self, request, queryset):
         hosts = list(queryset.filter(identity_conflict_since__isnull=False))
         for host in hosts:
-            identity.identity_conflict_clear(host=host)
+            services.identity_conflict_clear(host=host)
         self.message_user(request, f"Cleared the identity conflict of {len(hosts)} host(s).", messages.SUCCESS)
 
     @admin.display(description="status")

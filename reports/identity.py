@@ -26,7 +26,7 @@ a host uploading over IPv4 and IPv6 in turn is not two machines.
 
 The flag clears itself after ``STEADY_TO_CLEAR`` snapshots in a row with no
 change (one of the clones was switched off or got a new id), or at once
-through :func:`identity_conflict_clear` (the admin's action).
+through ``services.identity_conflict_clear`` (the admin's action).
 """
 
 from __future__ import annotations
@@ -140,8 +140,3 @@ def identity_changes(host: Host, seen: Identity, *, at: dt.datetime) -> dict[str
     if changes["identity_returns"] >= RETURNS_TO_FLAG and not flagged:
         changes.update(identity_conflict_since=at, identity_conflict_fields=", ".join(changed))
     return changes
-
-
-def identity_conflict_clear(*, host: Host) -> None:
-    """Clear *host*'s identity conflict now (an admin's word that it is fixed); detection starts afresh."""
-    Host.objects.filter(pk=host.pk).update(**cleared())
