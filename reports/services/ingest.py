@@ -352,8 +352,8 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
         # costs SQLite an index page in the WAL even when its value is the
         # same, and a host's name, address and OS rarely change between
         # uploads. The process index is not read back to compare (it is the
-        # largest column); SQLite leaves its overflow pages alone when their
-        # bytes are equal.
+        # largest column): the UPDATE compares it (rowsql's keep_if_equal),
+        # so an unchanged process list writes no new copy of it.
         changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
                        process_index=prepared.process_index)
@@ -362,7 +362,7 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
     inventory_index.host_rows_update(host=host, payload=payload, changes=changes)
     if changes:
-        rowsql.update(Host, host.pk, changes)
+        rowsql.update(Host, host.pk, changes, keep_if_equal=("process_index",))
     return wanted
 
 
