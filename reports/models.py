@@ -136,7 +136,11 @@ class Host(models.Model):
 
 
 class Snapshot(models.Model):
-    """One accepted upload: summary columns plus the compressed stored document."""
+    """One accepted upload: summary columns plus the compressed stored document.
+
+    Most rows hold the document as a zstd delta of a full row of the same
+    day file; ``document_bytes`` reads either (``reports.documents``).
+    """
 
     snapshot_id = models.UUIDField(unique=True)
     # No index of its own: snapshot_host_time starts with this column and
@@ -172,7 +176,12 @@ class Snapshot(models.Model):
 
     @property
     def document_bytes(self) -> bytes:
-        return documents.unpack(self.document_compressed)
+        """The stored document; a delta's base row is read by its snapshot_id (``reports.documents``)."""
+        return documents.unpack(self.document_compressed, base_blob=_document_blob)
+
+
+def _document_blob(snapshot_id) -> bytes | None:
+    return Snapshot.objects.filter(snapshot_id=snapshot_id).values_list("document_compressed", flat=True).first()
 
 
 TOKEN_BYTES = 32
