@@ -11,11 +11,11 @@ the same parameters with the same rules (``SEARCH_MAX_LENGTH``,
 
 from django import forms
 
-from reports import selectors
+from reports import host_table, selectors
 
 SEARCH_MAX_LENGTH = 256
 # Every host ordering, ascending and with "-" for descending: the page's ?sort= and the API's ?ordering=.
-HOST_SORTS = [name for field in selectors.HOST_ORDERINGS for name in (field, f"-{field}")]
+HOST_SORTS = host_table.SORTS
 STATUS_CHOICES = [("", "Any status")] + [(s, s.capitalize()) for s in selectors.HOST_STATUSES]
 PROCESS_SORT_CHOICES = [
     ("cpu", "CPU"), ("memory", "Memory"), ("name", "Name"), ("user", "User"), ("pid", "PID"),

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 
 from reports import payload as payload_schema
-from reports import addresses, models, rowsql, store
+from reports import addresses, host_table, models, rowsql, store
 from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
 from reports.models import Host, Snapshot
@@ -81,10 +81,6 @@ def snapshot_get(*, snapshot_id) -> Snapshot | None:
 # --- hosts ------------------------------------------------------------------------
 
 HOST_STATUSES = models.HOST_STATUSES
-HOST_ORDERINGS = (
-    "hostname", "last_ip", "os_name", "os_version", "cpu_model", "process_count", "user_count",
-    "last_seen", "first_seen",
-)
 
 
 def host_status(host: Host, now: dt.datetime | None = None) -> str:
@@ -97,7 +93,8 @@ def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering
     """Hosts for the list page and /api/hosts/: search, filters and a whitelisted ordering.
 
     ``search`` matches hostname, IP or host id (case-insensitive substring);
-    ``status`` is one of HOST_STATUSES. Unknown orderings fall back to hostname.
+    ``status`` is one of HOST_STATUSES; ``ordering`` is a sort name of ``reports.host_table``
+    (unknown ones fall back to hostname).
     """
     queryset = Host.objects.all()
     search = search.strip()
@@ -109,10 +106,7 @@ def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering
         queryset = queryset.filter(os_name=os_name)
     if status in HOST_STATUSES:
         queryset = queryset.with_status(status, now)
-    field = ordering.lstrip("-")
-    if field not in HOST_ORDERINGS:
-        ordering, field = "hostname", "hostname"
-    return queryset.order_by(ordering, "pk" if not ordering.startswith("-") else "-pk").defer("process_index")
+    return queryset.order_by(*host_table.order_by(ordering)).defer("process_index")
 
 
 def host_counts(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import addresses, breadth, charts, inventory_selectors, selectors, services, store
+from reports import addresses, breadth, charts, host_table, inventory_selectors, selectors, services, store
 from reports import packages as agent_packages
 from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
 
@@ -30,31 +30,11 @@ PROCESS_ROWS_SHOWN = 500
 CHART_POINTS = 100
 PROCESS_SEARCH_LIMIT = 200
 
-# (sort field, header, CSS class): "opt" columns are hidden on a phone.
-HOST_COLUMNS = [
-    ("hostname", "Hostname", "c-host"), ("last_ip", "Last IP", "c-ip"), ("os_name", "OS", "c-os"),
-    ("os_version", "Version", "opt"), ("cpu_model", "CPU", "opt"), ("process_count", "Processes", "c-num"),
-    ("user_count", "Users", "c-num opt"), ("last_seen", "Last seen", "c-time"),
-]
 
 
 def _not_found(request, what: str) -> HttpResponse:
     """An HTML 404 for the pages (the site-wide handler answers JSON, for API clients)."""
     return render(request, "reports/not_found.html", {"what": what}, status=404)
-
-
-def _sort_columns(columns, current: str) -> list[dict]:
-    """Header links: clicking a column sorts by it, clicking it again reverses."""
-    result = []
-    for field, label, css in columns:
-        active = current.lstrip("-") == field
-        descending = active and current.startswith("-")
-        result.append({
-            "label": label, "css": css,
-            "sort": f"-{field}" if active and not descending else field,
-            "aria_sort": ("descending" if descending else "ascending") if active else "none",
-        })
-    return result
 
 
 @login_required
@@ -71,8 +51,10 @@ def host_list(request):
                                                disk_full=bool(form.value("disk_full")))
     page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
     rows = [(host, selectors.host_status(host, now)) for host in page]
+    shown = [column for column in host_table.COLUMNS if column.shown]
     return render(request, "reports/host_list.html", {
-        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
+        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "shown_columns": shown,
+        "columns": host_table.header_links(shown, sort),
         "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status", "software", "port", "disk_full")),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })

@@ -3,9 +3,10 @@
 from django import template
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+
+from reports import host_table
 
 register = template.Library()
 
@@ -38,8 +39,7 @@ def value_or_dash(value) -> str:
     return "–" if value in (None, "") else str(value)
 
 
-def _dash(value) -> str:
-    return "–" if value in (None, "") else escape(value)
+_dash = host_table.dash
 
 
 @register.simple_tag
@@ -82,32 +82,7 @@ def software_table_rows(entries) -> str:
     return mark_safe("\n".join(parts))
 
 
-def age(seconds: float) -> str:
-    """A short age: '40 s', '5 min', '3 h', '9 d' (cheaper than timesince, and fits a phone)."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
 @register.simple_tag
-def host_table_rows(rows, now) -> str:
-    """The rows of the host list, built in Python for the same reason as ``process_table_rows``."""
-    detail_url = reverse("reports:host_detail", args=[0])[: -len("0/")]
-    parts = []
-    for host, status in rows:
-        seen = timezone.localtime(host.last_seen)
-        parts.append(
-            f'<tr><td><span class="badge {status}">{status}</span></td>'
-            f'<th scope="row" class="c-host"><a href="{detail_url}{host.pk}/">{escape(host.hostname)}</a></th>'
-            f'<td class="c-ip mono">{escape(host.last_ip)}</td><td>{_dash(host.os_name)}</td>'
-            f'<td class="opt">{_dash(host.os_version)}</td><td class="opt small">{_dash(host.cpu_model)}</td>'
-            f'<td class="c-num">{host.process_count}</td><td class="c-num opt">{host.user_count}</td>'
-            f'<td class="c-time"><time datetime="{seen.isoformat()}" title="{seen:%Y-%m-%d %H:%M:%S %Z}">'
-            f'{age((now - host.last_seen).total_seconds())} ago</time></td></tr>'
-        )
-    return mark_safe("\n".join(parts))
+def host_table_rows(columns, rows, now) -> str:
+    """The rows of the host list: the cells ``reports.host_table`` defines for the shown *columns*."""
+    return mark_safe(host_table.rows_html(columns, rows, now, reverse("reports:host_detail", args=[0])[: -len("0/")]))

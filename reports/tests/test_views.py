@@ -16,7 +16,7 @@ from reports import diff as snapshot_diff_module
 from reports import payload as payload_schema
 from reports import charts, selectors
 from reports.models import Host, Snapshot
-from reports.templatetags.relevo import age
+from reports.host_table import age
 from reports.tests.helpers import ingest, text
 
 pytestmark = pytest.mark.django_db
