@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from django.db.models.functions import Lower
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.html import escape
 
@@ -74,18 +76,54 @@ class Column:
         return bool(self.order_by)
 
 
+def _text(css: str, value, *, title: bool = False) -> str:
+    """A cell of one line; *title* repeats the value as a tooltip, for the columns CSS truncates."""
+    hint = f' title="{escape(value)}"' if title and value else ""
+    return f'<td class="{css}"{hint}>{dash(value)}</td>'
+
+
+def _memory(row: Row) -> str:
+    total = row.host.memory_total_bytes
+    return f'<td class="c-num opt">{"–" if total is None else filesizeformat(total)}</td>'
+
+
+def _uptime(row: Row) -> str:
+    """Time since boot, only while the host reports: an offline host's uptime is not known."""
+    boot = row.host.boot_time
+    if boot is None or row.status != "online":
+        return '<td class="c-num opt">–</td>'
+    local = timezone.localtime(boot)
+    return (f'<td class="c-num opt"><span title="Booted {local:%Y-%m-%d %H:%M %Z}">'
+            f'{age((row.now - boot).total_seconds())}</span></td>')
+
+
+def _users(row: Row) -> str:
+    """Sessions open at the newest snapshot; not counted for a host that stopped reporting."""
+    value = row.host.user_count if row.status == "online" else "–"
+    return f'<td class="c-num opt">{value}</td>'
+
+
 COLUMNS: tuple[Column, ...] = (
-    Column("status", "Status", cell=lambda r: f'<td><span class="badge {r.status}">{r.status}</span></td>'),
-    Column("hostname", "Hostname", ("hostname",), "c-host",
-           lambda r: f'<th scope="row" class="c-host"><a href="{r.detail_url}{r.host.pk}/">'
-                     f'{escape(r.host.hostname)}</a></th>'),
-    Column("last_ip", "Last IP", ("last_ip",), "c-ip", lambda r: f'<td class="c-ip mono">{escape(r.host.last_ip)}</td>'),
-    Column("os_name", "OS", ("os_name",), "c-os", lambda r: f"<td>{dash(r.host.os_name)}</td>"),
-    Column("os_version", "Version", ("os_version",), "opt", lambda r: f'<td class="opt">{dash(r.host.os_version)}</td>'),
-    Column("cpu_model", "CPU", ("cpu_model",), "opt", lambda r: f'<td class="opt small">{dash(r.host.cpu_model)}</td>'),
+    # Status follows last_seen (online, then offline, then stale), so it sorts by it, newest first.
+    Column("status", "Status", ("-last_seen",), "c-status",
+           lambda r: f'<td class="c-status"><span class="badge {r.status}">{r.status}</span></td>'),
+    Column("hostname", "Hostname", (Lower("hostname"),), "c-host",
+           lambda r: f'<th scope="row" class="c-host" title="{escape(r.host.fqdn or r.host.hostname)}">'
+                     f'<a href="{r.detail_url}{r.host.pk}/">{escape(r.host.hostname)}</a></th>'),
+    Column("own_address", "Address", ("own_address",), "c-ip opt",
+           lambda r: _text("c-ip mono opt", r.host.own_address, title=True)),
+    Column("last_ip", "Seen from", ("last_ip",), "c-ip opt", lambda r: _text("c-ip mono opt", r.host.last_ip)),
+    Column("os_name", "OS", ("os_name",), "c-os", lambda r: _text("c-os", r.host.os_name)),
+    Column("os_version", "Version", ("os_version",), "c-trunc opt",
+           lambda r: _text("c-trunc opt", r.host.os_version, title=True)),
+    Column("cpu_model", "CPU", ("cpu_model",), "c-trunc opt",
+           lambda r: _text("c-trunc opt small", r.host.cpu_model, title=True)),
+    Column("memory_total_bytes", "Memory", ("memory_total_bytes",), "c-num opt", _memory),
+    Column("uptime", "Uptime", ("-boot_time",), "c-num opt", _uptime),
+    Column("agent_version", "Agent", ("agent_version",), "opt", lambda r: _text("opt mono", r.host.agent_version)),
     Column("process_count", "Processes", ("process_count",), "c-num",
            lambda r: f'<td class="c-num">{r.host.process_count}</td>'),
-    Column("user_count", "Users", ("user_count",), "c-num opt", lambda r: f'<td class="c-num opt">{r.host.user_count}</td>'),
+    Column("user_count", "Users", ("user_count",), "c-num opt", _users),
     Column("last_seen", "Last seen", ("last_seen",), "c-time",
            lambda r: f'<td class="c-time">{_time(r.host.last_seen, r.now)}</td>'),
     Column("first_seen", "First seen", ("first_seen",), "c-time opt",
@@ -94,6 +132,18 @@ COLUMNS: tuple[Column, ...] = (
 BY_KEY = {column.key: column for column in COLUMNS}
 # Every sort name, ascending and with "-" for descending: the page's ?sort= and the API's ?ordering=.
 SORTS = [name for column in COLUMNS if column.sortable for name in (column.key, f"-{column.key}")]
+
+
+# Columns a person cannot hide: without them a row names nothing.
+REQUIRED = ("hostname",)
+
+
+def chosen(keys) -> list[Column]:
+    """The columns to show, in table order: those named in *keys* (plus REQUIRED), or the defaults if none."""
+    keys = set(keys or ())
+    if not keys:
+        return [column for column in COLUMNS if column.shown]
+    return [column for column in COLUMNS if column.key in keys or column.key in REQUIRED]
 
 
 def order_by(sort: str) -> list:

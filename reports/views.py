@@ -22,9 +22,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from reports import addresses, breadth, charts, host_table, inventory_selectors, selectors, services, store
 from reports import packages as agent_packages
-from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
+from reports.forms import HOST_PAGE_SIZE, HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
 
-HOSTS_PER_PAGE = 50
 SNAPSHOTS_PER_PAGE = 25
 PROCESS_ROWS_SHOWN = 500
 CHART_POINTS = 100
@@ -42,20 +41,24 @@ def _not_found(request, what: str) -> HttpResponse:
 def host_list(request):
     now = timezone.now()
     counts = selectors.host_counts(now)
-    form = HostFilterForm(request.GET or None, os_names=list(counts["os"]))
+    versions = sorted({version for by_os in counts["versions"].values() for version in by_os})
+    form = HostFilterForm(request.GET or None, os_names=list(counts["os"]), os_versions=versions)
     sort = form.value("sort") or "hostname"
-    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), status=form.value("status"),
-                                ordering=sort, now=now)
+    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), os_version=form.value("os_version"),
+                                status=form.value("status"), ordering=sort, now=now)
     hosts = inventory_selectors.hosts_narrowed(hosts, software=form.value("software"),
                                                port=form.value("port") or None,
                                                disk_full=bool(form.value("disk_full")))
-    page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(hosts, form.value("per_page") or HOST_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [(host, selectors.host_status(host, now)) for host in page]
-    shown = [column for column in host_table.COLUMNS if column.shown]
+    shown = host_table.chosen(form.value("col"))
+    shown_keys = {column.key for column in shown}
     return render(request, "reports/host_list.html", {
         "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "shown_columns": shown,
         "columns": host_table.header_links(shown, sort),
-        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status", "software", "port", "disk_full")),
+        "column_choices": [(c.key, c.label, c.key in shown_keys) for c in host_table.COLUMNS if c.key not in host_table.REQUIRED],
+        "total_hosts": sum(counts["status"].values()),
+        "filtered": any(form.value(f) for f in ("q", "os", "os_version", "status", "software", "port", "disk_full")),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })
 
