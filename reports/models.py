@@ -115,8 +115,10 @@ class Host(models.Model):
 
     class Meta:
         ordering = ["hostname"]
-        # Serves the host list's case-insensitive name sort (reports.host_table).
-        indexes = [models.Index(Lower("hostname"), "id", name="host_hostname_lower")]
+        # host_hostname_lower serves the host list's case-insensitive name sort (reports.host_table);
+        # host_os_version also answers the list's counts by OS and version from the index alone.
+        indexes = [models.Index(Lower("hostname"), "id", name="host_hostname_lower"),
+                   models.Index(fields=["os_name", "os_version"], name="host_os_version")]
 
     def __str__(self) -> str:
         return f"{self.hostname} ({self.last_ip})"

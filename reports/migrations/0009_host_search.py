@@ -56,5 +56,9 @@ class Migration(migrations.Migration):
             model_name='host',
             index=models.Index(django.db.models.functions.text.Lower('hostname'), models.F('id'), name='host_hostname_lower'),
         ),
+        migrations.AddIndex(
+            model_name='host',
+            index=models.Index(fields=['os_name', 'os_version'], name='host_os_version'),
+        ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
     ]
