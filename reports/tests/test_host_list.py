@@ -197,3 +197,13 @@ def test_os_links_keep_the_status_filter(signed_in, fleet):
     html = signed_in.get("/", {"status": "online"}).content.decode()
     assert 'href="?status=online&amp;os=Linux"' in html
     assert 'href="?status=online&amp;os=Linux&amp;os_version=CentOS+Linux+7"' in html
+
+
+def test_postgresql_searches_hosts_through_a_trigram_index():
+    """Migration 0009 adds it on PostgreSQL only (pg_trgm); SQLite scans, which is fast enough there."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, Host._meta.db_table)
+    assert ("host_search_trigram" in indexes) == (connection.vendor == "postgresql")
+    assert "host_hostname_lower" in indexes and "host_os_version" in indexes
