@@ -17,6 +17,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from reports import documents, processes
@@ -103,6 +104,12 @@ class Host(models.Model):
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
         help_text="The snapshot whose document holds the host's current software list.",
     )
+    # Kept by ingest from the newest snapshot (reports.host_search).
+    search_text = models.TextField(blank=True, default="", editable=False,
+                                   help_text="Lower-cased names, own addresses, OS and CPU: what the host search matches.")
+    own_address = models.CharField(max_length=45, blank=True, default="", help_text="The host's own first address.")
+    agent_version = models.CharField(max_length=64, blank=True, default="")
+    boot_time = models.DateTimeField(null=True, blank=True)
     # Two machines, one id (reports.identity keeps these; docs/agent.md says how to fix a conflict).
     identity_serial = models.CharField(max_length=255, blank=True, default="", editable=False,
                                        help_text="The last hardware serial number the host reported.")
@@ -130,6 +137,10 @@ class Host(models.Model):
 
     class Meta:
         ordering = ["hostname"]
+        # host_hostname_lower serves the host list's case-insensitive name sort (reports.host_table);
+        # host_os_version also answers the list's counts by OS and version from the index alone.
+        indexes = [models.Index(Lower("hostname"), "id", name="host_hostname_lower"),
+                   models.Index(fields=["os_name", "os_version"], name="host_os_version")]
 
     def __str__(self) -> str:
         return f"{self.hostname} ({self.last_ip})"

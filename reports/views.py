@@ -19,25 +19,18 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import addresses, breadth, charts, inventory_selectors, selectors, services, store
+from reports import addresses, breadth, charts, host_table, inventory_selectors, selectors, services, store
 from reports import packages as agent_packages
 from reports import processes as process_rule
 from reports.api import errors as api_errors
 from reports.templatetags import relevo as relevo_tags
-from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
+from reports.forms import HOST_PAGE_SIZE, HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
 
-HOSTS_PER_PAGE = 50
 SNAPSHOTS_PER_PAGE = 25
 PROCESSES_PER_PAGE = 100
 CHART_POINTS = 100
 PROCESS_SEARCH_LIMIT = 200
 
-# (sort field, header, CSS class): "opt" columns are hidden on a phone.
-HOST_COLUMNS = [
-    ("hostname", "Hostname", "c-host"), ("last_ip", "Last IP", "c-ip"), ("os_name", "OS", "c-os"),
-    ("os_version", "Version", "opt"), ("cpu_model", "CPU", "opt"), ("process_count", "Processes", "c-num"),
-    ("user_count", "Users", "c-num opt"), ("last_seen", "Last seen", "c-time"),
-]
 
 
 def _not_found(request, what: str) -> HttpResponse:
@@ -45,37 +38,31 @@ def _not_found(request, what: str) -> HttpResponse:
     return render(request, "reports/not_found.html", {"what": what}, status=404)
 
 
-def _sort_columns(columns, current: str) -> list[dict]:
-    """Header links: clicking a column sorts by it, clicking it again reverses."""
-    result = []
-    for field, label, css in columns:
-        active = current.lstrip("-") == field
-        descending = active and current.startswith("-")
-        result.append({
-            "label": label, "css": css,
-            "sort": f"-{field}" if active and not descending else field,
-            "aria_sort": ("descending" if descending else "ascending") if active else "none",
-        })
-    return result
-
-
 @login_required
 @require_GET
 def host_list(request):
     now = timezone.now()
     counts = selectors.host_counts(now)
-    form = HostFilterForm(request.GET or None, os_names=list(counts["os"]))
+    versions = sorted({version for by_os in counts["versions"].values() for version in by_os})
+    form = HostFilterForm(request.GET or None, os_names=list(counts["os"]), os_versions=versions)
     sort = form.value("sort") or "hostname"
-    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), status=form.value("status"),
-                                ordering=sort, identity_conflict=bool(form.value("identity_conflict")), now=now)
+    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), os_version=form.value("os_version"),
+                                status=form.value("status"), ordering=sort,
+                                identity_conflict=bool(form.value("identity_conflict")), now=now)
     hosts = inventory_selectors.hosts_narrowed(hosts, software=form.value("software"),
                                                port=form.value("port") or None,
                                                disk_full=bool(form.value("disk_full")))
-    page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(hosts, form.value("per_page") or HOST_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [(host, selectors.host_status(host, now)) for host in page]
+    shown = host_table.chosen(form.value("col"))
+    shown_keys = {column.key for column in shown}
     return render(request, "reports/host_list.html", {
-        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
-        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status", "software", "port", "disk_full", "identity_conflict")),
+        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "shown_columns": shown,
+        "columns": host_table.header_links(shown, sort),
+        "column_choices": [(c.key, c.label, c.key in shown_keys) for c in host_table.COLUMNS if c.key not in host_table.REQUIRED],
+        "total_hosts": sum(counts["status"].values()),
+        "filtered": any(form.value(f) for f in ("q", "os", "os_version", "status", "software", "port", "disk_full",
+                                                          "identity_conflict")),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })
 

@@ -35,7 +35,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import addresses, documents, identity, inventory_index, locks, processes, rowsql, store
+from reports import addresses, documents, host_search, identity, inventory_index, locks, processes, rowsql, store
 from reports.dbwrite import write_transaction
 from reports.models import Host, Snapshot
 
@@ -359,6 +359,7 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
                        process_index=prepared.process_index)
         seen = identity.Identity.of(hostname=columns["hostname"], address=columns["last_ip"], hardware=payload.hardware)
         changes.update(identity.identity_changes(host, seen, at=payload.collected_at))
+        changes.update(host_search.host_search_columns(payload, last_ip=columns["last_ip"]))
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)

@@ -15,6 +15,9 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from reports import host_table
+from reports.units import binary_size
+
 register = template.Library()
 
 
@@ -39,20 +42,6 @@ def page_link(context, param: str, number, anchor: str = "") -> str:
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 TIME_TITLE_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
-_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-
-
-def binary_size(value: float) -> str:
-    """A byte count in binary units: '512 B', '1.5 KiB', '8 GiB', '120 GiB'."""
-    size = float(value)
-    if abs(size) < 1024:
-        return f"{int(size)} B"
-    for unit in _BINARY_UNITS:
-        size /= 1024
-        if abs(size) < 1024 or unit == _BINARY_UNITS[-1]:
-            break
-    text = f"{size:.1f}" if abs(size) < 100 else f"{size:.0f}"
-    return f"{text.removesuffix('.0')} {unit}"
 
 
 @register.filter
@@ -101,7 +90,7 @@ def ago(value, now=None) -> str:
         return "–"
     seconds = ((now or timezone.now()) - local).total_seconds()
     return mark_safe(f'<time datetime="{local.isoformat()}" title="{local.strftime(TIME_TITLE_FORMAT)}">'
-                     f'{age(seconds)} ago</time>')
+                     f'{host_table.age(seconds)} ago</time>')
 
 
 @register.filter
@@ -160,8 +149,7 @@ def cmdline_cell(value) -> str:
     return mark_safe(_cmdline_cell(text))
 
 
-def _dash(value) -> str:
-    return "–" if value in (None, "") else escape(value)
+_dash = host_table.dash
 
 
 @register.simple_tag
@@ -204,36 +192,7 @@ def software_table_rows(entries) -> str:
     return mark_safe("\n".join(parts))
 
 
-def age(seconds: float) -> str:
-    """A short age: '40 s', '5 min', '3 h', '9 d' (cheaper than timesince, and fits a phone)."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
-_CONFLICT_BADGE = ' <span class="badge offline" title="Two machines seem to send this host id">id conflict</span>'
-
-
 @register.simple_tag
-def host_table_rows(rows, now) -> str:
-    """The rows of the host list, built in Python for the same reason as ``process_table_rows``."""
-    detail_url = reverse("reports:host_detail", args=[0])[: -len("0/")]
-    parts = []
-    for host, status in rows:
-        seen = timezone.localtime(host.last_seen)
-        parts.append(
-            f'<tr><td><span class="badge {status}">{status}</span></td>'
-            f'<th scope="row" class="c-host"><a href="{detail_url}{host.pk}/">{escape(host.hostname)}</a>'
-            f'{_CONFLICT_BADGE if host.identity_conflict_since else ""}</th>'
-            f'<td class="c-ip mono">{escape(host.last_ip)}</td><td>{_dash(host.os_name)}</td>'
-            f'<td class="opt">{_dash(host.os_version)}</td><td class="opt small">{_dash(host.cpu_model)}</td>'
-            f'<td class="c-num">{host.process_count}</td><td class="c-num opt">{host.user_count}</td>'
-            f'<td class="c-time"><time datetime="{seen.isoformat()}" title="{seen:%Y-%m-%d %H:%M:%S %Z}">'
-            f'{age((now - host.last_seen).total_seconds())} ago</time></td></tr>'
-        )
-    return mark_safe("\n".join(parts))
+def host_table_rows(columns, rows, now) -> str:
+    """The rows of the host list: the cells ``reports.host_table`` defines for the shown *columns*."""
+    return mark_safe(host_table.rows_html(columns, rows, now, reverse("reports:host_detail", args=[0])[: -len("0/")]))

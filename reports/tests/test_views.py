@@ -16,7 +16,8 @@ from reports import diff as snapshot_diff_module
 from reports import payload as payload_schema
 from reports import charts, selectors
 from reports.models import Host, Snapshot
-from reports.templatetags.relevo import age, bytes_or_dash
+from reports.host_table import age
+from reports.templatetags.relevo import bytes_or_dash
 from reports.tests.helpers import ingest, text
 
 pytestmark = pytest.mark.django_db
@@ -97,6 +98,7 @@ def test_the_host_list_shows_every_host_with_status_and_counts(signed_in, fleet)
         assert hostname in page
     assert response.context["counts"] == {
         "os": {"Linux": 2, "Windows": 1}, "status": {"online": 1, "offline": 1, "stale": 1},
+        "versions": {"Linux": {"Debian GNU/Linux 12": 2}, "Windows": {"Windows 10 Pro 22H2": 1}},
     }
     statuses = {host.hostname: status for host, status in response.context["rows"]}
     assert statuses == {"web-01": "online", "win-db": "offline", "legacy-box": "stale"}
