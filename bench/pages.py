@@ -53,7 +53,7 @@ def prepare(base: Path, *, hosts: int, per_host: int, fresh: bool,
         os.environ.update(saved["env"])
         import django
         django.setup()
-        return saved["env"], saved["credentials"]
+        return _as_loaded(saved["env"], saved.get("loaded_at")), saved["credentials"]
     if base.exists():
         for path in sorted(base.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
@@ -64,12 +64,25 @@ def prepare(base: Path, *, hosts: int, per_host: int, fresh: bool,
     django.setup()
     from bench.loader import load
     started = time.monotonic()
-    counts = load(hosts=hosts, snapshots_per_host=per_host, interval=interval,
+    loaded_at = dt.datetime.now(dt.timezone.utc)
+    counts = load(hosts=hosts, snapshots_per_host=per_host, interval=interval, now=loaded_at,
                   progress=lambda line: print(line, flush=True))
     print(f"pages: loaded {counts['hosts']} hosts, {counts['snapshots']} snapshots "
           f"({counts['document_bytes'] / 1e9:.2f} GB compressed documents) in {time.monotonic() - started:.0f} s")
-    marker.write_text(json.dumps({"env": env, "credentials": credentials}))
-    return env, credentials
+    marker.write_text(json.dumps({"env": env, "credentials": credentials, "loaded_at": loaded_at.isoformat()}))
+    return _as_loaded(env, loaded_at.isoformat()), credentials
+
+
+def _as_loaded(env: dict, loaded_at: str | None) -> dict:
+    """The server's env with the status thresholds moved by the data's age, so statuses stay as loaded.
+
+    The loader makes 80% of the hosts online, 15% offline and 5% stale as of
+    the load; timed an hour later, every host would be offline.
+    """
+    if not loaded_at:
+        return env
+    age = int((dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(loaded_at)).total_seconds())
+    return {**env, "INVENTORY_OFFLINE_AFTER": f"{30 * 60 + age}s", "INVENTORY_STALE_AFTER": f"{7 * 86_400 + age}s"}
 
 
 def sign_in(url: str, password: str) -> requests.Session:
