@@ -31,7 +31,7 @@ import msgspec
 from django.db import connection, transaction
 from django.test import override_settings
 
-from reports import addresses, documents, services, store
+from reports import addresses, documents, host_search, services, store
 from reports import processes as process_rule
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
@@ -118,6 +118,7 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
     host = Host.objects.create(
         host_id=payload.host.id, first_seen=newest - dt.timedelta(days=len(days) - 1), last_seen=newest,
         process_index=process_rule.process_index(payload.processes), **services.host_columns(payload, address),
+        **host_search.host_search_columns(payload, last_ip=ip),
     )
     rows = []
     for day in days:

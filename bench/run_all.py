@@ -27,7 +27,7 @@ SCRIPTS = [
     ("upload_cost.py", 300, ["--uploads", "100", "--counted", "10"]),
     ("storage.py", 2400, ["--hosts", "4", "--reads", "10"]),
     ("agent.py", 300, []),
-    ("pages.py", 600, []),
+    ("pages.py", 900, ["--hosts", "1000", "--requests", "40"]),
     ("search.py", 1200, ["--hosts", "500", "--requests", "50"]),
 ]
 OTHER_LIMIT = 300

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+import uuid
 import sys
 from pathlib import Path
 
@@ -110,3 +111,25 @@ def test_the_loader_fills_host_rows_as_ingest_would():
         expected = services.host_columns(payload, addresses.parse_ip(host.last_ip))
         assert {name: getattr(host, name) for name in expected} == expected
         assert host.os_version == host.latest_snapshot.os_version != ""
+
+
+@pytest.mark.django_db
+def test_the_loader_writes_a_daily_series_whose_rows_read_back_as_the_orm_would_write_them():
+    """The fleet loader inserts snapshot rows with its own SQL: every value must read back typed, the newest linked."""
+    from bench import loader
+    from reports.models import Host, Snapshot
+
+    now = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
+    counts = loader.load(hosts=3, snapshots_per_host=4, interval=dt.timedelta(days=1), now=now,
+                         progress=lambda _: None)
+    assert (counts["hosts"], counts["snapshots"]) == (3, 12)
+    for host in Host.objects.all():
+        series = list(Snapshot.objects.filter(host=host).order_by("collected_at"))
+        assert len(series) == 4 and len({snapshot.day for snapshot in series}) == 4
+        assert [b.collected_at - a.collected_at for a, b in zip(series, series[1:])] == [dt.timedelta(days=1)] * 3
+        assert host.latest_snapshot_id == series[-1].pk and series[-1].collected_at == host.last_seen
+        newest = payload_schema.decode_stored(series[-1].document_bytes)
+        assert str(newest.payload.snapshot_id) == str(series[-1].snapshot_id)
+        assert all(isinstance(s.snapshot_id, uuid.UUID) and s.file_name == f"{s.ip}_{s.day.isoformat()}.json"
+                   for s in series)
+        assert payload_schema.decode_stored(series[0].document_bytes).payload.processes  # a pooled document

@@ -134,7 +134,7 @@ def test_the_new_columns_show_own_address_memory_uptime_and_agent(signed_in, rea
     assert headers(html) == ["Status", "Hostname", "Address", "Seen from", "OS", "Version", "CPU", "Memory",
                              "Uptime", "Processes", "Users", "Last seen"]
     assert '<td class="c-ip mono opt" title="10.20.0.7">10.20.0.7</td>' in html
-    assert "7.7\xa0GB" in html
+    assert "7.7 GiB" in html
     assert ">0.9.2</td>" in signed_in.get("/", {"col": "agent_version"}).content.decode()
     assert re.search(r'<span title="Booted 2026-11-20 06:12 UTC">\d+ d</span>', html)
     api = reader_client.get("/api/hosts/", {"search": "db-centos"}).json()["results"][0]
