@@ -111,3 +111,16 @@ def host_table_rows(rows, now) -> str:
             f'{age((now - host.last_seen).total_seconds())} ago</time></td></tr>'
         )
     return mark_safe("\n".join(parts))
+
+
+@register.filter
+def binary_bytes(value) -> str:
+    """A size in binary units, labelled as such (8 GiB, 512.0 MiB); a dash when unknown."""
+    if value is None:
+        return "–"
+    size, unit = float(value), "bytes"
+    for larger in ("KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024:
+            break
+        size, unit = size / 1024, larger
+    return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
