@@ -18,38 +18,47 @@ two equal digests mean "unchanged" without reading any list.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
+from reports import processes
 from reports.payload import Disk, Interface, ListeningSocket, Process, Service, SessionUser, SnapshotPayload, Software
 
 ProcessKey = tuple[str, tuple[str, ...]]
 UserKey = tuple[str, str, str]
 
-# (section, label, attribute path) of the scalar fields worth reporting.
-_FIELDS = (
-    ("Host", "Hostname", ("host", "hostname")),
-    ("Host", "FQDN", ("host", "fqdn")),
-    ("Host", "Boot time", ("host", "boot_time")),
-    ("OS", "Name", ("os", "name")),
-    ("OS", "Version", ("os", "version")),
-    ("OS", "Release", ("os", "release")),
-    ("OS", "Build", ("os", "build")),
-    ("OS", "Distribution", ("os", "distribution")),
-    ("OS", "Distribution version", ("os", "distribution_version")),
-    ("OS", "Kernel", ("os", "kernel")),
-    ("OS", "Architecture", ("os", "arch")),
-    ("CPU", "Model", ("cpu", "model")),
-    ("CPU", "Vendor", ("cpu", "vendor")),
-    ("CPU", "Physical cores", ("cpu", "physical_cores")),
-    ("CPU", "Logical cores", ("cpu", "logical_cores")),
-    ("Memory", "Total bytes", ("memory", "total_bytes")),
-    ("Memory", "Available bytes", ("memory", "available_bytes")),
-    ("Agent", "Version", ("agent", "version")),
-)
+# The one label map of the changes page: (section, attribute) -> what a person
+# calls it. Sizes are marked by ``_bytes`` in the attribute and shown in binary
+# units (GiB, MiB) by the page.
+FIELD_LABELS = {
+    ("host", "hostname"): "Host name",
+    ("host", "fqdn"): "FQDN",
+    ("host", "boot_time"): "Boot time",
+    ("os", "name"): "OS",
+    ("os", "version"): "OS version",
+    ("os", "release"): "OS release",
+    ("os", "build"): "OS build",
+    ("os", "distribution"): "Distribution",
+    ("os", "distribution_version"): "Distribution version",
+    ("os", "kernel"): "Kernel",
+    ("os", "arch"): "Architecture",
+    ("cpu", "model"): "CPU model",
+    ("cpu", "vendor"): "CPU vendor",
+    ("cpu", "physical_cores"): "Physical CPU cores",
+    ("cpu", "logical_cores"): "Logical CPU cores",
+    ("memory", "total_bytes"): "Total memory",
+    ("memory", "available_bytes"): "Available memory",
+    ("agent", "version"): "Agent version",
+}
+_SECTIONS = {"host": "Host", "os": "OS", "cpu": "CPU", "memory": "Memory", "agent": "Agent"}
+_FIELDS = tuple((_SECTIONS[path[0]], label, path) for path, label in FIELD_LABELS.items())
+# A boot time is computed from the uptime, so clock corrections move it by a
+# few seconds without a reboot; a smaller move is neither a reboot nor a change.
+BOOT_TIME_JITTER = dt.timedelta(seconds=60)
 # Compared only when both snapshots report hardware (absent is not "all null").
 _HARDWARE_FIELDS = (
-    ("Vendor", "vendor"), ("Model", "model"), ("Serial number", "serial"), ("UUID", "uuid"),
+    ("Hardware vendor", "vendor"), ("Hardware model", "model"), ("Hardware serial number", "serial"), ("System UUID", "uuid"),
     ("BIOS vendor", "bios_vendor"), ("BIOS version", "bios_version"), ("BIOS date", "bios_date"),
     ("Virtual machine", "virtual"), ("Hypervisor", "hypervisor"),
 )
@@ -77,12 +86,55 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class ProcessChange:
-    """``count`` processes with this name and command line started (or stopped); ``example`` is one of them."""
+    """One process (a name and command line) that started or stopped, run by ``count`` PIDs ("×3").
+
+    ``example`` is one of its PIDs; ``kernel`` says whether it is a kernel
+    thread (``reports.processes.is_kernel_thread``); ``age`` is how long it had
+    been running at the snapshot that lists it (None: start time unknown).
+    """
 
     name: str
     cmdline: str
     count: int
     example: Process
+    kernel: bool = False
+    age: dt.timedelta | None = None
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    """The started and stopped lists as the page shows them: kernel threads hidden unless asked.
+
+    Each list counts processes, not PIDs: ``len(started)`` is "+N started".
+    ``hidden_*`` say how many kernel threads the toggle would add.
+    """
+
+    started: list[ProcessChange]
+    stopped: list[ProcessChange]
+    hidden_started: int
+    hidden_stopped: int
+    show_kernel: bool
+
+
+@dataclass(frozen=True)
+class Reboot:
+    """The host rebooted between the two snapshots (its boot time changed), and what came with it."""
+
+    old_boot: dt.datetime | None
+    new_boot: dt.datetime
+    old_kernel: str | None
+    new_kernel: str | None
+    old_os_version: str | None
+    new_os_version: str | None
+    processes_since_boot: int
+
+    @property
+    def kernel_changed(self) -> bool:
+        return self.old_kernel != self.new_kernel
+
+    @property
+    def os_changed(self) -> bool:
+        return self.old_os_version != self.new_os_version
 
 
 @dataclass(frozen=True)
@@ -196,10 +248,20 @@ class SnapshotDiff:
     # A side sent only its software digest, the digests differ, and no list
     # with that digest was given: reports.breadth looks the list up.
     software_unresolved: bool = False
+    # Set when the boot time changed: the page's headline instead of a boot-time row.
+    reboot: Reboot | None = None
+
+    def processes(self, *, show_kernel: bool = False) -> ProcessView:
+        """The started and stopped processes, without kernel threads unless *show_kernel*."""
+        def shown(changes: list[ProcessChange]) -> list[ProcessChange]:
+            return changes if show_kernel else [c for c in changes if not c.kernel]
+        started, stopped = shown(self.started), shown(self.stopped)
+        return ProcessView(started, stopped, len(self.started) - len(started), len(self.stopped) - len(stopped),
+                           show_kernel)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.started or self.stopped or self.logged_in or self.logged_out or self.fields
+        return not (self.reboot or self.started or self.stopped or self.logged_in or self.logged_out or self.fields
                     or self.software or self.ports_opened or self.ports_closed or self.services_added
                     or self.services_removed or self.services_changed or self.disks_added or self.disks_removed
                     or self.disks_filling or self.interfaces_added or self.interfaces_removed
@@ -219,19 +281,36 @@ def _get(payload: SnapshotPayload, path: tuple[str, str]) -> object:
     return None if section is None else getattr(section, path[1])
 
 
-def _process_changes(more: list[Process], less: list[Process]) -> list[ProcessChange]:
-    """Processes of *more* beyond their count in *less*, sorted by name."""
+def _process_changes(more: list[Process], less: list[Process], at: dt.datetime) -> list[ProcessChange]:
+    """Processes of *more* beyond their count in *less*, in the order that matters to a person.
+
+    User-space processes first, kernel threads last; within each, the one
+    that had been running longest at *at* (the snapshot that lists it) first,
+    so a new daemon or a miner that ran for hours comes before a ``sleep 1``
+    that happened to be caught; then by name.
+    """
     surplus = Counter(map(process_key, more)) - Counter(map(process_key, less))
     examples: dict[ProcessKey, Process] = {}
     for process in more:
         key = process_key(process)
-        if key in surplus and key not in examples:
+        if key in surplus and (key not in examples or _started(process) < _started(examples[key])):
             examples[key] = process
-    return sorted(
-        (ProcessChange(name=key[0], cmdline=" ".join(key[1]), count=count, example=examples[key])
-         for key, count in surplus.items()),
-        key=lambda change: (change.name.lower(), change.cmdline),
-    )
+    changes = [
+        ProcessChange(name=key[0], cmdline=" ".join(key[1]), count=count, example=examples[key],
+                      kernel=processes.is_kernel_thread(examples[key]),
+                      age=at - examples[key].create_time if examples[key].create_time else None)
+        for key, count in surplus.items()
+    ]
+    return sorted(changes, key=lambda c: (c.kernel, c.age is None, -(c.age or _NO_AGE).total_seconds(),
+                                          c.name.lower(), c.cmdline))
+
+
+_NO_AGE = dt.timedelta(0)
+_FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def _started(process: Process) -> dt.datetime:
+    return process.create_time or _FAR_FUTURE
 
 
 def _user_changes(more: list[SessionUser], less: list[SessionUser]) -> list[UserChange]:
@@ -247,16 +326,19 @@ def snapshot_diff(old: SnapshotPayload, new: SnapshotPayload, *, old_known: list
     snapshot, used only when that snapshot sent its digest instead of its list.
     """
     diff = SnapshotDiff(
-        started=_process_changes(new.processes, old.processes),
-        stopped=_process_changes(old.processes, new.processes),
+        started=_process_changes(new.processes, old.processes, new.collected_at),
+        stopped=_process_changes(old.processes, new.processes, old.collected_at),
         logged_in=_user_changes(new.users, old.users),
         logged_out=_user_changes(old.users, new.users),
     )
     common = Counter(map(process_key, old.processes)) & Counter(map(process_key, new.processes))
     diff.unchanged_processes = sum(common.values())
+    diff.reboot = _reboot(old, new)
+    # A reboot is the headline, with its kernel: neither repeats as a row.
+    folded = {("host", "boot_time"), ("os", "kernel")} if diff.reboot else {("host", "boot_time")}
     for section, label, path in _FIELDS:
         before, after = _get(old, path), _get(new, path)
-        if before != after:
+        if before != after and path not in folded:
             diff.fields.append(FieldChange(section, label, before, after, is_bytes=path[1].endswith("_bytes")))
     _software_changes(diff, old, new, old_known=old_known, new_known=new_known)
     if _both_report(diff, "listening ports", old.listening, new.listening):
@@ -274,6 +356,17 @@ def snapshot_diff(old: SnapshotPayload, new: SnapshotPayload, *, old_known: list
             if before != after:
                 diff.fields.append(FieldChange("Hardware", label, before, after))
     return diff
+
+
+def _reboot(old: SnapshotPayload, new: SnapshotPayload) -> Reboot | None:
+    """A Reboot when *new* booted after *old* did (an unknown old boot time counts, an unknown new one not)."""
+    before, after = _get(old, ("host", "boot_time")), _get(new, ("host", "boot_time"))
+    if after is None or (before is not None and abs(after - before) < BOOT_TIME_JITTER):
+        return None
+    since_boot = {process_key(p) for p in new.processes if not processes.is_kernel_thread(p)}
+    return Reboot(old_boot=before, new_boot=after, old_kernel=_get(old, ("os", "kernel")),
+                  new_kernel=_get(new, ("os", "kernel")), old_os_version=_get(old, ("os", "version")),
+                  new_os_version=_get(new, ("os", "version")), processes_since_boot=len(since_boot))
 
 
 def _both_report(diff: SnapshotDiff, area: str, old: object, new: object) -> bool:

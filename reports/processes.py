@@ -15,15 +15,27 @@ is still there for finding one user's processes.
 snapshot, so ``HostQuerySet.running`` (one LIKE over that column) finds
 exactly the hosts for which ``process_matches`` holds for some process: the
 needle holds no newline, so it cannot match across two processes' lines.
+
+Name-only matching (``match=name``, the default of process search): the
+needle is a substring of the process *name* alone, so ``vim
+/etc/nginx/nginx.conf`` is not an nginx process; ``match=cmdline`` is the
+rule above (name or command line). ``MATCH_MODES`` names both.
+
+Kernel threads (``is_kernel_thread``) are the other rule this module owns:
+the changes page hides them unless asked (``?kernel=on``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from reports import payload as payload_schema
 
 CMDLINE_CHARS = 200
+# What a process search compares the needle with: the name alone, or the name and command line.
+MATCH_NAME, MATCH_CMDLINE = "name", "cmdline"
+MATCH_MODES = (MATCH_NAME, MATCH_CMDLINE)
 
 
 def process_text(process: payload_schema.Process) -> str:
@@ -47,43 +59,75 @@ def process_index(processes: list[payload_schema.Process]) -> str:
     return text.replace("\n", " ").replace("\0", "\n").lower()
 
 
-KERNEL_THREAD_PREFIXES = ("kworker/", "ksoftirqd/", "migration/", "rcu_", "cpuhp/", "idle_inject/", "irq/", "watchdog/")
-
-
-def is_kernel_thread(process: payload_schema.Process) -> bool:
-    """Whether *process* is a Linux kernel thread, which pages hide by default.
-
-    Kernel threads have no command line and are kthreadd (pid 2) or its
-    children (ppid 2). When the agent could not read the parent, names like
-    ``kworker/0:1`` or ``rcu_gp`` still give them away. They are noise to an
-    operator: dozens per host, 0 bytes resident, renamed as they work.
-    Windows's "System" (pid 4) has no command line either but is not matched:
-    its ppid is 0.
-    """
-    if process.cmdline:
-        return False
-    if process.pid == 2 or process.ppid == 2:
-        return True
-    name = process.name or ""
-    return name.startswith(KERNEL_THREAD_PREFIXES)
-
-
 def query_needle(query: str) -> str:
     """What a query is looked for as: stripped, lower-cased, newlines blanked ('' matches nothing)."""
     return query.strip().lower().replace("\n", " ")
 
 
-def process_matches(process: payload_schema.Process, needle: str) -> bool:
-    """Whether *process* matches *needle* (a ``query_needle``)."""
+def process_matches(process: payload_schema.Process, needle: str, match: str = MATCH_CMDLINE) -> bool:
+    """Whether *process* matches *needle* (a ``query_needle``) under *match*."""
+    if match == MATCH_NAME:
+        return bool(needle) and needle in name_text(process)
     return bool(needle) and needle in process_text(process)
 
 
-def matching_lines(index: str, needle: str) -> list[str]:
+def name_text(process: payload_schema.Process) -> str:
+    """The searchable name of one process (the part of ``process_text`` before the tab)."""
+    return (process.name or "").replace("\n", " ").lower()
+
+
+def line_matches(line: str, needle: str, match: str = MATCH_CMDLINE) -> bool:
+    """Whether one ``process_index`` line matches *needle* under *match* (one of ``MATCH_MODES``)."""
+    if not needle:
+        return False
+    if match == MATCH_NAME:
+        return needle in line.split("\t", 1)[0]
+    return needle in line
+
+
+def matching_lines(index: str, needle: str, match: str = MATCH_CMDLINE) -> list[str]:
     """The lines of a ``process_index`` that match *needle*: the same rule, read from the stored text."""
     if not needle:
         return []
-    return [line for line in index.split("\n") if needle in line]
+    return [line for line in index.split("\n") if line_matches(line, needle, match)]
 
 
-def matching_processes(processes: Iterable[payload_schema.Process], needle: str) -> list[payload_schema.Process]:
-    return [process for process in processes if process_matches(process, needle)]
+def matching_processes(processes: Iterable[payload_schema.Process], needle: str,
+                       match: str = MATCH_CMDLINE) -> list[payload_schema.Process]:
+    return [process for process in processes if process_matches(process, needle, match)]
+
+
+# --- kernel threads ------------------------------------------------------------------
+
+# Name patterns of Linux kernel threads (kthreadd's children), for a process
+# whose parent is not known. A per-CPU suffix (``/0``), a work queue
+# (``kworker/u8:2-events``) and a renamed ``rcu_*`` thread all match.
+KERNEL_THREAD_NAMES = re.compile(
+    r"^(?:kthreadd|kworker/.*|rcu_.*|migration/.*|ksoftirqd/.*|cpuhp/.*|idle_inject/.*|watchdog[d/].*"
+    r"|irq/.*|kcompactd\d*|khugepaged|kswapd\d*|kauditd|kdevtmpfs|khungtaskd|oom_reaper|kblockd|ksmd"
+    r"|writeback|kintegrityd|jbd2/.*|scsi_eh_\d+|scsi_tmf_\d+|card\d+-crtc\d+|xfs.*|ext4-rsv-conver"
+    r"|kthrotld|zswap-shrink|mm_percpu_wq|netns|inet_frag_wq|ecryptfs-kthread|kstrp|charger_manager"
+    r"|pool_workqueue_release|ipv6_addrconf|blkcg_punt_bio|tpm_dev_wq|devfreq_wq|edac-poller|kmpath_rdacd"
+    r"|kaluad|md|raid5wq|dm_bufio_cache|ata_sff|acpi_thermal_pm|vmstat)$"
+)
+KTHREADD_PID = 2
+
+
+def is_kernel_thread(process: payload_schema.Process) -> bool:
+    """Whether *process* is a Linux kernel thread: the one rule the changes page hides by default.
+
+    A kernel thread has no command line (``/proc/<pid>/cmdline`` is empty) and
+    is kthreadd (pid 2) or its child (ppid 2). When the agent could not read
+    the parent, a name in ``KERNEL_THREAD_NAMES`` (``kworker/*``, ``rcu_*``,
+    ``migration/*``, ``ksoftirqd/*`` ...) decides. A process with a command
+    line is never one: a user-space program cannot hide by naming itself
+    ``kworker/0:1`` unless it also blanks its command line, and then its ppid
+    (not 2) gives it away.
+    """
+    if process.cmdline and any(process.cmdline):
+        return False
+    if process.pid == KTHREADD_PID or process.ppid == KTHREADD_PID:
+        return True
+    if process.ppid is not None and process.ppid not in (0, KTHREADD_PID):
+        return False
+    return bool(process.name) and KERNEL_THREAD_NAMES.match(process.name) is not None

@@ -170,9 +170,11 @@ def host_changes(request, pk: int):
     changes = breadth.changes_with_software(host=host, changes=changes)
     if changes is None and (old_id or new_id):
         return _not_found(request, "snapshot")
+    show_kernel = request.GET.get("kernel") == "on"
     return render(request, "reports/host_changes.html", {
         "host": host, "changes": changes, "choices": choices,
         "diff": changes.diff if changes else None,
+        "shown": changes.diff.processes(show_kernel=show_kernel) if changes else None,
     })
 
 

@@ -241,7 +241,7 @@ def test_a_hardware_change_is_a_field_change():
     moved = dict(hardware, serial="ec2-other-9999", bios_version="1.1", virtual=False)
     diff = snapshot_diff(snapshot(hardware=hardware), snapshot(hardware=moved))
     assert {(c.section, c.label, c.old, c.new) for c in diff.fields} == {
-        ("Hardware", "Serial number", "ec2abcdef-0123", "ec2-other-9999"), ("Hardware", "BIOS version", "1.0", "1.1"),
+        ("Hardware", "Hardware serial number", "ec2abcdef-0123", "ec2-other-9999"), ("Hardware", "BIOS version", "1.0", "1.1"),
         ("Hardware", "Virtual machine", True, False)}
     unreported = snapshot_diff(old_agent(), snapshot(hardware=hardware))
     assert not unreported.fields and Uncompared("hardware", "not reported by the older snapshot") in unreported.uncompared

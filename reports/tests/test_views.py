@@ -266,8 +266,8 @@ def test_changes_default_to_the_last_two_snapshots(signed_in):
     assert [(c.name, c.cmdline) for c in diff.stopped] == [("old-job", "/opt/job --nightly")]
     assert [u.name for u in diff.logged_in] == ["bob"] and [u.name for u in diff.logged_out] == ["alice"]
     assert {(c.label, c.old, c.new) for c in diff.fields} == {
-        ("Release", "6.1.0-30-amd64", "6.1.0-31-amd64"), ("Kernel", "6.1.0-30-amd64", "6.1.0-31-amd64"),
-        ("Total bytes", 8_245_592_064, 16_000_000_000),
+        ("OS release", "6.1.0-30-amd64", "6.1.0-31-amd64"), ("Kernel", "6.1.0-30-amd64", "6.1.0-31-amd64"),
+        ("Total memory", 8_245_592_064, 16_000_000_000),
     }
     page = text(response)
     assert "redis-server" in page and "old-job" in page and "bob" in page and "6.1.0-31-amd64" in page
@@ -319,7 +319,7 @@ def test_process_search_finds_hosts_running_a_program(signed_in, busy_host, flee
     assert ("postgres", "/usr/lib/postgresql/15/bin/postgres -d /var/lib/pg") in response.context["results"][0].matches
     assert reverse("reports:host_detail", args=[busy_host.pk]) in response.content.decode()
 
-    by_cmdline = signed_in.get(reverse("reports:process_search"), {"q": "--flag"})
+    by_cmdline = signed_in.get(reverse("reports:process_search"), {"q": "--flag", "match": "cmdline"})
     assert {r.host.hostname for r in by_cmdline.context["results"]} == {"web-01", "win-db", "legacy-box"}
 
 
