@@ -1,0 +1,233 @@
+"""The alert outbox: evaluating the rules and writing AlertDelivery rows, never sending anything.
+
+``upload_alerts`` runs inside the upload's transaction (called once, from
+``reports.services.ingest._host_update``), so the rows an upload produces
+commit or roll back with its snapshot: an acknowledged snapshot never loses
+its alert, and ingest never waits on a receiver (``reports.alerts.worker``
+sends them later). The change is computed once per upload against the
+host's stored summary (the process index, the software pairs, the socket
+and disk rows, as they are before this upload rewrites them), never by
+reading documents, and only for the kinds some active rule asks about.
+
+The active rules are cached per process: with none, an upload costs one
+cached lookup; a write through this module's services drops the cache at
+once in its own process, and other processes reload it after
+``ALERTS_RULES_CACHE_SECONDS`` (5 s by default).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+import time
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from reports import inventory_index
+from reports import payload as payload_schema
+from reports.alerts import rules
+from reports.models import (
+    AlertDelivery, AlertDestination, AlertHostStatus, AlertRule, Host, HostDisk, HostListeningSocket, HostSoftware,
+    host_status,
+)
+
+_cache_lock = threading.Lock()
+_cache: dict[str, object] = {"rules": None, "loaded": 0.0}
+
+
+def active_rules() -> tuple[rules.Rule, ...]:
+    """The active rules with their destinations, from the per-process cache (reloaded when stale)."""
+    ttl = float(getattr(settings, "ALERTS_RULES_CACHE_SECONDS", 5))
+    cached = _cache["rules"]
+    if cached is not None and time.monotonic() - _cache["loaded"] < ttl:
+        return cached
+    loaded = tuple(_rule_of(rule) for rule in AlertRule.objects.filter(active=True).prefetch_related("destinations"))
+    with _cache_lock:
+        _cache.update(rules=loaded, loaded=time.monotonic())
+    return loaded
+
+
+def rules_changed() -> None:
+    """Forget the cached rules (after a rule or destination is written)."""
+    with _cache_lock:
+        _cache.update(rules=None, loaded=0.0)
+
+
+def _rule_of(rule: AlertRule) -> rules.Rule:
+    return rules.Rule(
+        pk=rule.pk, name=rule.name, kind=rule.kind, pattern=rule.pattern, threshold_percent=rule.threshold_percent,
+        allowed_ports=rules.parse_ports(rule.allowed_ports), os_name=rule.os_name,
+        hostname_pattern=rule.hostname_pattern, group_seconds=rule.group_seconds,
+        destinations=tuple(sorted(d.pk for d in rule.destinations.all())),
+    )
+
+
+# --- the services the admin writes through ----------------------------------------
+
+def alert_rule_save(*, rule: AlertRule, destinations=None) -> AlertRule:
+    """Validate and save a rule (and its destinations when given); the cache follows."""
+    rule.full_clean()
+    rules.parse_ports(rule.allowed_ports)
+    with transaction.atomic():
+        rule.save()
+        if destinations is not None:
+            rule.destinations.set(destinations)
+    rules_changed()
+    return rule
+
+
+def alert_destination_save(*, destination: AlertDestination) -> AlertDestination:
+    """Validate and save a destination; a webhook gets a random secret if it has none."""
+    if destination.kind == AlertDestination.WEBHOOK and not destination.secret:
+        destination.secret = uuid.uuid4().hex + uuid.uuid4().hex
+    destination.full_clean()
+    destination.save()
+    rules_changed()
+    return destination
+
+
+def alert_delete(*, instance: AlertRule | AlertDestination) -> None:
+    """Delete a rule or a destination (their deliveries go with them)."""
+    instance.delete()
+    rules_changed()
+
+
+# --- what an upload fires ------------------------------------------------------------
+
+def upload_alerts(*, host: Host, payload: payload_schema.SnapshotPayload, changes: dict[str, object],
+                  process_index: str) -> int:
+    """Write the deliveries this upload fires (inside its transaction); returns how many.
+
+    *host* holds the columns as they were before this upload; *changes* is
+    what ingest is about to write. Only the host's newest snapshot is
+    compared (a late one changes nothing), and a host's first snapshot
+    fires nothing (there is nothing to compare it with).
+    """
+    active = active_rules()
+    if not active or "latest_snapshot" not in changes:
+        return 0
+    if host.first_seen == host.last_seen == payload.collected_at:
+        return 0
+    hostname = changes.get("hostname", host.hostname)
+    os_name = changes.get("os_name", host.os_name)
+    watching = [rule for rule in active if rule.kind in rules.UPLOAD_KINDS
+                and rule.in_scope(hostname=hostname, os_name=os_name)]
+    if not watching:
+        return 0
+    before = _Before(host)
+    found: list[tuple[rules.Rule, rules.Change]] = []
+    for rule in watching:
+        if rule.kind in rules.PROCESS_KINDS:
+            found += [(rule, c) for c in rules.process_changes(rule, before_index=before.process_index(),
+                                                               after_index=process_index)]
+        elif rule.kind in rules.SOFTWARE_KINDS and "software_snapshot" in changes and payload.software is not None \
+                and payload.software_digest != host.software_digest:
+            after = [(entry.name, entry.version or "") for entry in payload.software]
+            found += [(rule, c) for c in rules.software_changes(rule, before=before.software(), after=after)]
+        elif rule.kind in rules.PORT_KINDS and payload.listening is not None:
+            after = [(s.protocol, s.port) for s in payload.listening]
+            found += [(rule, c) for c in rules.port_changes(rule, before=before.ports(), after=after)]
+        elif rule.kind in rules.DISK_KINDS and payload.disks is not None:
+            after = {d.mount_point: inventory_index.used_percent(d) for d in payload.disks}
+            found += [(rule, c) for c in rules.disk_changes(rule, before=before.disks(), after=after)]
+    return _write(found, host_pk=host.pk, host_name=hostname, occasion=str(payload.snapshot_id))
+
+
+class _Before:
+    """The host's stored state before this upload, each area read at most once and only if a rule asks."""
+
+    def __init__(self, host: Host):
+        self.host = host
+        self._read: dict[str, object] = {}
+
+    def _once(self, area, read):
+        if area not in self._read:
+            self._read[area] = read()
+        return self._read[area]
+
+    def process_index(self) -> str:
+        return self._once("processes", lambda: Host.objects.filter(pk=self.host.pk)
+                          .values_list("process_index", flat=True).first() or "")
+
+    def software(self) -> list[tuple[str, str]]:
+        return self._once("software", lambda: list(HostSoftware.objects.filter(host_id=self.host.pk)
+                                                   .values_list("software__name", "software__version")))
+
+    def ports(self) -> list[tuple[str, int]]:
+        return self._once("ports", lambda: list(HostListeningSocket.objects.filter(host_id=self.host.pk)
+                                                .values_list("protocol", "port")))
+
+    def disks(self) -> dict[str, float | None]:
+        return self._once("disks", lambda: dict(HostDisk.objects.filter(host_id=self.host.pk)
+                                                .values_list("mount_point", "used_percent")))
+
+
+def _write(found: list[tuple[rules.Rule, rules.Change]], *, host_pk: int | None, host_name: str,
+           occasion: str, now: dt.datetime | None = None) -> int:
+    """One AlertDelivery per change and destination, due after the rule's grouping interval."""
+    now = now or timezone.now()
+    rows = []
+    for rule, change in found:
+        for destination in rule.destinations:
+            key = hashlib.sha256(f"{rule.pk}|{destination}|{host_pk}|{occasion}|{change.kind}|{change.detail}"
+                                 .encode()).hexdigest()[:40]
+            rows.append(AlertDelivery(
+                rule_id=rule.pk, destination_id=destination, host_id=host_pk, host_name=host_name[:255],
+                kind=change.kind, subject=change.subject[:512], before=change.before, after=change.after, key=key,
+                created_at=now, next_attempt_at=now + dt.timedelta(seconds=rule.group_seconds),
+            ))
+    if rows:
+        AlertDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+# --- what the worker's timer fires -----------------------------------------------------
+
+def status_alerts(*, now: dt.datetime | None = None) -> int:
+    """Record every host's status and write the deliveries of its transitions; returns how many.
+
+    Run by the worker on a timer. A host seen for the first time is recorded
+    without firing, so starting the worker on a fleet does not report every
+    stale host at once.
+    """
+    now = now or timezone.now()
+    watching = [rule for rule in active_rules() if rule.kind in rules.STATUS_KINDS]
+    if not watching:
+        return 0
+    known = dict(AlertHostStatus.objects.values_list("host_id", "status"))
+    written = 0
+    with transaction.atomic():
+        fresh, moved = [], []
+        for pk, hostname, os_name, last_seen in Host.objects.values_list("pk", "hostname", "os_name", "last_seen"):
+            status = host_status(last_seen, now)
+            old = known.get(pk)
+            if old is None:
+                fresh.append(AlertHostStatus(host_id=pk, status=status))
+                continue
+            if old == status:
+                continue
+            moved.append(AlertHostStatus(host_id=pk, status=status))
+            found = [(rule, change) for rule in watching if rule.in_scope(hostname=hostname, os_name=os_name)
+                     for change in rules.status_changes(rule, before=old, after=status)]
+            written += _write(found, host_pk=pk, host_name=hostname, occasion=last_seen.isoformat(), now=now)
+        AlertHostStatus.objects.bulk_create(fresh, ignore_conflicts=True)
+        AlertHostStatus.objects.bulk_update(moved, ["status"], batch_size=500)
+    return written
+
+
+def rejected_alert(*, host_id: str | None, error: str) -> int:
+    """Write the deliveries of a snapshot the server refused from a known agent (host *host_id*)."""
+    watching = [rule for rule in active_rules() if rule.kind in rules.REJECTED_KINDS]
+    if not watching or not host_id:
+        return 0
+    host = Host.objects.filter(host_id=host_id).values_list("pk", "hostname", "os_name").first()
+    if host is None:
+        return 0
+    pk, hostname, os_name = host
+    change = rules.Change("snapshot_rejected", "snapshot rejected by the server", None, error[:2000], "")
+    found = [(rule, change) for rule in watching if rule.in_scope(hostname=hostname, os_name=os_name)]
+    return _write(found, host_pk=pk, host_name=hostname, occasion=uuid.uuid4().hex)

@@ -1,0 +1,258 @@
+"""Alerts: rules over a host's before/after state, the outbox written by ingest, and the worker's delivery.
+
+Deliveries go to a real webhook receiver on loopback (``relevo_testing.webhook``)
+and to Django's locmem mail backend; the SIGKILL, PostgreSQL and SMTP cases
+are in test_alerts_system.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from relevo_testing.factories import make_inventory, make_payload, make_software
+from relevo_testing.webhook import WebhookReceiver
+from reports.alerts import delivery, outbox, rules, worker
+from reports.models import AlertDelivery, AlertDestination, AlertRule, Host
+from reports.tests.helpers import ingest, same_day_start
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh_rule_cache():
+    outbox.rules_changed()
+    yield
+    outbox.rules_changed()
+
+
+@pytest.fixture
+def receiver():
+    hook = WebhookReceiver().start()
+    yield hook
+    hook.stop()
+
+
+def webhook(receiver, **fields) -> AlertDestination:
+    return outbox.alert_destination_save(destination=AlertDestination(
+        name=fields.pop("name", "hook"), kind="webhook", url=receiver.url, **fields))
+
+
+def rule(destinations, *, name="rule", kind="process_started", group_seconds=0, **fields) -> AlertRule:
+    return outbox.alert_rule_save(rule=AlertRule(name=name, kind=kind, group_seconds=group_seconds, **fields),
+                                  destinations=destinations)
+
+
+def procs(*names: str) -> list[dict]:
+    return [{"pid": 100 + i, "name": name, "cmdline": [f"/usr/bin/{name}"]} for i, name in enumerate(names)]
+
+
+def series(*fields_list: dict, host_id="host-1", hostname="web-01"):
+    """Ingest one snapshot per dict, a minute apart, for one host."""
+    start = same_day_start()
+    for i, fields in enumerate(fields_list):
+        payload = make_payload(host_id=host_id, hostname=hostname, collected_at=start + dt.timedelta(minutes=i))
+        ingest({**payload, **fields})
+
+
+# --- the pure rules -----------------------------------------------------------------
+
+def test_process_rule_reports_started_and_stopped_matching_lines_only():
+    started = rules.Rule(pk=1, name="r", kind="process_started", pattern="NGINX")
+    stopped = rules.Rule(pk=1, name="r", kind="process_stopped", pattern="nginx")
+    before, after = "sshd\t/usr/sbin/sshd", "sshd\t/usr/sbin/sshd\nnginx\tnginx: master"
+    assert [c.subject for c in rules.process_changes(started, before_index=before, after_index=after)] == [
+        "process nginx started"]
+    assert rules.process_changes(stopped, before_index=before, after_index=after) == []
+    assert len(rules.process_changes(stopped, before_index=after, after_index=before)) == 1
+
+
+def test_software_rule_tells_installed_removed_and_upgraded_apart():
+    def kind(k):
+        return rules.Rule(pk=1, name="r", kind=k, pattern="ssl")
+    before, after = [("openssl", "3.0.11"), ("libssl-old", "1")], [("openssl", "3.0.13"), ("sslh", "2"), ("vim", "9")]
+    assert [c.subject for c in rules.software_changes(kind("software_installed"), before=before, after=after)] == [
+        "sslh 2 installed"]
+    assert [c.subject for c in rules.software_changes(kind("software_removed"), before=before, after=after)] == [
+        "libssl-old 1 removed"]
+    upgraded = rules.software_changes(kind("software_upgraded"), before=before, after=after)
+    assert [(c.before, c.after) for c in upgraded] == [(["3.0.11"], ["3.0.13"])]
+
+
+def test_port_disk_and_status_rules():
+    port = rules.Rule(pk=1, name="r", kind="port_opened", allowed_ports=rules.parse_ports("22, 443"))
+    assert [c.detail for c in rules.port_changes(port, before=[("tcp", 22)],
+                                                 after=[("tcp", 22), ("tcp", 443), ("tcp", 3389)])] == ["tcp/3389"]
+    disk = rules.Rule(pk=1, name="r", kind="disk_full", threshold_percent=90)
+    assert [c.detail for c in rules.disk_changes(disk, before={"/": 85.0, "/var": 95.0},
+                                                 after={"/": 91.0, "/var": 96.0, "/tmp": None})] == ["/"]
+    offline = rules.Rule(pk=1, name="r", kind="host_offline")
+    back = rules.Rule(pk=1, name="r", kind="host_back")
+    assert rules.status_changes(offline, before="online", after="offline")
+    assert not rules.status_changes(offline, before="offline", after="offline")
+    assert rules.status_changes(back, before="stale", after="online")
+    with pytest.raises(ValueError):
+        rules.parse_ports("22, 70000")
+
+
+def test_scope_follows_the_hosts_list_filters():
+    scoped = rules.Rule(pk=1, name="r", kind="host_back", os_name="linux", hostname_pattern="WEB")
+    assert scoped.in_scope(hostname="web-01", os_name="Linux")
+    assert not scoped.in_scope(hostname="db-01", os_name="Linux")
+    assert not scoped.in_scope(hostname="web-01", os_name="Windows")
+
+
+def test_signature_verifies_and_refuses_tampering_and_old_timestamps():
+    body = b'{"a":1}'
+    header = delivery.signature("s3cret", 1_700_000_000, body)
+    assert delivery.signature_verify("s3cret", header, body, now=1_700_000_010)
+    assert not delivery.signature_verify("s3cret", header, b'{"a":2}', now=1_700_000_010)
+    assert not delivery.signature_verify("other", header, body, now=1_700_000_010)
+    assert not delivery.signature_verify("s3cret", header, body, now=1_700_000_000 + 301)
+    assert not delivery.signature_verify("s3cret", "garbage", body)
+
+
+# --- the outbox, written by ingest ------------------------------------------------------
+
+def test_with_no_rule_an_upload_costs_no_alert_query(receiver):
+    series({})
+    outbox.active_rules()  # the cache is warm, as in a running server
+    with CaptureQueriesContext(connection) as queries:
+        series({})
+    assert not [q for q in queries.captured_queries if "alert" in q["sql"].lower()]
+
+
+def test_a_process_rule_fires_once_per_matching_change_in_the_upload_transaction(receiver):
+    rule([webhook(receiver)], pattern="nginx")
+    series({"processes": procs("sshd")}, {"processes": procs("sshd", "nginx")},
+           {"processes": procs("sshd", "nginx")}, {"processes": procs("sshd")}, {"processes": procs("sshd", "nginx")})
+    rows = list(AlertDelivery.objects.order_by("id"))
+    assert [(r.kind, r.subject, r.host_name) for r in rows] == [("process_started", "process nginx started", "web-01")] * 2
+    assert worker.run_once() == 1  # both were due together: one message
+    [message] = receiver.wait_for(1)
+    assert [a["subject"] for a in message.json["alerts"]] == ["process nginx started"] * 2
+    assert message.json["alerts"][0]["changes_url"].endswith(f"/hosts/{Host.objects.get().pk}/changes/")
+    assert set(AlertDelivery.objects.values_list("state", flat=True)) == {"delivered"}
+    assert worker.run_once() == 0 and len(receiver.received) == 1
+
+
+def test_a_first_snapshot_and_an_out_of_scope_host_fire_nothing(receiver):
+    rule([webhook(receiver)], pattern="nginx", hostname_pattern="db-")
+    series({"processes": procs("nginx")}, {"processes": procs("sshd", "nginx", "other")})
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")}, host_id="host-2", hostname="web-02")
+    assert AlertDelivery.objects.count() == 0
+
+
+def test_software_port_and_disk_rules_read_the_stored_rows(receiver):
+    hook = webhook(receiver)
+    rule([hook], name="ssl", kind="software_upgraded", pattern="pkg-0001")
+    rule([hook], name="ports", kind="port_opened", allowed_ports="53")
+    rule([hook], name="disk", kind="disk_full", threshold_percent=95)
+    first = make_inventory(software=make_software(3))
+    second = make_inventory(software=make_software(3, version="2.0"))
+    second["listening"].append({"protocol": "tcp", "address": "0.0.0.0", "port": 8080, "pid": 9, "process": "x"})
+    second["disks"][0]["free_bytes"] = 1_000_000_000
+    series(first, second)
+    assert sorted(AlertDelivery.objects.values_list("kind", "subject")) == [
+        ("disk_full", "disk / 99.1% full (over 95%)"),
+        ("port_opened", "new listening port tcp/8080"),
+        ("software_upgraded", "pkg-0001 1.0-1 -> 2.0-1"),
+    ]
+
+
+def test_a_failed_upload_writes_no_alert(receiver, monkeypatch):
+    rule([webhook(receiver)], pattern="nginx")
+    series({"processes": procs("sshd")})
+    from reports import inventory_index
+
+    def broken(**kwargs):
+        raise RuntimeError("the disk rows cannot be written")
+    monkeypatch.setattr(inventory_index, "host_rows_update", broken)
+    with pytest.raises(RuntimeError):
+        series({"processes": procs("nginx")})
+    assert AlertDelivery.objects.count() == 0
+
+
+# --- delivery -----------------------------------------------------------------------------
+
+def test_receiver_down_then_up_gets_the_message_once_with_a_valid_signature(receiver):
+    hook = webhook(receiver)
+    rule([hook], pattern="nginx")
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    receiver.failing = True
+    assert worker.run_once() == 1
+    row = AlertDelivery.objects.get()
+    assert (row.state, row.attempts) == ("pending", 1) and "HTTP 503" in row.last_error
+    assert row.next_attempt_at > row.created_at
+    receiver.failing = False
+    assert worker.run_once() == 0  # backing off: not due yet
+    AlertDelivery.objects.update(next_attempt_at=row.created_at)
+    assert worker.run_once() == 1
+    [message] = receiver.wait_for(1)
+    assert delivery.signature_verify(hook.secret, message.headers["X-Relevo-Signature"], message.body)
+    assert message.headers["Idempotency-Key"] == message.json["idempotency_key"] == row.key
+    assert AlertDelivery.objects.get().state == "delivered"
+
+
+def test_a_delivery_past_the_give_up_time_is_marked_failed(receiver, settings):
+    settings.ALERTS_GIVE_UP_AFTER = "1s"
+    rule([webhook(receiver)], pattern="nginx")
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    receiver.failing = True
+    worker.run_once()
+    row = AlertDelivery.objects.get()
+    assert row.state == "failed" and "HTTP 503" in row.last_error
+    assert worker.run_once() == 0  # failed rows are not retried
+
+
+def test_backoff_doubles_with_jitter_and_is_bounded():
+    for attempts, base in [(1, 5), (2, 10), (5, 80), (30, 3600)]:
+        waits = [worker.backoff_seconds(attempts) for _ in range(50)]
+        assert all(base * 0.5 <= w <= base * 1.5 for w in waits) and len(set(waits)) > 1
+
+
+def test_three_hundred_hosts_offline_make_one_grouped_message(receiver, settings):
+    rule([webhook(receiver)], kind="host_offline")
+    now = dt.datetime.now(dt.timezone.utc)
+    hosts = Host.objects.bulk_create([Host(host_id=f"h{i}", hostname=f"h{i}", last_ip="10.0.0.1", first_seen=now,
+                                           last_seen=now) for i in range(300)])
+    assert worker.run_once() == 0  # first round: statuses recorded, nothing fired
+    Host.objects.filter(pk__in=[h.pk for h in hosts]).update(last_seen=now - dt.timedelta(hours=1))
+    assert worker.run_once() == 1
+    [message] = receiver.wait_for(1)
+    assert message.json["count"] == 300 and {a["subject"] for a in message.json["alerts"]} == {"host offline"}
+    assert worker.run_once() == 0
+
+
+def test_grouping_interval_delays_the_first_send():
+    destination = outbox.alert_destination_save(destination=AlertDestination(
+        name="mail", kind="email", emails="ops@example.com, oncall@example.com"))
+    rule([destination], pattern="nginx", group_seconds=60)
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    assert worker.run_once() == 0
+    AlertDelivery.objects.update(next_attempt_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    assert worker.run_once() == 1
+    [email] = mail.outbox
+    assert email.to == ["ops@example.com", "oncall@example.com"]
+    assert "process nginx started" in email.body and "[Relevo] rule: 1 alert(s)" == email.subject
+
+
+def test_slack_destination_gets_a_text_body(receiver):
+    rule([webhook(receiver, slack=True)], pattern="nginx")
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    worker.run_once()
+    [message] = receiver.wait_for(1)
+    assert set(message.json) == {"text"} and "process nginx started" in message.json["text"]
+
+
+def test_saving_a_rule_refreshes_the_cache_at_once(receiver):
+    assert outbox.active_rules() == ()
+    made = rule([webhook(receiver)], pattern="nginx")
+    assert [r.pk for r in outbox.active_rules()] == [made.pk]
+    made.active = False
+    outbox.alert_rule_save(rule=made)
+    assert outbox.active_rules() == ()
