@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from django.utils import timezone
 from reports import inventory_index
 from reports import payload as payload_schema
 from reports.alerts import rules
+from reports.dbwrite import write_transaction
 from reports.models import (
     AlertDelivery, AlertDestination, AlertHostStatus, AlertRule, Host, HostDisk, HostListeningSocket, HostSoftware,
     host_status,
@@ -219,15 +221,33 @@ def status_alerts(*, now: dt.datetime | None = None) -> int:
     return written
 
 
-def rejected_alert(*, host_id: str | None, error: str) -> int:
-    """Write the deliveries of a snapshot the server refused from a known agent (host *host_id*)."""
+def rejected_alert(*, token_host_id: str | None, body: bytes, error: payload_schema.PayloadError) -> int:
+    """Write the deliveries of a snapshot the server refused (400) from a known agent.
+
+    The agent is the host its token is bound to, or else the ``host.id`` the
+    refused body names, if it can be read and is a host already stored.
+    """
     watching = [rule for rule in active_rules() if rule.kind in rules.REJECTED_KINDS]
-    if not watching or not host_id:
+    if not watching:
+        return 0
+    host_id = token_host_id or _claimed_host_id(body)
+    if not host_id:
         return 0
     host = Host.objects.filter(host_id=host_id).values_list("pk", "hostname", "os_name").first()
     if host is None:
         return 0
     pk, hostname, os_name = host
-    change = rules.Change("snapshot_rejected", "snapshot rejected by the server", None, error[:2000], "")
+    refused = {"error": error.message, "fields": dict(list(error.errors.items())[:20])}
+    change = rules.Change("snapshot_rejected", "snapshot rejected by the server", None, refused, "")
     found = [(rule, change) for rule in watching if rule.in_scope(hostname=hostname, os_name=os_name)]
-    return _write(found, host_pk=pk, host_name=hostname, occasion=uuid.uuid4().hex)
+    with write_transaction():
+        return _write(found, host_pk=pk, host_name=hostname, occasion=uuid.uuid4().hex)
+
+
+def _claimed_host_id(body: bytes) -> str | None:
+    """The ``host.id`` of a body the schema refused, if it is JSON with one."""
+    try:
+        claimed = json.loads(body).get("host", {}).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return claimed if isinstance(claimed, str) and len(claimed) <= 256 else None

@@ -256,3 +256,18 @@ def test_saving_a_rule_refreshes_the_cache_at_once(receiver):
     made.active = False
     outbox.alert_rule_save(rule=made)
     assert outbox.active_rules() == ()
+
+
+def test_a_snapshot_refused_from_a_known_agent_fires_and_the_answer_stays_400(receiver, agent_token):
+    from reports.tests.helpers import assert_error, upload
+
+    rule([webhook(receiver)], kind="snapshot_rejected")
+    assert upload(agent_token, make_payload(host_id="host-9")).status_code == 201
+    broken = make_payload(host_id="host-9")
+    broken["processes"] = "not a list"
+    assert_error(upload(agent_token, broken), 400)
+    unknown = make_payload(host_id="never-seen")
+    unknown["processes"] = "not a list"
+    assert_error(upload(agent_token, unknown), 400)
+    row = AlertDelivery.objects.get()
+    assert (row.kind, row.host_name) == ("snapshot_rejected", "web-01") and "processes" in str(row.after)
