@@ -355,3 +355,5 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "relevo@localhost")
 ALERTS_BASE_URL = os.environ.get("ALERTS_BASE_URL", "http://localhost:8000").rstrip("/")  # for links in alerts
 ALERTS_RULES_CACHE_SECONDS = env_int("ALERTS_RULES_CACHE_SECONDS", 5)
 ALERTS_GIVE_UP_AFTER = os.environ.get("ALERTS_GIVE_UP_AFTER", "24h")  # then a delivery is marked failed
+# How long a worker holds the rows it is sending; must exceed a send (webhook: 15 s at most, e-mail: EMAIL_TIMEOUT).
+ALERTS_LEASE_SECONDS = env_int("ALERTS_LEASE_SECONDS", 60)

@@ -45,11 +45,11 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 503 if receiver.failing else 200
+                if status == 200:  # taken on arrival: a sender killed while we answer may send it again
+                    receiver.received.append(Received(dict(self.headers.items()), body, time.time()))
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                status = 503 if receiver.failing else 200
-                if status == 200:
-                    receiver.received.append(Received(dict(self.headers.items()), body, time.time()))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

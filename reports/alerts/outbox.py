@@ -43,7 +43,7 @@ _cache: dict[str, object] = {"rules": None, "loaded": 0.0}
 
 def active_rules() -> tuple[rules.Rule, ...]:
     """The active rules with their destinations, from the per-process cache (reloaded when stale)."""
-    ttl = float(getattr(settings, "ALERTS_RULES_CACHE_SECONDS", 5))
+    ttl = settings.ALERTS_RULES_CACHE_SECONDS
     cached = _cache["rules"]
     if cached is not None and time.monotonic() - _cache["loaded"] < ttl:
         return cached

@@ -34,7 +34,6 @@ from reports.models import AlertDelivery, AlertDestination
 
 logger = logging.getLogger(__name__)
 
-LEASE_SECONDS = 60  # longer than a send can take (delivery's timeouts)
 CLAIM_ROWS = 1000
 BACKOFF_FIRST_SECONDS = 5
 BACKOFF_MAX_SECONDS = 3600
@@ -64,7 +63,7 @@ def claim(*, now: dt.datetime | None = None) -> list[AlertDelivery]:
             group = [row for row in rows if not row.batch and row.rule_id == first.rule_id
                      and row.destination_id == first.destination_id]
         batch = first.batch or first.key
-        lease = now + dt.timedelta(seconds=LEASE_SECONDS)
+        lease = now + dt.timedelta(seconds=settings.ALERTS_LEASE_SECONDS)
         AlertDelivery.objects.filter(pk__in=[row.pk for row in group]).update(batch=batch, lease_until=lease)
         for row in group:
             row.batch, row.lease_until = batch, lease
