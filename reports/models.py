@@ -15,11 +15,14 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from reports import documents, processes
+from reports.alerts import rules as alert_rules
 from reports.durations import parse_duration
 
 # A host's status is a function of when it was last seen. Its one home is
@@ -370,6 +373,15 @@ class AlertDestination(models.Model):
     def email_list(self) -> list[str]:
         return [part.strip() for part in self.emails.replace("\n", ",").split(",") if part.strip()]
 
+    def clean(self) -> None:
+        if self.kind == self.WEBHOOK and not self.url:
+            raise ValidationError({"url": "A webhook needs a URL."})
+        if self.kind == self.EMAIL:
+            if not self.email_list():
+                raise ValidationError({"emails": "Give at least one address."})
+            for address in self.email_list():
+                validate_email(address)
+
 
 class AlertRule(models.Model):
     """A condition, the hosts it watches (all, or the hosts list's OS and name filters) and its destinations."""
@@ -391,6 +403,16 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        try:
+            alert_rules.parse_ports(self.allowed_ports)
+        except ValueError:
+            raise ValidationError({"allowed_ports": "Ports 0-65535, comma-separated."}) from None
+        if self.kind == "disk_full" and self.threshold_percent is not None and not 0 < self.threshold_percent <= 100:
+            raise ValidationError({"threshold_percent": "A percentage above 0, at most 100."})
+        if self.kind in alert_rules.PROCESS_KINDS | alert_rules.SOFTWARE_KINDS and not self.pattern.strip():
+            raise ValidationError({"pattern": "This condition needs a pattern."})
 
 
 class AlertHostStatus(models.Model):

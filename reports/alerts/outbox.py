@@ -72,8 +72,7 @@ def _rule_of(rule: AlertRule) -> rules.Rule:
 
 def alert_rule_save(*, rule: AlertRule, destinations=None) -> AlertRule:
     """Validate and save a rule (and its destinations when given); the cache follows."""
-    rule.full_clean()
-    rules.parse_ports(rule.allowed_ports)
+    rule.full_clean(exclude=["destinations"])
     with transaction.atomic():
         rule.save()
         if destinations is not None:

@@ -271,3 +271,29 @@ def test_a_snapshot_refused_from_a_known_agent_fires_and_the_answer_stays_400(re
     assert_error(upload(agent_token, unknown), 400)
     row = AlertDelivery.objects.get()
     assert (row.kind, row.host_name) == ("snapshot_rejected", "web-01") and "processes" in str(row.after)
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+def test_admin_writes_rules_through_the_services_and_lists_deliveries(admin_client, receiver):
+    response = admin_client.post("/admin/reports/alertdestination/add/", {
+        "name": "hook", "kind": "webhook", "url": receiver.url, "secret": "", "emails": ""})
+    assert response.status_code == 302, response.content
+    hook = AlertDestination.objects.get()
+    assert len(hook.secret) == 64  # the service made one
+    outbox.active_rules()  # warm the cache: the admin's write must drop it
+    refused = admin_client.post("/admin/reports/alertrule/add/", {
+        "name": "bad", "kind": "port_opened", "allowed_ports": "22,99999", "group_seconds": 0,
+        "destinations": [hook.pk]})
+    assert refused.status_code == 200 and AlertRule.objects.count() == 0
+    response = admin_client.post("/admin/reports/alertrule/add/", {
+        "name": "nginx", "kind": "process_started", "pattern": "nginx", "active": "on", "group_seconds": 0,
+        "destinations": [hook.pk]})
+    assert response.status_code == 302, response.content
+    assert [r.destinations for r in outbox.active_rules()] == [(hook.pk,)]
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    receiver.failing = True
+    worker.run_once()
+    page = admin_client.get("/admin/reports/alertdelivery/")
+    assert b"process nginx started" in page.content and b"HTTP 503" in page.content
+    assert admin_client.get("/admin/reports/alertdelivery/add/").status_code == 403
