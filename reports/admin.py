@@ -12,6 +12,7 @@ import json
 import uuid
 
 from django.contrib import admin, messages
+from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -282,6 +283,7 @@ class AlertServiceAdmin(admin.ModelAdmin):
 class AlertDestinationAdmin(AlertServiceAdmin):
     list_display = ["name", "kind", "url", "slack", "emails"]
     list_filter = ["kind"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def save_model(self, request, obj, form, change):
         outbox.alert_destination_save(destination=obj)

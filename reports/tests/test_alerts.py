@@ -297,3 +297,25 @@ def test_admin_writes_rules_through_the_services_and_lists_deliveries(admin_clie
     page = admin_client.get("/admin/reports/alertdelivery/")
     assert b"process nginx started" in page.content and b"HTTP 503" in page.content
     assert admin_client.get("/admin/reports/alertdelivery/add/").status_code == 403
+
+
+# --- pages and read API --------------------------------------------------------------------------
+
+def test_recent_alerts_page_host_page_and_read_api_list_what_fired(receiver, signed_in, reader_client):
+    from reports.tests.helpers import assert_error, text
+
+    hook = webhook(receiver, secret="never-shown")
+    made = rule([hook], pattern="nginx")
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    host = Host.objects.get()
+    page = text(signed_in.get("/alerts/"))
+    assert "Recent alerts" in page and "process nginx started" in page and "web-01" in page
+    assert "process nginx started" in text(signed_in.get(f"/hosts/{host.pk}/"))
+    assert "No alerts yet" in text(signed_in.get("/alerts/?host=999"))
+    rules_body = reader_client.get("/api/alerts/rules/").json()
+    assert [r["name"] for r in rules_body["results"]] == ["rule"] and b"never-shown" not in reader_client.get(
+        "/api/alerts/rules/").content
+    alerts = reader_client.get(f"/api/alerts/?host={host.pk}&state=pending&rule={made.pk}").json()["results"]
+    assert [(a["subject"], a["rule"], a["destination"]) for a in alerts] == [("process nginx started", "rule", "hook")]
+    assert_error(reader_client.get("/api/alerts/?state=lost"), 400)
+    assert reader_client.get("/api/alerts/?state=failed").json()["results"] == []
