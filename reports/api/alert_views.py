@@ -14,6 +14,9 @@ from reports.api.views import ReadAPIMixin, _errors
 from reports.models import AlertDelivery, AlertDestination, AlertRule
 
 
+ID_MAX = 2**63 - 1  # a database id: larger is a 400, not an overflow in the query
+
+
 class AlertDestinationSerializer(serializers.ModelSerializer):
     class Meta:
         model = AlertDestination
@@ -44,12 +47,12 @@ class AlertFilterSerializer(serializers.Serializer):
 
     state = serializers.ChoiceField(choices=[AlertDelivery.PENDING, AlertDelivery.DELIVERED, AlertDelivery.FAILED],
                                     required=False)
-    host = serializers.IntegerField(min_value=1, required=False)
-    rule = serializers.IntegerField(min_value=1, required=False)
+    host = serializers.IntegerField(min_value=1, max_value=ID_MAX, required=False, help_text="A host's id.")
+    rule = serializers.IntegerField(min_value=1, max_value=ID_MAX, required=False, help_text="A rule's id.")
 
 
 @extend_schema(summary="The alert rules and their destinations", tags=["read"],
-               responses={200: AlertRuleSerializer(many=True), **_errors(401, 403, 429)})
+               responses={200: AlertRuleSerializer(many=True), **_errors(400, 401, 403, 404, 429)})
 class AlertRuleListView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = AlertRuleSerializer
 
@@ -58,7 +61,7 @@ class AlertRuleListView(ReadAPIMixin, generics.ListAPIView):
 
 
 @extend_schema(summary="Alerts that fired, newest first (?state=, ?host=, ?rule=)", parameters=[AlertFilterSerializer],
-               tags=["read"], responses={200: AlertDeliverySerializer(many=True), **_errors(400, 401, 403, 429)})
+               tags=["read"], responses={200: AlertDeliverySerializer(many=True), **_errors(400, 401, 403, 404, 429)})
 class AlertListView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = AlertDeliverySerializer
 

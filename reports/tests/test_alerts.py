@@ -319,3 +319,9 @@ def test_recent_alerts_page_host_page_and_read_api_list_what_fired(receiver, sig
     assert [(a["subject"], a["rule"], a["destination"]) for a in alerts] == [("process nginx started", "rule", "hook")]
     assert_error(reader_client.get("/api/alerts/?state=lost"), 400)
     assert reader_client.get("/api/alerts/?state=failed").json()["results"] == []
+
+
+def test_alert_api_refuses_ids_past_the_database_range(reader_client):
+    from reports.tests.helpers import assert_error
+
+    assert_error(reader_client.get(f"/api/alerts/?host={2**70}"), 400)
