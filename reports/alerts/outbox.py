@@ -25,15 +25,16 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from reports import inventory_index
+from reports import inventory_index, rowsql
 from reports import payload as payload_schema
 from reports.alerts import rules
 from reports.dbwrite import write_transaction
 from reports.models import (
-    AlertDelivery, AlertDestination, AlertHostStatus, AlertRule, Host, HostDisk, HostListeningSocket, HostSoftware,
+    AlertDelivery, AlertDestination, AlertHostStatus, AlertRule, Host, HostDisk, HostIndexState, HostListeningSocket,
+    HostSoftware,
     host_status,
 )
 
@@ -123,23 +124,30 @@ def upload_alerts(*, host: Host, payload: payload_schema.SnapshotPayload, change
     found: list[tuple[rules.Rule, rules.Change]] = []
     for rule in watching:
         if rule.kind in rules.PROCESS_KINDS:
-            found += [(rule, c) for c in rules.process_changes(rule, before_index=before.process_index(),
-                                                               after_index=process_index)]
+            started, stopped = before.process_difference(process_index)
+            found += [(rule, c) for c in rules.process_changes(rule, started=started, stopped=stopped)]
         elif rule.kind in rules.SOFTWARE_KINDS and "software_snapshot" in changes and payload.software is not None \
                 and payload.software_digest != host.software_digest:
             after = [(entry.name, entry.version or "") for entry in payload.software]
             found += [(rule, c) for c in rules.software_changes(rule, before=before.software(), after=after)]
-        elif rule.kind in rules.PORT_KINDS and payload.listening is not None:
+        elif rule.kind in rules.PORT_KINDS and payload.listening is not None \
+                and before.area_changed("listening", payload.listening):
             after = [(s.protocol, s.port) for s in payload.listening]
             found += [(rule, c) for c in rules.port_changes(rule, before=before.ports(), after=after)]
-        elif rule.kind in rules.DISK_KINDS and payload.disks is not None:
+        elif rule.kind in rules.DISK_KINDS and payload.disks is not None and before.area_changed("disks", payload.disks):
             after = {d.mount_point: inventory_index.used_percent(d) for d in payload.disks}
             found += [(rule, c) for c in rules.disk_changes(rule, before=before.disks(), after=after)]
     return _write(found, host_pk=host.pk, host_name=hostname, occasion=str(payload.snapshot_id))
 
 
 class _Before:
-    """The host's stored state before this upload, each area read at most once and only if a rule asks."""
+    """The host's stored state before this upload, each area read at most once and only if a rule asks.
+
+    Sockets and disks are read only when their digest differs from the one
+    their rows were written from (``HostIndexState``, which ingest reads next
+    anyway): an unchanged area has no change to report. The reads go through
+    ``reports.rowsql`` or one raw statement, as the rest of the upload does.
+    """
 
     def __init__(self, host: Host):
         self.host = host
@@ -150,21 +158,34 @@ class _Before:
             self._read[area] = read()
         return self._read[area]
 
-    def process_index(self) -> str:
-        return self._once("processes", lambda: Host.objects.filter(pk=self.host.pk)
-                          .values_list("process_index", flat=True).first() or "")
+    def process_difference(self, after_index: str) -> tuple[frozenset[str], frozenset[str]]:
+        def read():
+            row = rowsql.select_one(Host, ["process_index"], where={"id": self.host.pk})
+            return rules.index_difference(row.process_index if row else "", after_index)
+        return self._once("processes", read)
+
+    def area_changed(self, area: str, entries) -> bool:
+        state = self._once("digests", lambda: rowsql.select_one(
+            HostIndexState, ["listening_digest", "disks_digest"], where={"host": self.host.pk}))
+        return state is None or getattr(state, f"{area}_digest") != inventory_index.area_digest(entries)
 
     def software(self) -> list[tuple[str, str]]:
         return self._once("software", lambda: list(HostSoftware.objects.filter(host_id=self.host.pk)
                                                    .values_list("software__name", "software__version")))
 
     def ports(self) -> list[tuple[str, int]]:
-        return self._once("ports", lambda: list(HostListeningSocket.objects.filter(host_id=self.host.pk)
-                                                .values_list("protocol", "port")))
+        return self._once("ports", lambda: self._rows(HostListeningSocket, ["protocol", "port"]))
 
     def disks(self) -> dict[str, float | None]:
-        return self._once("disks", lambda: dict(HostDisk.objects.filter(host_id=self.host.pk)
-                                                .values_list("mount_point", "used_percent")))
+        return self._once("disks", lambda: dict(self._rows(HostDisk, ["mount_point", "used_percent"])))
+
+    def _rows(self, model, names: list[str]) -> list[tuple]:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(model._meta.get_field(name).column) for name in names)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {columns} FROM {quote(model._meta.db_table)} "
+                           f"WHERE {quote(model._meta.get_field('host').column)} = %s", [self.host.pk])
+            return [tuple(row) for row in cursor.fetchall()]
 
 
 def _write(found: list[tuple[rules.Rule, rules.Change]], *, host_pk: int | None, host_name: str,

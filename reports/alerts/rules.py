@@ -69,17 +69,28 @@ def parse_ports(text: str) -> frozenset[int]:
     return frozenset(ports)
 
 
-def process_changes(rule: Rule, *, before_index: str, after_index: str) -> list[Change]:
+def index_difference(before_index: str, after_index: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(started, stopped): the process index lines only in *after_index*, and only in *before_index*.
+
+    Computed once per upload for every process rule; an unchanged index
+    (the usual upload) costs one string comparison.
+    """
+    if before_index == after_index:
+        return frozenset(), frozenset()
+    before, after = set(before_index.split("\n")), set(after_index.split("\n"))
+    return frozenset(after - before - {""}), frozenset(before - after - {""})
+
+
+def process_changes(rule: Rule, *, started: frozenset[str], stopped: frozenset[str]) -> list[Change]:
     """Processes matching the pattern that appear in (started) or vanish from (stopped) the process index.
 
-    Compared as the set of matching index lines (name and command line), so
-    one more copy of an already running process is not a start.
+    Compared as the set of index lines (name and command line, as
+    ``index_difference`` gives them), so one more copy of an already running
+    process is not a start.
     """
     needle = processes.query_needle(rule.pattern)
-    before = set(processes.matching_lines(before_index, needle))
-    after = set(processes.matching_lines(after_index, needle))
-    lines = sorted(after - before) if rule.kind == "process_started" else sorted(before - after)
     verb = "started" if rule.kind == "process_started" else "stopped"
+    lines = sorted(processes.matching_lines("\n".join(started if verb == "started" else stopped), needle))
     return [Change(rule.kind, f"process {line.split(chr(9))[0] or line} {verb}",
                    None if verb == "started" else line, line if verb == "started" else None, line)
             for line in lines]

@@ -64,11 +64,13 @@ def series(*fields_list: dict, host_id="host-1", hostname="web-01"):
 def test_process_rule_reports_started_and_stopped_matching_lines_only():
     started = rules.Rule(pk=1, name="r", kind="process_started", pattern="NGINX")
     stopped = rules.Rule(pk=1, name="r", kind="process_stopped", pattern="nginx")
-    before, after = "sshd\t/usr/sbin/sshd", "sshd\t/usr/sbin/sshd\nnginx\tnginx: master"
-    assert [c.subject for c in rules.process_changes(started, before_index=before, after_index=after)] == [
-        "process nginx started"]
-    assert rules.process_changes(stopped, before_index=before, after_index=after) == []
-    assert len(rules.process_changes(stopped, before_index=after, after_index=before)) == 1
+    before, after = "sshd\t/usr/sbin/sshd", "sshd\t/usr/sbin/sshd\nnginx\tnginx: master\nnginx\tnginx: master"
+    up, down = rules.index_difference(before, after)
+    assert [c.subject for c in rules.process_changes(started, started=up, stopped=down)] == ["process nginx started"]
+    assert rules.process_changes(stopped, started=up, stopped=down) == []
+    assert len(rules.process_changes(stopped, **dict(zip(["started", "stopped"],
+                                                          rules.index_difference(after, before))))) == 1
+    assert rules.index_difference(after, after) == (frozenset(), frozenset())
 
 
 def test_software_rule_tells_installed_removed_and_upgraded_apart():
