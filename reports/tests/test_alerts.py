@@ -327,3 +327,15 @@ def test_alert_api_refuses_ids_past_the_database_range(reader_client):
     from reports.tests.helpers import assert_error
 
     assert_error(reader_client.get(f"/api/alerts/?host={2**70}"), 400)
+
+
+def test_alerts_worker_once_runs_one_round(receiver):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    rule([webhook(receiver)], pattern="nginx")
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    out = StringIO()
+    call_command("alerts_worker", "--once", stdout=out)
+    assert out.getvalue().strip() == "1 message(s) tried" and len(receiver.wait_for(1)) == 1
