@@ -222,7 +222,7 @@ def status_alerts(*, now: dt.datetime | None = None) -> int:
         return 0
     known = dict(AlertHostStatus.objects.values_list("host_id", "status"))
     written = 0
-    with transaction.atomic():
+    with write_transaction():
         fresh, moved = [], []
         for pk, hostname, os_name, last_seen in Host.objects.values_list("pk", "hostname", "os_name", "last_seen"):
             status = host_status(last_seen, now)

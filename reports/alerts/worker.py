@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 CLAIM_ROWS = 1000
 BACKOFF_FIRST_SECONDS = 5
 BACKOFF_MAX_SECONDS = 3600
+STATUS_EVERY_SECONDS = 30.0
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -94,16 +95,19 @@ def send(rows: list[AlertDelivery]) -> None:
         retry_at = now + dt.timedelta(seconds=backoff_seconds(attempts))
         state = AlertDelivery.FAILED if retry_at > give_up else AlertDelivery.PENDING
         logger.warning("alert %s to %s failed (attempt %d, %s): %s", first.batch, destination, attempts, state, exc)
-        AlertDelivery.objects.filter(pk__in=pks).update(state=state, attempts=attempts, last_error=str(exc)[:2000],
-                                                        next_attempt_at=retry_at, lease_until=None)
+        with write_transaction():
+            AlertDelivery.objects.filter(pk__in=pks).update(
+                state=state, attempts=attempts, last_error=str(exc)[:2000], next_attempt_at=retry_at, lease_until=None)
         return
-    AlertDelivery.objects.filter(pk__in=pks).update(state=AlertDelivery.DELIVERED, attempts=attempts,
-                                                    delivered_at=timezone.now(), lease_until=None, last_error="")
+    with write_transaction():
+        AlertDelivery.objects.filter(pk__in=pks).update(state=AlertDelivery.DELIVERED, attempts=attempts,
+                                                        delivered_at=timezone.now(), lease_until=None, last_error="")
 
 
-def run_once() -> int:
-    """Evaluate the status rules, then send every due message; returns how many messages were tried."""
-    outbox.status_alerts()
+def run_once(*, statuses: bool = True) -> int:
+    """Evaluate the status rules (unless told not to), then send every due message; returns the messages tried."""
+    if statuses:
+        outbox.status_alerts()
     sent = 0
     while rows := claim():
         send(rows)
@@ -111,12 +115,20 @@ def run_once() -> int:
     return sent
 
 
-def run_forever(*, poll_seconds: float = 1.0, should_stop: Callable[[], bool] = lambda: False) -> None:
-    """``run_once`` every *poll_seconds* until *should_stop* says so (SIGTERM in the command)."""
+def run_forever(*, poll_seconds: float = 1.0, status_seconds: float = STATUS_EVERY_SECONDS,
+                should_stop: Callable[[], bool] = lambda: False) -> None:
+    """``run_once`` every *poll_seconds* until *should_stop* says so (SIGTERM in the command).
+
+    The host statuses are evaluated every *status_seconds* only: that reads
+    every host, and a status changes on a scale of minutes.
+    """
+    statuses_due = 0.0
     while not should_stop():
         started = time.monotonic()
         try:
-            run_once()
+            run_once(statuses=started >= statuses_due)
+            if started >= statuses_due:
+                statuses_due = started + status_seconds
         except Exception:  # a database hiccup must not end the worker; the next round retries
             logger.exception("alert worker round failed")
             connection.close()
