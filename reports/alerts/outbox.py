@@ -17,6 +17,8 @@ once in its own process, and other processes reload it after
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -38,6 +40,7 @@ from reports.models import (
     host_status,
 )
 
+_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("alerts_paused", default=False)
 _cache_lock = threading.Lock()
 _cache: dict[str, object] = {"rules": None, "loaded": 0.0}
 
@@ -67,6 +70,16 @@ def _rule_of(rule: AlertRule) -> rules.Rule:
         hostname_pattern=rule.hostname_pattern, group_seconds=rule.group_seconds,
         destinations=tuple(sorted(d.pk for d in rule.destinations.all())),
     )
+
+
+@contextlib.contextmanager
+def paused():
+    """No upload alert inside: a rebuild from the day files (``day_reindex``) records old news, not changes."""
+    token = _paused.set(True)
+    try:
+        yield
+    finally:
+        _paused.reset(token)
 
 
 # --- the services the admin writes through ----------------------------------------
@@ -109,6 +122,8 @@ def upload_alerts(*, host: Host, payload: payload_schema.SnapshotPayload, change
     compared (a late one changes nothing), and a host's first snapshot
     fires nothing (there is nothing to compare it with).
     """
+    if _paused.get():
+        return 0
     active = active_rules()
     if not active or "latest_snapshot" not in changes:
         return 0

@@ -339,3 +339,16 @@ def test_alerts_worker_once_runs_one_round(receiver):
     out = StringIO()
     call_command("alerts_worker", "--once", stdout=out)
     assert out.getvalue().strip() == "1 message(s) tried" and len(receiver.wait_for(1)) == 1
+
+
+def test_rebuilding_the_database_from_day_files_fires_nothing(receiver):
+    from reports import services
+    from reports.addresses import parse_ip
+    from reports.models import Snapshot
+
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    Snapshot.objects.all().delete()
+    Host.objects.all().delete()
+    rule([webhook(receiver)], pattern="nginx")
+    change = services.day_reindex(ip=parse_ip("10.0.0.5"), day=same_day_start().date())
+    assert change.snapshots == 2 and AlertDelivery.objects.count() == 0
