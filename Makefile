@@ -10,7 +10,7 @@ ifndef PG_URL
 PG_URL := postgres://postgres@127.0.0.1:5432/test
 endif
 
-.PHONY: install run test test-sqlite test-postgres test-windows test-browser bench clean packages packages-linux packages-windows
+.PHONY: install run test test-sqlite test-postgres test-windows test-browser bench clean packages packages-linux packages-windows screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt agent/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ packages: packages-linux packages-windows
 # The zip and the MSI (needs wixl and msitools: apt-get install -y wixl msitools).
 packages-windows: install
 	$(PY) -m relevo_packaging.windows --dist dist
+
+# Every page at 1440 and 390 px in build/screenshots/, from a throwaway server with demo data
+# (needs chromium and chromium-driver, as test-browser does).
+screenshots: install
+	$(PY) scripts/screenshots.py
 
 bench: install .env
 	$(PY) bench/run_all.py

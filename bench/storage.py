@@ -142,6 +142,30 @@ def database_bytes(vendor: str) -> int:
         return int(cursor.fetchone()[0])
 
 
+def database_breakdown(vendor: str) -> dict[str, int]:
+    """Bytes of the database by part: the documents' column, and each table and index with its pages.
+
+    Says where the database's share of a snapshot goes, so the next change
+    to the row format is decided by figures (SQLite's dbstat, PostgreSQL's
+    relation sizes).
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(sum(length(document_compressed)), 0) FROM reports_snapshot")
+        parts = {"document_column": int(cursor.fetchone()[0])}
+        if vendor == "sqlite":
+            cursor.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+        else:
+            cursor.execute("SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE c.relkind IN ('r', 'i') AND n.nspname = 'public'")
+        for name, size in cursor.fetchall():
+            if name.startswith("reports_snapshot") or name.startswith("reports_host") or name.startswith("snapshot_"):
+                parts[name] = int(size)
+    return parts
+
+
 def wal_lsn() -> int | None:
     from django.db import connection
 
@@ -227,6 +251,8 @@ def child(args) -> int:
     if wal_before is not None:
         line(f"{prefix}.wal_written", (wal_after - wal_before) / count / 1000, "KB/snapshot")
     line(f"{prefix}.total_before", (plain + database) / count / 1000, "KB/snapshot")
+    for part, size in sorted(database_breakdown(vendor).items()):
+        line(f"{prefix}.database.{part}", size / count / 1000, "KB/snapshot")
 
     began = time.perf_counter()
     days = store.uncompacted_days(before=day + dt.timedelta(days=1))

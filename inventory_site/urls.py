@@ -15,7 +15,7 @@ urlpatterns = [
     path("", include("reports.urls")),
 ]
 
-handler404 = "reports.api.errors.not_found"
+handler404 = "reports.views.handler404"
 handler500 = "reports.api.errors.server_error"
 handler400 = "reports.api.errors.bad_request"
 handler403 = "reports.api.errors.permission_denied"

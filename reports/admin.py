@@ -4,6 +4,11 @@ Hosts and snapshots are made only by ingest, so their admin pages are for
 looking; nothing here edits a stored document. Changelists
 never load the large columns (``Host.process_index``, ``Snapshot.document_compressed``)
 and never count the snapshot table more than once per page.
+
+The lists fit a 1440 px screen: times in the dashboard's one short format,
+snapshot ids shortened (the full id is the row's title and on its page),
+byte counts in binary units, columns named as a person would ("IP address"),
+50 rows a page.
 """
 
 from __future__ import annotations
@@ -20,6 +25,33 @@ from django.utils.html import format_html
 from reports import selectors, services
 from reports.alerts import outbox
 from reports.models import AgentToken, AlertDelivery, AlertDestination, AlertRule, ApiToken, Host, Snapshot
+from reports.templatetags.relevo import bytes_or_dash, os_label, time_text
+
+ROWS_PER_PAGE = 50
+
+
+def _time(description: str, field: str):
+    """A list column showing *field* (a datetime) in the dashboard's one format, sortable by it."""
+    @admin.display(description=description, ordering=field)
+    def column(self, obj) -> str:
+        return time_text(getattr(obj, field))
+    return column
+
+
+def _bytes(description: str, field: str):
+    """A column showing the byte count *field* with its binary unit ("8 GiB")."""
+    @admin.display(description=description, ordering=field)
+    def column(self, obj) -> str:
+        return bytes_or_dash(getattr(obj, field))
+    return column
+
+
+def _label(description: str, field: str):
+    """A model field under a readable header ("IP address" rather than "Ip")."""
+    @admin.display(description=description, ordering=field)
+    def column(self, obj):
+        return getattr(obj, field)
+    return column
 
 
 class HostStatusFilter(admin.SimpleListFilter):
@@ -54,24 +86,46 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Host)
 class HostAdmin(ReadOnlyAdmin):
-    list_display = ["hostname", "status_badge", "last_ip", "os_name", "os_version", "process_count",
-                    "user_count", "last_seen", "dashboard_link"]
+    list_display = ["hostname", "status_badge", "ip_address", "os", "processes",
+                    "users", "memory_total", "last_seen_at", "dashboard_link"]
     list_filter = [HostStatusFilter, "os_name"]
     search_fields = ["hostname", "host_id", "=last_ip", "fqdn"]
     date_hierarchy = "last_seen"
     ordering = ["hostname"]
     show_full_result_count = False
-    list_per_page = 100
+    list_per_page = ROWS_PER_PAGE
     exclude = ["process_index"]
+    actions = ["identity_conflict_clear"]
+
+    ip_address = _label("IP address", "last_ip")
+    processes = _label("processes", "process_count")
+    users = _label("users", "user_count")
+    memory_total = _bytes("memory", "memory_total_bytes")
+    last_seen_at = _time("last seen", "last_seen")
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("process_index")
+
+    def has_clear_identity_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    @admin.action(description="Clear the identity conflict (each machine has its own id now)",
+                  permissions=["clear_identity"])
+    def identity_conflict_clear(self, request, queryset):
+        hosts = list(queryset.filter(identity_conflict_since__isnull=False))
+        for host in hosts:
+            services.identity_conflict_clear(host=host)
+        self.message_user(request, f"Cleared the identity conflict of {len(hosts)} host(s).", messages.SUCCESS)
 
     @admin.display(description="status")
     def status_badge(self, host: Host) -> str:
         return selectors.host_status(host)
 
-    @admin.display(description="dashboard")
+    @admin.display(description="OS", ordering="os_version")
+    def os(self, host: Host) -> str:
+        return os_label(host)
+
+    @admin.display(description="page")
     def dashboard_link(self, host: Host) -> str:
         return format_html('<a href="{}">open</a>', reverse("reports:host_detail", args=[host.pk]))
 
@@ -107,17 +161,30 @@ class SnapshotAdmin(ReadOnlyAdmin):
     one click away.
     """
 
-    list_display = ["snapshot_id", "host_link", "ip", "collected_at", "received_at", "os_name",
-                    "process_count", "user_count"]
+    list_display = ["short_id", "host_link", "ip_address", "collected", "received", "os",
+                    "processes", "users", "memory_available"]
     list_filter = [("collected_at", admin.DateFieldListFilter), SnapshotOsFilter]
     search_fields = ["=ip", "host__hostname"]
     ordering = ["-pk"]
     show_full_result_count = False
-    list_per_page = 100
-    fields = ["snapshot_id", "host_link", "ip", "day", "collected_at", "received_at", "os_name", "os_version",
-              "cpu_model", "process_count", "user_count", "memory_total_bytes", "memory_available_bytes",
+    list_per_page = ROWS_PER_PAGE
+    fields = ["snapshot_id", "host_link", "ip_address", "day", "collected_at", "received_at", "os", "os_version",
+              "cpu_model", "process_count", "user_count", "memory_total", "memory_available",
               "file_name", "file_offset", "file_length", "document_pretty"]
     readonly_fields = fields
+
+    ip_address = _label("IP address", "ip")
+    os = _label("OS name", "os_name")
+    processes = _label("processes", "process_count")
+    users = _label("users", "user_count")
+    collected = _time("collected", "collected_at")
+    received = _time("received", "received_at")
+    memory_total = _bytes("memory total", "memory_total_bytes")
+    memory_available = _bytes("memory available", "memory_available_bytes")
+
+    @admin.display(description="snapshot", ordering="pk")
+    def short_id(self, snapshot: Snapshot) -> str:
+        return format_html('<span title="{}" class="mono">{}…</span>', snapshot.snapshot_id, str(snapshot.snapshot_id)[:8])
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("host").defer("host__process_index")

@@ -11,15 +11,24 @@ the same parameters with the same rules (``SEARCH_MAX_LENGTH``,
 
 from django import forms
 
-from reports import selectors
+from reports import host_table, selectors
 
 SEARCH_MAX_LENGTH = 256
 # Every host ordering, ascending and with "-" for descending: the page's ?sort= and the API's ?ordering=.
-HOST_SORTS = [name for field in selectors.HOST_ORDERINGS for name in (field, f"-{field}")]
+HOST_SORTS = host_table.SORTS
+HOST_PAGE_SIZES = (25, 50, 100, 200)
+HOST_PAGE_SIZE = 50
 STATUS_CHOICES = [("", "Any status")] + [(s, s.capitalize()) for s in selectors.HOST_STATUSES]
 PROCESS_SORT_CHOICES = [
-    ("cpu", "CPU"), ("memory", "Memory"), ("name", "Name"), ("user", "User"), ("pid", "PID"),
+    ("cpu", "CPU"), ("memory", "Memory"), ("name", "Name"), ("user", "User"), ("pid", "PID"), ("status", "Status"),
 ]
+
+
+class ReversibleChoiceField(forms.ChoiceField):
+    """A sort order, or the same with a leading "-": the column headers link to the reversed order."""
+
+    def valid_value(self, value) -> bool:
+        return super().valid_value(str(value).removeprefix("-"))
 
 
 class QueryForm(forms.Form):
@@ -34,27 +43,41 @@ class QueryForm(forms.Form):
 
 class HostFilterForm(QueryForm):
     q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Search",
-                        widget=forms.TextInput(attrs={"placeholder": "hostname, IP or host id", "type": "search"}))
+                        widget=forms.TextInput(attrs={"placeholder": "name, address, OS, version or CPU",
+                                                      "type": "search"}))
     os = forms.ChoiceField(required=False, label="OS")
+    os_version = forms.ChoiceField(required=False, label="Version")
     status = forms.ChoiceField(required=False, label="Status", choices=STATUS_CHOICES)
     sort = forms.ChoiceField(required=False, choices=[(name, name) for name in HOST_SORTS], widget=forms.HiddenInput)
+    # The table's shape, kept in the query string so a link or bookmark keeps it (no JavaScript).
+    col = forms.MultipleChoiceField(
+        required=False, label="Columns", widget=forms.CheckboxSelectMultiple,
+        choices=[(c.key, c.label) for c in host_table.COLUMNS],
+    )
+    # The default's value is empty, so the select shows it when the query string names none.
+    per_page = forms.TypedChoiceField(required=False, label="Rows a page", coerce=int, empty_value=None,
+                                      choices=[("" if n == HOST_PAGE_SIZE else n, n) for n in HOST_PAGE_SIZES])
     software = forms.CharField(
         required=False, max_length=1024, label="Has software",
         widget=forms.TextInput(attrs={"placeholder": "exact name, e.g. openssl", "type": "search"}),
     )
     port = forms.IntegerField(required=False, min_value=1, max_value=65_535, label="Listens on port")
     disk_full = forms.BooleanField(required=False, label="A disk over 90% full")
+    identity_conflict = forms.BooleanField(required=False, label="Identity conflict (two machines, one id)")
 
-    def __init__(self, *args, os_names: list[str] = (), **kwargs):
+    def __init__(self, *args, os_names: list[str] = (), os_versions: list[str] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["os"].choices = [("", "Any OS")] + [(name, name or "(unknown)") for name in os_names if name]
+        self.fields["os_version"].choices = [("", "Any version")] + [(v, v) for v in os_versions if v]
 
 
 class ProcessFilterForm(QueryForm):
     pq = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Filter processes",
                          widget=forms.TextInput(attrs={"placeholder": "name or command line", "type": "search"}))
-    psort = forms.ChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
+    psort = ReversibleChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
     tree = forms.BooleanField(required=False, label="Parent/child view")
+    kthreads = forms.BooleanField(required=False, label="Show kernel threads")
+    ppage = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
 class ProcessSearchForm(QueryForm):

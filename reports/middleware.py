@@ -13,7 +13,9 @@ parse every line as it is.
 **Outages.** A full disk or an unreachable database is answered with the
 JSON error and ``Retry-After`` that ``reports.outage`` picks (507 or 503),
 for the API and the pages alike, instead of a 500; any other exception is
-left to Django's handler.
+left to Django's handler. A database nobody has migrated yet is a 503 too,
+logged once per process, with a plain page for the pages (their templates
+need the tables that are missing).
 
 **Security headers** Django 5.2 does not send by itself.
 
@@ -34,7 +36,8 @@ import time
 
 import msgspec
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.utils.html import format_html
 
 from reports import metrics, outage
 from reports.api.errors import server_error
@@ -141,16 +144,37 @@ class OutageMiddleware:
     def __call__(self, request):
         return self.get_response(request)
 
+    not_migrated_logged = False
+
     def process_exception(self, request, exception):
         found = outage.classify(exception)
         if found is None:
             return None
+        if found is outage.DATABASE_NOT_MIGRATED:
+            return self._not_migrated(request, found)
         # One line, no traceback: an outage fails every request alike and is not a defect.
         outage_logger.warning(
             "%s %s answered %d %s: %s: %s", request.method, request.path, found.status, found.code,
             type(exception).__name__, str(exception).strip().replace("\n", " ")[:300],
         )
-        response = JsonResponse({"error": found.code, "detail": found.detail}, status=found.status)
+        return self._answer(found, JsonResponse({"error": found.code, "detail": found.detail}, status=found.status))
+
+    @classmethod
+    def _not_migrated(cls, request, found: outage.Outage):
+        if not cls.not_migrated_logged:
+            # Once: every request fails alike until someone migrates, and the first line says what to do.
+            cls.not_migrated_logged = True
+            outage_logger.error("the database has unapplied migrations: run python manage.py migrate "
+                                "(requests are answered %d %s until then)", found.status, found.code)
+        match = request.resolver_match
+        if match is None or match.namespace == "reports-api":
+            return cls._answer(found, JsonResponse({"error": found.code, "detail": found.detail}, status=found.status))
+        page = format_html("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Relevo is not set up"
+                           "</title></head><body><h1>Relevo is not set up yet</h1><p>{}</p></body></html>", found.detail)
+        return cls._answer(found, HttpResponse(page, status=found.status, content_type="text/html; charset=utf-8"))
+
+    @staticmethod
+    def _answer(found: outage.Outage, response):
         response["Retry-After"] = str(found.retry_after)
         return response
 

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Count, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from reports import documents, processes
@@ -106,18 +107,54 @@ class Host(models.Model):
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
         help_text="The snapshot whose document holds the host's current software list.",
     )
+    # Kept by ingest from the newest snapshot (reports.host_search).
+    search_text = models.TextField(blank=True, default="", editable=False,
+                                   help_text="Lower-cased names, own addresses, OS and CPU: what the host search matches.")
+    own_address = models.CharField(max_length=45, blank=True, default="", help_text="The host's own first address.")
+    agent_version = models.CharField(max_length=64, blank=True, default="")
+    boot_time = models.DateTimeField(null=True, blank=True)
+    # Two machines, one id (reports.identity keeps these; docs/agent.md says how to fix a conflict).
+    identity_serial = models.CharField(max_length=255, blank=True, default="", editable=False,
+                                       help_text="The last hardware serial number the host reported.")
+    identity_uuid = models.CharField(max_length=64, blank=True, default="", editable=False,
+                                     help_text="The last hardware UUID the host reported.")
+    identity_previous = models.CharField(max_length=1024, blank=True, default="", editable=False,
+                                         help_text="Hostname, address, serial and UUID before the last change.")
+    identity_returns = models.PositiveSmallIntegerField(default=0, editable=False,
+                                                        help_text="Returns to the previous identity in the window.")
+    identity_window_start = models.DateTimeField(null=True, blank=True, editable=False)
+    identity_steady = models.PositiveIntegerField(default=0, editable=False,
+                                                  help_text="Snapshots in a row without a change, while flagged.")
+    identity_conflict_since = models.DateTimeField(
+        null=True, blank=True, db_index=True, editable=False,
+        help_text="Set while two machines seem to send this host id (reports.identity).",
+    )
+    identity_conflict_fields = models.CharField(max_length=128, blank=True, default="", editable=False,
+                                                help_text="What the two machines differ in.")
 
     objects = HostQuerySet.as_manager()
 
+    @property
+    def identity_conflict(self) -> bool:
+        return self.identity_conflict_since is not None
+
     class Meta:
         ordering = ["hostname"]
+        # host_hostname_lower serves the host list's case-insensitive name sort (reports.host_table);
+        # host_os_version also answers the list's counts by OS and version from the index alone.
+        indexes = [models.Index(Lower("hostname"), "id", name="host_hostname_lower"),
+                   models.Index(fields=["os_name", "os_version"], name="host_os_version")]
 
     def __str__(self) -> str:
         return f"{self.hostname} ({self.last_ip})"
 
 
 class Snapshot(models.Model):
-    """One accepted upload: summary columns plus the compressed stored document."""
+    """One accepted upload: summary columns plus the compressed stored document.
+
+    Most rows hold the document as a zstd delta of a full row of the same
+    day file; ``document_bytes`` reads either (``reports.documents``).
+    """
 
     snapshot_id = models.UUIDField(unique=True)
     # No index of its own: snapshot_host_time starts with this column and
@@ -153,7 +190,12 @@ class Snapshot(models.Model):
 
     @property
     def document_bytes(self) -> bytes:
-        return documents.unpack(self.document_compressed)
+        """The stored document; a delta's base row is read by its snapshot_id (``reports.documents``)."""
+        return documents.unpack(self.document_compressed, base_blob=_document_blob)
+
+
+def _document_blob(snapshot_id) -> bytes | None:
+    return Snapshot.objects.filter(snapshot_id=snapshot_id).values_list("document_compressed", flat=True).first()
 
 
 TOKEN_BYTES = 32
@@ -351,6 +393,7 @@ ALERT_KINDS = (
     ("host_stale", "The host went stale"),
     ("host_back", "The host came back online"),
     ("snapshot_rejected", "The server refused a snapshot of a known agent"),
+    ("identity_conflict", "Two machines seem to send the host's id"),
 )
 
 

@@ -16,9 +16,15 @@ not a defect in Relevo; the snapshot is fine and the agent keeps it:
   connections), Django's ``InterfaceError`` on a closed connection, or SQLite
   still locked after its busy timeout. A restart or failover lasts seconds.
 
+* **database_not_migrated** (503, ``Retry-After``): a table or column is
+  missing *and* the database has migrations left to apply: the server was
+  started (``runserver``, a new release) before ``python manage.py migrate``.
+  Nothing is written (the token lookup is the first query of an upload),
+  and the answer says what to run; the agent spools meanwhile.
+
 Everything else, ``ProgrammingError`` and ``IntegrityError`` included, stays
-an unhandled error (a 500 with a traceback in the log): a missing table or a
-bad query must not hide behind "try again later".
+an unhandled error (a 500 with a traceback in the log): a missing table in a
+migrated database or a bad query must not hide behind "try again later".
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ import sqlite3
 from dataclasses import dataclass
 
 import psycopg
-from django.db import InterfaceError, OperationalError
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, ProgrammingError, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from reports import store
 
@@ -38,6 +45,8 @@ DATABASE_RETRY_SECONDS = 5
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300"})
 _SQLITE_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_PG_MISSING = frozenset({"42P01", "42703"})  # undefined_table, undefined_column
+_SQLITE_MISSING = ("no such table", "no such column", "has no column named")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ STORAGE_FULL = Outage(507, "storage_full",
 DATABASE_UNAVAILABLE = Outage(503, "database_unavailable",
                               "The server cannot reach its database; nothing was changed. Try again shortly.",
                               DATABASE_RETRY_SECONDS)
+DATABASE_NOT_MIGRATED = Outage(503, "database_not_migrated",
+                               "The database has not been set up for this version of Relevo; nothing was changed. "
+                               "An administrator must run python manage.py migrate.",
+                               60)
 
 
 def classify(exc: BaseException) -> Outage | None:
@@ -66,6 +79,8 @@ def classify(exc: BaseException) -> Outage | None:
         return STORAGE_FULL
     if isinstance(exc, InterfaceError):
         return DATABASE_UNAVAILABLE
+    if _schema_missing(exc):
+        return DATABASE_NOT_MIGRATED if migrations_unapplied() else None
     if not isinstance(exc, OperationalError):
         return None
     cause = exc.__cause__
@@ -83,3 +98,27 @@ def classify(exc: BaseException) -> Outage | None:
     if sqlstate is None or sqlstate.startswith("08") or sqlstate in _PG_UNAVAILABLE:
         return DATABASE_UNAVAILABLE
     return None
+
+
+def _schema_missing(exc: BaseException) -> bool:
+    """Whether *exc* is the database saying a table or column does not exist."""
+    if not isinstance(exc, (OperationalError, ProgrammingError)):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, psycopg.Error):
+        return cause.sqlstate in _PG_MISSING
+    return isinstance(cause, sqlite3.OperationalError) and str(cause).startswith(_SQLITE_MISSING)
+
+
+def migrations_unapplied(alias: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether the database has migrations left to apply (asked only after a missing table: it reads the graph).
+
+    A database that cannot even be asked counts as migrated, so the error
+    that brought us here stays the 500 it is.
+    """
+    connection = connections[alias]
+    try:
+        executor = MigrationExecutor(connection)
+        return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    except DatabaseError:
+        return False

@@ -47,6 +47,27 @@ def process_index(processes: list[payload_schema.Process]) -> str:
     return text.replace("\n", " ").replace("\0", "\n").lower()
 
 
+KERNEL_THREAD_PREFIXES = ("kworker/", "ksoftirqd/", "migration/", "rcu_", "cpuhp/", "idle_inject/", "irq/", "watchdog/")
+
+
+def is_kernel_thread(process: payload_schema.Process) -> bool:
+    """Whether *process* is a Linux kernel thread, which pages hide by default.
+
+    Kernel threads have no command line and are kthreadd (pid 2) or its
+    children (ppid 2). When the agent could not read the parent, names like
+    ``kworker/0:1`` or ``rcu_gp`` still give them away. They are noise to an
+    operator: dozens per host, 0 bytes resident, renamed as they work.
+    Windows's "System" (pid 4) has no command line either but is not matched:
+    its ppid is 0.
+    """
+    if process.cmdline:
+        return False
+    if process.pid == 2 or process.ppid == 2:
+        return True
+    name = process.name or ""
+    return name.startswith(KERNEL_THREAD_PREFIXES)
+
+
 def query_needle(query: str) -> str:
     """What a query is looked for as: stripped, lower-cased, newlines blanked ('' matches nothing)."""
     return query.strip().lower().replace("\n", " ")

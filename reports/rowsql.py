@@ -150,18 +150,37 @@ def insert(model: type[models.Model], values: dict[str, Any]) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _update_sql(model: type[models.Model], names: tuple[str, ...], alias: str) -> tuple[str, tuple[models.Field, ...]]:
+def _update_sql(model: type[models.Model], names: tuple[str, ...], kept: tuple[str, ...],
+                alias: str) -> tuple[str, tuple[models.Field, ...]]:
     meta, quote = model._meta, connections[alias].ops.quote_name
     fields = tuple(meta.get_field(name) for name in names)
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
-    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s", fields
+    assignments = []
+    for field in fields:
+        column = quote(field.column)
+        if field.name in kept:
+            assignments.append(f"{column} = CASE WHEN {column} = %s THEN {column} ELSE %s END")
+        else:
+            assignments.append(f"{column} = %s")
+    return f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {quote(meta.pk.column)} = %s", fields
 
 
-def update(model: type[models.Model], pk: int, values: dict[str, Any]) -> int:
-    """UPDATE one row by primary key; returns the number of rows changed (0 or 1)."""
+def update(model: type[models.Model], pk: int, values: dict[str, Any], *, keep_if_equal: tuple[str, ...] = ()) -> int:
+    """UPDATE one row by primary key; returns the number of rows changed (0 or 1).
+
+    Columns named in *keep_if_equal* are compared in the statement and keep
+    their stored value when it is equal. For a large text that usually
+    stays the same, this spares PostgreSQL writing it again: an UPDATE that
+    sets a new value writes new TOAST chunks and their WAL even when the
+    bytes are equal, while the old value assigned back keeps its TOAST
+    pointer. The caller need not read the old value to compare.
+    """
     connection = connections[DEFAULT_DB_ALIAS]
-    sql, fields = _update_sql(model, tuple(values), DEFAULT_DB_ALIAS)
-    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values())]
+    kept = tuple(name for name in keep_if_equal if name in values)
+    sql, fields = _update_sql(model, tuple(values), kept, DEFAULT_DB_ALIAS)
+    params = []
+    for field, value in zip(fields, values.values()):
+        prepared = field.get_db_prep_save(value, connection)
+        params.extend((prepared, prepared) if field.name in kept else (prepared,))
     with _cursor(connection) as cursor:
         cursor.execute(sql, [*params, pk])
         return cursor.rowcount

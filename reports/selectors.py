@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 
 from reports import payload as payload_schema
-from reports import addresses, models, rowsql, store
+from reports import addresses, host_search, host_table, models, rowsql, store
 from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
 from reports.models import Host, Snapshot
@@ -81,10 +81,6 @@ def snapshot_get(*, snapshot_id) -> Snapshot | None:
 # --- hosts ------------------------------------------------------------------------
 
 HOST_STATUSES = models.HOST_STATUSES
-HOST_ORDERINGS = (
-    "hostname", "last_ip", "os_name", "os_version", "cpu_model", "process_count", "user_count",
-    "last_seen", "first_seen",
-)
 
 
 def host_status(host: Host, now: dt.datetime | None = None) -> str:
@@ -92,33 +88,45 @@ def host_status(host: Host, now: dt.datetime | None = None) -> str:
     return models.host_status(host.last_seen, now)
 
 
-def host_list(*, search: str = "", os_name: str = "", status: str = "", ordering: str = "hostname",
-              now: dt.datetime | None = None):
-    """Hosts for the list page and /api/hosts/: search, filters and a whitelisted ordering.
+def host_list(*, search: str = "", os_name: str = "", os_version: str = "", status: str = "",
+              ordering: str = "hostname", identity_conflict: bool = False, now: dt.datetime | None = None):
+    """Hosts for the list page and /api/hosts/: search, filters and an ordering of ``reports.host_table``.
 
-    ``search`` matches hostname, IP or host id (case-insensitive substring);
-    ``status`` is one of HOST_STATUSES. Unknown orderings fall back to hostname.
+    ``search`` is a case-insensitive substring of the host's search text
+    (``reports.host_search``: names, host id, its own and seen addresses,
+    OS, version, kernel, CPU); ``os_version`` is exact, as the list counts
+    it ("CentOS Linux 7"); ``status`` is one of HOST_STATUSES;
+    ``identity_conflict`` keeps the hosts flagged as two machines sending one
+    id (``reports.identity``). Unknown
+    orderings fall back to hostname.
     """
     queryset = Host.objects.all()
-    search = search.strip()
-    if search:
-        queryset = queryset.filter(
-            Q(hostname__icontains=search) | Q(last_ip__icontains=search) | Q(host_id__icontains=search)
-        )
+    needle = host_search.search_needle(search)
+    if needle:
+        queryset = queryset.filter(search_text__contains=needle)
     if os_name:
         queryset = queryset.filter(os_name=os_name)
+    if os_version:
+        queryset = queryset.filter(os_version=os_version)
     if status in HOST_STATUSES:
         queryset = queryset.with_status(status, now)
-    field = ordering.lstrip("-")
-    if field not in HOST_ORDERINGS:
-        ordering, field = "hostname", "hostname"
-    return queryset.order_by(ordering, "pk" if not ordering.startswith("-") else "-pk").defer("process_index")
+    if identity_conflict:
+        queryset = queryset.filter(identity_conflict_since__isnull=False)
+    return queryset.order_by(*host_table.order_by(ordering)).defer("process_index", "search_text")
 
 
-def host_counts(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
-    """Counts by OS and by status, for the summary above the host list."""
-    by_os = dict(Host.objects.values_list("os_name").annotate(n=Count("pk")).order_by("os_name"))
-    return {"os": by_os, "status": Host.objects.status_counts(now)}
+def host_counts(now: dt.datetime | None = None) -> dict[str, dict]:
+    """Counts for the summary above the host list: by OS, by status, and by OS and version.
+
+    ``versions`` maps each OS name to its versions with their counts, most
+    hosts first, so "every CentOS 7" is one link.
+    """
+    by_version: dict[str, dict[str, int]] = {}
+    rows = Host.objects.values_list("os_name", "os_version").annotate(n=Count("pk")).order_by("os_name", "-n", "os_version")
+    for name, version, n in rows:
+        by_version.setdefault(name, {})[version] = n
+    by_os = {name: sum(versions.values()) for name, versions in by_version.items()}
+    return {"os": by_os, "versions": by_version, "status": Host.objects.status_counts(now)}
 
 
 # --- host detail, history, changes (the pages; the API may reuse them) -----------
@@ -133,6 +141,7 @@ PROCESS_ORDERINGS = {
     "name": (lambda p: ((p.name or "").lower(), p.pid), False),
     "user": (lambda p: ((p.username or "").lower(), (p.name or "").lower(), p.pid), False),
     "pid": (lambda p: p.pid, False),
+    "status": (lambda p: ((p.status or "").lower(), p.pid), False),
 }
 
 
@@ -209,6 +218,7 @@ class SeriesPoint:
     collected_at: dt.datetime
     process_count: int
     memory_used_bytes: int | None
+    memory_total_bytes: int | None = None
 
 
 def host_series(*, host: Host, limit: int = 100) -> list[SeriesPoint]:
@@ -223,7 +233,7 @@ def host_series(*, host: Host, limit: int = 100) -> list[SeriesPoint]:
     points = []
     for collected_at, process_count, total, available in reversed(list(rows)):
         used = total - available if total is not None and available is not None else None
-        points.append(SeriesPoint(collected_at, process_count, used))
+        points.append(SeriesPoint(collected_at, process_count, used, total))
     return points
 
 

@@ -322,6 +322,9 @@ COMPACTED_SUFFIX = ".zst"
 # frame starts its window afresh, which costs about one lone document's compression per frame.
 COMPACT_FRAME_BYTES = 16 * 1024 * 1024
 COMPACT_LEVEL = 9
+# A window as long as a frame, so every document finds the same host's earlier ones; level 9's own
+# window is a quarter of that. 5% fewer bytes at no extra time; zstdcat reads up to 2**27.
+COMPACT_WINDOW_LOG = 24
 _SKIPPABLE_META = 0x184D2A50
 _SKIPPABLE_SEEK_TABLE = 0x184D2A5E
 _SEEKABLE_MAGIC = 0x8F92EAB1
@@ -487,7 +490,8 @@ def _compress_lines(content: bytes, compressor: zstandard.ZstdCompressor) -> Ite
 
 
 def _compact_compressor() -> zstandard.ZstdCompressor:
-    return zstandard.ZstdCompressor(level=COMPACT_LEVEL, write_checksum=True, write_content_size=True)
+    return zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+        COMPACT_LEVEL, window_log=COMPACT_WINDOW_LOG, write_checksum=1, write_content_size=1))
 
 
 def _write_compacted(path: Path, frames: list[tuple[bytes, int]], merged: _Fingerprint | None) -> None:

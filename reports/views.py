@@ -15,27 +15,22 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import addresses, breadth, charts, inventory_selectors, selectors, services, store
+from reports import addresses, breadth, charts, host_table, inventory_selectors, selectors, services, store
 from reports import packages as agent_packages
-from reports.forms import HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
+from reports import processes as process_rule
+from reports.api import errors as api_errors
+from reports.templatetags import relevo as relevo_tags
+from reports.forms import HOST_PAGE_SIZE, HostFilterForm, ProcessFilterForm, ProcessSearchForm, SoftwareSearchForm
 
-HOSTS_PER_PAGE = 50
 SNAPSHOTS_PER_PAGE = 25
-PROCESS_ROWS_SHOWN = 500
+PROCESSES_PER_PAGE = 100
 CHART_POINTS = 100
 PROCESS_SEARCH_LIMIT = 200
 
-# (sort field, header, CSS class): "opt" columns are hidden on a phone.
-HOST_COLUMNS = [
-    ("hostname", "Hostname", "c-host"), ("last_ip", "Last IP", "c-ip"), ("os_name", "OS", "c-os"),
-    ("os_version", "Version", "opt"), ("cpu_model", "CPU", "opt"), ("process_count", "Processes", "c-num"),
-    ("user_count", "Users", "c-num opt"), ("last_seen", "Last seen", "c-time"),
-]
 
 
 def _not_found(request, what: str) -> HttpResponse:
@@ -43,39 +38,76 @@ def _not_found(request, what: str) -> HttpResponse:
     return render(request, "reports/not_found.html", {"what": what}, status=404)
 
 
-def _sort_columns(columns, current: str) -> list[dict]:
-    """Header links: clicking a column sorts by it, clicking it again reverses."""
-    result = []
-    for field, label, css in columns:
-        active = current.lstrip("-") == field
-        descending = active and current.startswith("-")
-        result.append({
-            "label": label, "css": css,
-            "sort": f"-{field}" if active and not descending else field,
-            "aria_sort": ("descending" if descending else "ascending") if active else "none",
-        })
-    return result
-
-
 @login_required
 @require_GET
 def host_list(request):
     now = timezone.now()
     counts = selectors.host_counts(now)
-    form = HostFilterForm(request.GET or None, os_names=list(counts["os"]))
+    versions = sorted({version for by_os in counts["versions"].values() for version in by_os})
+    form = HostFilterForm(request.GET or None, os_names=list(counts["os"]), os_versions=versions)
     sort = form.value("sort") or "hostname"
-    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), status=form.value("status"),
-                                ordering=sort, now=now)
+    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), os_version=form.value("os_version"),
+                                status=form.value("status"), ordering=sort,
+                                identity_conflict=bool(form.value("identity_conflict")), now=now)
     hosts = inventory_selectors.hosts_narrowed(hosts, software=form.value("software"),
                                                port=form.value("port") or None,
                                                disk_full=bool(form.value("disk_full")))
-    page = Paginator(hosts, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(hosts, form.value("per_page") or HOST_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [(host, selectors.host_status(host, now)) for host in page]
+    shown = host_table.chosen(form.value("col"))
+    shown_keys = {column.key for column in shown}
     return render(request, "reports/host_list.html", {
-        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "columns": _sort_columns(HOST_COLUMNS, sort),
-        "total_hosts": sum(counts["status"].values()), "filtered": any(form.value(f) for f in ("q", "os", "status", "software", "port", "disk_full")),
+        "form": form, "page": page, "rows": rows, "now": now, "counts": counts, "shown_columns": shown,
+        "columns": host_table.header_links(shown, sort),
+        "column_choices": [(c.key, c.label, c.key in shown_keys) for c in host_table.COLUMNS if c.key not in host_table.REQUIRED],
+        "total_hosts": sum(counts["status"].values()),
+        "filtered": any(form.value(f) for f in ("q", "os", "os_version", "status", "software", "port", "disk_full",
+                                                          "identity_conflict")),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })
+
+
+# (sort key, header, CSS class, biggest first by default): the process table's sortable columns.
+PROCESS_COLUMNS = [
+    ("pid", "PID", "c-num", False), ("name", "Name", "", False), ("user", "User", "", False),
+    ("cpu", "CPU %", "c-num", True), ("memory", "Memory", "c-num", True), ("status", "Status", "opt", False),
+]
+
+
+def _process_columns(current: str) -> list[dict]:
+    """Header links for the process table: each toggles its direction and says which it is (``aria-sort``).
+
+    CPU and memory sort biggest first, so their plain key is the descending order.
+    """
+    result = []
+    for key, label, css, biggest_first in PROCESS_COLUMNS:
+        active = current.lstrip("-") == key
+        reversed_ = current.startswith("-")
+        descending = biggest_first != reversed_
+        result.append({
+            "label": label, "css": css,
+            "sort": (key if reversed_ else f"-{key}") if active else key,
+            "aria_sort": ("descending" if descending else "ascending") if active else "none",
+        })
+    return result
+
+
+API_PATHS = ("/api/", "/upload", "/query", "/metrics")
+
+
+def handler404(request, exception=None) -> HttpResponse:
+    """A browser's mistyped page URL gets the HTML "not found" page; every other client the JSON error.
+
+    A browser says so with ``Accept: text/html``; API paths, downloads of
+    ``.json`` and ``.csv`` files and clients asking for JSON keep the one JSON
+    error shape (``reports.api.errors``).
+    """
+    accept = request.headers.get("Accept", "")
+    browser = ("text/html" in accept and "application/json" not in accept
+               and not request.path.startswith(API_PATHS) and not request.path.endswith((".json", ".csv")))
+    if not browser:
+        return api_errors.not_found(request, exception)
+    return render(request, "reports/not_found.html", {"what": "page"}, status=404)
 
 
 @login_required
@@ -86,33 +118,41 @@ def host_detail(request, pk: int):
         return _not_found(request, "host")
     form = ProcessFilterForm(request.GET)
     document = None
-    processes: list = []
-    tree: list = []
+    rows: list = []
+    kernel_threads = 0
+    sort = form.value("psort") or "cpu"
     if host.latest_snapshot_id:
         document = selectors.snapshot_document(snapshot=host.latest_snapshot)
         chosen = selectors.snapshot_processes(processes=document.payload.processes, search=form.value("pq"),
-                                              ordering=form.value("psort") or "cpu")
-        if form.value("tree"):
-            tree = selectors.process_tree(chosen)[:PROCESS_ROWS_SHOWN]
-        else:
-            processes = chosen
+                                              ordering=sort)
+        if not form.value("kthreads"):
+            shown = [p for p in chosen if not process_rule.is_kernel_thread(p)]
+            kernel_threads = len(chosen) - len(shown)
+            chosen = shown
+        # One (depth, process) list for both views: a single template loop, no include per row.
+        rows = selectors.process_tree(chosen) if form.value("tree") else [(0, p) for p in chosen]
+    process_page = Paginator(rows, PROCESSES_PER_PAGE).get_page(form.value("ppage") or 1)
     history = Paginator(selectors.host_snapshots(host=host), SNAPSHOTS_PER_PAGE).get_page(request.GET.get("page"))
     series = selectors.host_series(host=host, limit=CHART_POINTS)
-    shown = len(tree) if tree else min(len(processes), PROCESS_ROWS_SHOWN)
+    payload = document.payload if document else None
+    boot_time = payload.host.boot_time if payload else None
+    memory_total = payload.memory.total_bytes if payload else None
+    memory_available = payload.memory.available_bytes if payload else None
     return render(request, "reports/host_detail.html", {
-        "host": host, "status": selectors.host_status(host), "document": document,
-        "payload": document.payload if document else None,
-        "form": form, "processes": processes[:PROCESS_ROWS_SHOWN], "tree": tree,
-        # One (depth, process) list for both views: a single template loop, no include per row.
-        "process_rows": tree or [(0, p) for p in processes[:PROCESS_ROWS_SHOWN]],
-        "process_total": len(tree) if tree else len(processes), "process_shown": shown,
+        "host": host, "status": selectors.host_status(host), "document": document, "payload": payload,
+        "form": form, "process_page": process_page, "process_rows": process_page.object_list,
+        "process_total": len(rows), "kernel_threads": kernel_threads, "show_kernel_threads": bool(form.value("kthreads")),
+        "process_columns": _process_columns(sort),
         "history": history, "day_files": selectors.host_day_files(host=host),
-        "process_chart": charts.line_chart([p.process_count for p in series], title="Processes",
-                                           format_value=lambda v: f"{v:.0f}"),
-        "memory_chart": charts.line_chart([p.memory_used_bytes for p in series], title="Memory in use",
-                                          format_value=filesizeformat),
+        "uptime_seconds": (host.last_seen - boot_time).total_seconds() if boot_time else None,
+        "memory_used": (memory_total - memory_available) if memory_total is not None and memory_available is not None else None,
+        "process_chart": charts.time_chart([(p.collected_at, p.process_count) for p in series], title="Processes",
+                                           format_value=lambda v: f"{v:.0f}", tick_text=relevo_tags.time_text),
+        "memory_chart": charts.time_chart([(p.collected_at, p.memory_used_bytes) for p in series], title="Memory in use",
+                                          format_value=relevo_tags.binary_size, tick_text=relevo_tags.time_text,
+                                          top=max((p.memory_total_bytes or 0 for p in series), default=0) or None),
         "chart_points": len(series),
-        "inventory": breadth.host_inventory(host=host, payload=document.payload if document else None,
+        "inventory": breadth.host_inventory(host=host, payload=payload,
                                             software_search=request.GET.get("software", ""),
                                             software_page=request.GET.get("spage")),
     })

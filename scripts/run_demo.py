@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             f"  Query API:  {url}/query?ip=127.0.0.1   (API docs: {url}/api/docs/)\n"
             f"  Sign in as: admin / {password or '(the password you set)'}\n"
             f"  Agent token (INVENTORY_TOKEN in .env): {token[:10] + '...' if token else 'none'}\n"
+            "This machine sent one snapshot, so it shows offline after 30 minutes. To keep it reporting,\n"
+            "run in another terminal (every 5 minutes):\n"
+            f"  INVENTORY_TOKEN=$(grep INVENTORY_TOKEN .env | cut -d= -f2) {sys.executable} -m agent \\\n"
+            f"      --server {url} --interval 300 --spool-dir data/agent-spool\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -149,6 +149,11 @@ def upload_alerts(*, host: Host, payload: payload_schema.SnapshotPayload, change
                 and before.area_changed("listening", payload.listening):
             after = [(s.protocol, s.port) for s in payload.listening]
             found += [(rule, c) for c in rules.port_changes(rule, before=before.ports(), after=after)]
+        elif rule.kind in rules.IDENTITY_KINDS:
+            found += [(rule, c) for c in rules.identity_changes(
+                rule, conflict_before=host.identity_conflict_since is not None,
+                conflict_after=changes.get("identity_conflict_since", host.identity_conflict_since) is not None,
+                fields=str(changes.get("identity_conflict_fields", host.identity_conflict_fields)))]
         elif rule.kind in rules.DISK_KINDS and payload.disks is not None and before.area_changed("disks", payload.disks):
             after = {d.mount_point: inventory_index.used_percent(d) for d in payload.disks}
             found += [(rule, c) for c in rules.disk_changes(rule, before=before.disks(), after=after)]

@@ -21,7 +21,8 @@ PORT_KINDS = frozenset({"port_opened"})
 DISK_KINDS = frozenset({"disk_full"})
 STATUS_KINDS = frozenset({"host_offline", "host_stale", "host_back"})
 REJECTED_KINDS = frozenset({"snapshot_rejected"})
-UPLOAD_KINDS = PROCESS_KINDS | SOFTWARE_KINDS | PORT_KINDS | DISK_KINDS
+IDENTITY_KINDS = frozenset({"identity_conflict"})
+UPLOAD_KINDS = PROCESS_KINDS | SOFTWARE_KINDS | PORT_KINDS | DISK_KINDS | IDENTITY_KINDS
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,14 @@ def disk_changes(rule: Rule, *, before: Mapping[str, float | None], after: Mappi
             changes.append(Change(rule.kind, f"disk {mount} {used:.1f}% full (over {threshold:g}%)",
                                   previous, used, mount))
     return changes
+
+
+def identity_changes(rule: Rule, *, conflict_before: bool, conflict_after: bool, fields: str) -> list[Change]:
+    """A host flagged with an identity conflict by this upload (``reports.identity`` decides; this reports it)."""
+    if conflict_before or not conflict_after:
+        return []
+    return [Change(rule.kind, f"identity conflict: two machines send this host id ({fields or 'identity'} differ)",
+                   None, fields, "conflict")]
 
 
 # The status transition each status rule reports.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from reports.api.serializers import TextField
+from reports.api.serializers import ExactFloatParameter, ExactRegexParameter, QueryChoiceField, QueryTextField
 from reports.models import HostDisk, HostListeningSocket, Software
 
 SOURCE_RULE = r"\A[a-z0-9_-]{1,16}\Z"
@@ -18,33 +18,33 @@ SOURCE_RULE = r"\A[a-z0-9_-]{1,16}\Z"
 class SoftwareFilterParams(serializers.Serializer):
     """Exact matches on a package's fields (each optional)."""
 
-    version = TextField(max_length=256, required=False, help_text="Exact version, e.g. 3.0.11-1~deb12u2.")
-    vendor = TextField(max_length=1024, required=False, help_text="Exact vendor or publisher.")
-    source = serializers.RegexField(SOURCE_RULE, required=False, help_text="deb, rpm, apk, windows, ...")
+    version = QueryTextField(max_length=256, required=False, help_text="Exact version, e.g. 3.0.11-1~deb12u2.")
+    vendor = QueryTextField(max_length=1024, required=False, help_text="Exact vendor or publisher.")
+    source = ExactRegexParameter(SOURCE_RULE, required=False, help_text="deb, rpm, apk, windows, ...")
 
 
 class SoftwareListParams(SoftwareFilterParams):
-    search = TextField(max_length=256, required=False, help_text="Substring of the package name (any case).")
-    name = TextField(max_length=1024, required=False, help_text="Exact package name.")
+    search = QueryTextField(max_length=256, required=False, help_text="Substring of the package name (any case).")
+    name = QueryTextField(max_length=1024, required=False, help_text="Exact package name.")
 
 
 class SoftwareHostsParams(SoftwareFilterParams):
-    name = TextField(max_length=1024, help_text="Exact package name, e.g. openssl.")
+    name = QueryTextField(max_length=1024, help_text="Exact package name, e.g. openssl.")
 
 
 class ListeningHostsParams(serializers.Serializer):
     port = serializers.IntegerField(min_value=0, max_value=65_535, help_text="The port, e.g. 3389.")
-    protocol = serializers.ChoiceField(choices=["tcp", "udp"], required=False, help_text="Default: either.")
+    protocol = QueryChoiceField(choices=["tcp", "udp"], required=False, help_text="Default: either.")
 
 
 class DiskHostsParams(serializers.Serializer):
-    used_percent = serializers.FloatField(
+    used_percent = ExactFloatParameter(
         min_value=0, max_value=100, required=False, default=90.0,
         help_text="Hosts with a file system at least this full, in percent (default 90).")
 
 
 class HostSoftwareParams(serializers.Serializer):
-    search = TextField(max_length=256, required=False, help_text="Substring of the package name (any case).")
+    search = QueryTextField(max_length=256, required=False, help_text="Substring of the package name (any case).")
 
 
 class SoftwareSerializer(serializers.ModelSerializer):

@@ -21,21 +21,10 @@ from rest_framework.views import APIView
 from reports import csv_export, inventory_selectors, selectors
 from reports.api import inventory_serializers as s
 from reports.api.serializers import HostFilterSerializer, HostSerializer
-from reports.api.views import ReadAPIMixin, _errors, hosts_filtered
+from reports.api.views import ReadAPIMixin, _errors, _filters, hosts_filtered
 from reports.models import Host
 
 CSV = {(200, "text/csv"): OpenApiTypes.STR}
-
-
-def _params(serializer_class, request) -> dict:
-    """The validated query parameters; ``?name=`` is refused as the schema says (minLength 1).
-
-    A plain dict, not the QueryDict: DRF reads an empty value in form-like
-    input as "not given", which the published schema does not allow.
-    """
-    serializer = serializer_class(data=request.query_params.dict())
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _host(pk: int) -> Host:
@@ -58,7 +47,7 @@ class SoftwareListView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = s.SoftwareSerializer
 
     def get_queryset(self):
-        return inventory_selectors.software_list(**_params(s.SoftwareListParams, self.request))
+        return inventory_selectors.software_list(**_filters(s.SoftwareListParams, self.request))
 
 
 def _host_search(summary: str, params_class, search):
@@ -70,7 +59,7 @@ def _host_search(summary: str, params_class, search):
         serializer_class = HostSerializer
 
         def get_queryset(self):
-            return selectors.with_latest_snapshot(search(**_params(params_class, self.request)))
+            return selectors.with_latest_snapshot(search(**_filters(params_class, self.request)))
 
     return HostSearchView
 
@@ -93,7 +82,7 @@ class HostSoftwareListView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = s.HostPackageSerializer
 
     def get_queryset(self):
-        params = _params(s.HostSoftwareParams, self.request)
+        params = _filters(s.HostSoftwareParams, self.request)
         return inventory_selectors.host_software(host=_host(self.kwargs["pk"]), **params)
 
 
@@ -149,7 +138,7 @@ HOST_COLUMNS = ["id", "host_id", "hostname", "fqdn", "last_ip", "os_name", "os_v
                tags=["read"])
 class SoftwareCSVView(ReadAPIMixin, APIView):
     def get(self, request):
-        rows = inventory_selectors.software_list(**_params(s.SoftwareListParams, request))
+        rows = inventory_selectors.software_list(**_filters(s.SoftwareListParams, request))
         return _csv_response("software.csv", SOFTWARE_COLUMNS,
                              rows.values_list(*SOFTWARE_COLUMNS).iterator(chunk_size=2000))
 
@@ -158,7 +147,7 @@ class SoftwareCSVView(ReadAPIMixin, APIView):
                responses={**CSV, **_errors(400, 401, 403, 404, 429)}, tags=["read"])
 class HostSoftwareCSVView(ReadAPIMixin, APIView):
     def get(self, request, pk: int):
-        params = _params(s.HostSoftwareParams, request)
+        params = _filters(s.HostSoftwareParams, request)
         host = _host(pk)
         packages = inventory_selectors.host_software(host=host, **params)
         rows = ([getattr(p, column) for column in HOST_SOFTWARE_COLUMNS] for p in packages)

@@ -44,10 +44,21 @@ def _rename_refs(node):
     return node
 
 
+def _titled(name: str, schema: dict) -> dict:
+    """*schema* titled with its component name.
+
+    msgspec titles each component after its struct ("Process"), and Swagger UI
+    lists a component by its title, so the payload's Process and the read
+    API's Process serializer showed as two "Process" entries.
+    """
+    return {**schema, "title": name}
+
+
 def payload_components() -> dict[str, dict]:
     """JSON Schema components for SnapshotPayload and the stored document (payload + server fields)."""
     _, components = msgspec.json.schema_components([payload_schema.SnapshotPayload], ref_template=_REF + "{name}")
-    schemas = {_component_name(name): _rename_refs(schema) for name, schema in components.items()}
+    schemas = {_component_name(name): _titled(_component_name(name), _rename_refs(schema))
+               for name, schema in components.items()}
     schemas["StoredSnapshot"] = {
         "description": "A snapshot as stored in its day file: the validated payload plus what the server added.",
         "allOf": [

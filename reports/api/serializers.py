@@ -150,13 +150,25 @@ class ExactBooleanParameter(ExactParameter, serializers.BooleanField):
     """A boolean parameter; ``?disk_full=`` is refused (400) as the schema says, not taken as "false"."""
 
 
+class ExactFloatParameter(ExactParameter, serializers.FloatField):
+    """A number parameter; an empty value is refused (400) as the schema says, not taken as the default."""
+
+
+class ExactRegexParameter(ExactParameter, serializers.RegexField):
+    """A text parameter with a pattern; an empty value is refused (400) as the pattern says."""
+
+
 class HostFilterSerializer(serializers.Serializer):
     """The parameters of /api/hosts/; the host list page takes the same rules (``reports.forms.HostFilterForm``)."""
 
     search = QueryTextField(max_length=forms.SEARCH_MAX_LENGTH, required=False,
-                            help_text="Substring of hostname, IP or host id (any case).")
+                            help_text="Substring of hostname, FQDN, host id, the host's own or seen address, "
+                                      "OS, version, kernel or CPU (any case).")
     os = QueryTextField(max_length=Host._meta.get_field("os_name").max_length, required=False,
                         help_text="Exact OS name, e.g. Linux.")
+    os_version = QueryTextField(max_length=Host._meta.get_field("os_version").max_length, required=False,
+                                help_text="Exact OS version as listed, e.g. 'CentOS Linux 7' or "
+                                          "'Windows Server 2016 Datacenter'.")
     status = QueryChoiceField(choices=selectors.HOST_STATUSES, required=False,
                               help_text="online, offline or stale (see INVENTORY_OFFLINE_AFTER / INVENTORY_STALE_AFTER).")
     ordering = QueryChoiceField(choices=forms.HOST_SORTS, required=False,
@@ -166,6 +178,8 @@ class HostFilterSerializer(serializers.Serializer):
     port = ExactIntegerParameter(min_value=1, max_value=65_535, required=False,
                                  help_text="Hosts with a listening socket on this port.")
     disk_full = ExactBooleanParameter(required=False, help_text="true: hosts with a disk at least 90% full.")
+    identity_conflict = ExactBooleanParameter(
+        required=False, help_text="true: hosts flagged as two machines sending one host id (docs/agent.md).")
 
 
 class ProcessFilterSerializer(serializers.Serializer):
@@ -240,13 +254,17 @@ class HostSerializer(serializers.ModelSerializer):
     """A host in lists; ``status`` is online / offline / stale (settings INVENTORY_OFFLINE_AFTER/STALE_AFTER)."""
 
     status = serializers.SerializerMethodField()
+    identity_conflict = serializers.BooleanField(
+        read_only=True, help_text="Snapshots of this host id seem to come from two machines (docs/agent.md).")
     latest_snapshot_id = serializers.SerializerMethodField()
 
     class Meta:
         model = Host
-        fields = ["id", "host_id", "hostname", "fqdn", "last_ip", "os_name", "os_version", "cpu_model",
-                  "memory_total_bytes", "process_count", "user_count", "first_seen", "last_seen", "status",
-                  "latest_snapshot_id"]
+        fields = ["id", "host_id", "hostname", "fqdn", "last_ip", "own_address", "os_name", "os_version", "cpu_model",
+                  "memory_total_bytes", "process_count", "user_count", "agent_version", "boot_time", "first_seen",
+                  "last_seen", "status", "latest_snapshot_id", "identity_conflict", "identity_conflict_since",
+                  "identity_conflict_fields"]
+        extra_kwargs = {"identity_conflict_fields": {"help_text": "What the two machines differ in, e.g. 'hostname, address'."}}
 
     def get_status(self, host: Host) -> str:
         return selectors.host_status(host, self.context.get("now"))

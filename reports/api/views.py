@@ -251,7 +251,9 @@ def hosts_filtered(request):
     """The hosts /api/hosts/ (and its CSV) answer with: the list's filters, then the inventory's."""
     filters = _filters(serializers.HostFilterSerializer, request)
     hosts = selectors.host_list(search=filters.get("search", ""), os_name=filters.get("os", ""),
-                                status=filters.get("status", ""), ordering=filters.get("ordering") or "hostname")
+                                os_version=filters.get("os_version", ""),
+                                status=filters.get("status", ""), ordering=filters.get("ordering") or "hostname",
+                                identity_conflict=filters.get("identity_conflict", False))
     return inventory_selectors.hosts_narrowed(hosts, software=filters.get("software", ""), port=filters.get("port"),
                                               disk_full=filters.get("disk_full", False))
 

@@ -8,11 +8,13 @@ knowing which module holds it. The modules are one sub-domain each:
   (``snapshot_ingest``), and the columns it derives (``snapshot_summary``).
 - ``tokens``: agent and API tokens.
 - ``lifecycle``: prune, reindex, export and compact, one day file at a time.
+- ``hosts``: what an operator changes on a host (clearing an identity conflict).
 
 Names starting with ``_`` stay in their module; tests that replace one patch
 that module (``reports.services.ingest``).
 """
 
+from reports.services.hosts import identity_conflict_clear
 from reports.services.ingest import (
     HOST_COLUMNS,
     SUMMARY_COLUMNS,
@@ -46,6 +48,6 @@ from reports.services.tokens import (
 __all__ = [
     "HOST_COLUMNS", "SUMMARY_COLUMNS", "DayAction", "DayChange", "DayFileFull", "IngestResult", "SnapshotOfAnotherHost",
     "agent_token_create", "agent_token_enroll", "agent_token_revoke", "agent_tokens_revoke_for_host",
-    "api_token_create", "api_token_revoke", "compact_cutoff", "day_compact", "day_export", "day_prune", "day_reindex", "host_columns",
+    "api_token_create", "api_token_revoke", "identity_conflict_clear", "compact_cutoff", "day_compact", "day_export", "day_prune", "day_reindex", "host_columns",
     "snapshot_day", "snapshot_ingest", "snapshot_summary", "token_touch",
 ]

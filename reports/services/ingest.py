@@ -35,7 +35,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import addresses, documents, inventory_index, locks, processes, rowsql, store
+from reports import addresses, documents, host_search, identity, inventory_index, locks, processes, rowsql, store
 from reports.alerts import outbox as alerts_outbox
 from reports.dbwrite import write_transaction
 from reports.models import Host, Snapshot
@@ -126,13 +126,21 @@ def snapshot_ingest(
     received_at = received_at or timezone.now()
     day = snapshot_day(payload.collected_at)
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
-    prepared = _Prepared.of(payload, document)
+    process_index = processes.process_index(payload.processes)
 
     with locks.day_file_locked(ip, day) as writer:
-        if _adopt_unrecorded_tail(writer, ip=ip, day=day) == payload.snapshot_id:
-            existing = _snapshot_by_id(payload.snapshot_id)
-            if existing is not None:
-                return _replayed(existing, host_binding=host_binding)
+        last = _last_recorded(writer, ip=ip, day=day)
+        adopted = _adopt_unrecorded_tail(writer, ip=ip, day=day, last=last)
+        if adopted is not None:
+            if adopted == payload.snapshot_id:
+                existing = _snapshot_by_id(payload.snapshot_id)
+                if existing is not None:
+                    return _replayed(existing, host_binding=host_binding)
+            last = _last_recorded(writer, ip=ip, day=day)
+        # Packed under the file lock, which orders this file's rows, so the
+        # base chosen is the newest row of the file; still before the
+        # database's write lock, which every other upload queues on.
+        prepared = _Prepared(_pack(document, last=last), process_index)
         if writer.size_after(document) > settings.INVENTORY_DAY_FILE_MAX_BYTES:
             raise DayFileFull(file_name=writer.path.name, limit_bytes=settings.INVENTORY_DAY_FILE_MAX_BYTES)
         # The fsync happens before the database write lock is taken, so other
@@ -193,8 +201,43 @@ class _Prepared:
     process_index: str
 
     @classmethod
-    def of(cls, payload: payload_schema.SnapshotPayload, document: bytes) -> _Prepared:
-        return cls(documents.pack(document), processes.process_index(payload.processes))
+    def of(cls, payload: payload_schema.SnapshotPayload, document: bytes, *, last: Snapshot | None) -> _Prepared:
+        return cls(_pack(document, last=last), processes.process_index(payload.processes))
+
+
+def _pack(document: bytes, *, last: Snapshot | None) -> bytes:
+    """The row's blob for *document*: a delta against the base of *last*, the newest row of its day file.
+
+    A full frame (``documents.pack``) when the file has no row yet, when the
+    run since its base reaches ``documents.DELTA_RUN``, or when the base
+    cannot be read; every delta then names a full row of the same file
+    (the format: ``reports.documents``).
+    """
+    if last is None:
+        return documents.pack(document)
+    header = documents.delta_header(last.document_compressed)
+    if header is None:
+        base = documents.Base(last.snapshot_id, 1)
+        base_blob = last.document_compressed
+    elif header.distance + 1 < documents.DELTA_RUN:
+        base, base_blob = documents.Base(header.snapshot_id, header.distance + 1), None
+    else:
+        return documents.pack(document)
+
+    def base_document() -> bytes:
+        blob = base_blob
+        if blob is None:
+            row = rowsql.select_one(Snapshot, ["document_compressed"], where={"snapshot_id": base.snapshot_id})
+            if row is None:
+                raise documents.DocumentError(f"base {base.snapshot_id} is gone")
+            blob = row.document_compressed
+        return documents.unpack(blob)
+
+    try:
+        return documents.pack_delta(document, base=base, base_document=base_document)
+    except documents.DocumentError as exc:
+        logger.warning("storing a full document: %s", exc)
+        return documents.pack(document)
 
 
 # The summary columns that Host and Snapshot rows share, derived from a snapshot
@@ -310,18 +353,21 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
         # costs SQLite an index page in the WAL even when its value is the
         # same, and a host's name, address and OS rarely change between
         # uploads. The process index is not read back to compare (it is the
-        # largest column); SQLite leaves its overflow pages alone when their
-        # bytes are equal.
+        # largest column): the UPDATE compares it (rowsql's keep_if_equal),
+        # so an unchanged process list writes no new copy of it.
         changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
                        process_index=prepared.process_index)
+        seen = identity.Identity.of(hostname=columns["hostname"], address=columns["last_ip"], hardware=payload.hardware)
+        changes.update(identity.identity_changes(host, seen, at=payload.collected_at))
+        changes.update(host_search.host_search_columns(payload, last_ip=columns["last_ip"]))
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
     alerts_outbox.upload_alerts(host=host, payload=payload, changes=changes, process_index=prepared.process_index)
     inventory_index.host_rows_update(host=host, payload=payload, changes=changes)
     if changes:
-        rowsql.update(Host, host.pk, changes)
+        rowsql.update(Host, host.pk, changes, keep_if_equal=("process_index",))
     return wanted
 
 
@@ -347,26 +393,41 @@ def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, sna
 
 
 # What _host_update compares before writing a host: its times and every column it would overwrite.
-_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot"]
+_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot",
+                       *identity.HOST_FIELDS]
 
 
 def _host_for_update(host_id: str) -> Host | None:
     return rowsql.select_one(Host, _HOST_UPDATE_FIELDS, where={"host_id": host_id}, for_update=True)
 
 
-def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: addresses.IPAddress, day: dt.date) -> uuid.UUID | None:
+def _last_recorded(writer: store.DayFileWriter, *, ip: addresses.IPAddress, day: dt.date) -> Snapshot | None:
+    """The row of the file's last recorded document: where it ends, and its blob (the next delta's base)."""
+    if writer.documents_end == 0:
+        return None
+    return rowsql.select_one(Snapshot, ["snapshot_id", "file_offset", "file_length", "document_compressed"],
+                             where={"ip": str(ip), "day": day}, order_by="-file_offset")
+
+
+_UNREAD = object()
+
+
+def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: addresses.IPAddress, day: dt.date,
+                           last: Snapshot | None | object = _UNREAD) -> uuid.UUID | None:
     """Record the file's last document if a crash kept it from reaching the database.
 
     Only the last document can be in that state: every writer checks this
     before appending, under the same file lock, which also means no other
     writer can change this file's rows while we look. One indexed query in the
-    usual case; returns the snapshot_id it recorded, if any.
+    usual case (none when the caller passes *last*, ``_last_recorded``, which
+    it reuses to choose its document's base); returns the snapshot_id it
+    recorded, if any.
     """
     end = writer.documents_end
     if end == 0:
         return None
-    last = rowsql.select_one(Snapshot, ["file_offset", "file_length"], where={"ip": str(ip), "day": day},
-                             order_by="-file_offset")
+    if last is _UNREAD:
+        last = _last_recorded(writer, ip=ip, day=day)
     if last is not None and last.file_offset + last.file_length == end:
         return None
     tail = writer.last_document()
@@ -384,7 +445,7 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: addresses.IPAddre
         "recording snapshot %s found at the end of %s without a database row (a worker stopped mid-upload)",
         stored.payload.snapshot_id, writer.path.name,
     )
-    prepared = _Prepared.of(stored.payload, document)
+    prepared = _Prepared.of(stored.payload, document, last=last)
     with write_transaction():
         snapshot_record_stored(stored, ip=ip, day=day, writer=writer, offset=offset, document=document,
                                prepared=prepared)
@@ -402,7 +463,8 @@ def snapshot_record_stored(stored: payload_schema.StoredSnapshot, *, ip: address
     """
     _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
             appended=store.Appended(writer.path.name, offset, len(document), 0),
-            prepared=prepared or _Prepared.of(stored.payload, document))
+            prepared=prepared or _Prepared.of(stored.payload, document,
+                                              last=_last_recorded(writer, ip=ip, day=day)))
 
 
 def _snapshot_by_id(snapshot_id) -> Snapshot | None:

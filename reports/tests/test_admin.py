@@ -167,3 +167,21 @@ def test_creating_an_api_token_goes_through_the_service(admin_client_, django_us
     token = ApiToken.objects.get(name="scripts")
     assert token.user == reader and token.key_hash == ApiToken.hash(raw)
     assert raw not in admin_client_.get(f"/admin/reports/apitoken/{token.pk}/change/").content.decode()
+
+
+def test_changelists_fit_with_readable_labels_units_and_50_rows_a_page(admin_client_):
+    for i in range(55):
+        ingest(make_payload(host_id=f"page-{i:02d}", hostname=f"page-{i:02d}", processes=0))
+    hosts = admin_client_.get("/admin/reports/host/")
+    html = hosts.content.decode()
+    assert len(hosts.context["cl"].result_list) == 50
+    headers = re.findall(r'<th scope="col"[^>]*>.*?<(?:a|span)[^>]*>([^<]+)</', html, re.S)
+    assert {"IP address", "OS", "Memory", "Last seen"} <= {h.strip() for h in headers}, headers
+    assert "Ip" not in headers and "7.7 GiB" in html and "Debian GNU/Linux 12" in html
+    assert "Linux Debian" not in html
+    snapshots = admin_client_.get("/admin/reports/snapshot/")
+    html = snapshots.content.decode()
+    assert len(snapshots.context["cl"].result_list) == 50
+    headers = {h.strip() for h in re.findall(r'<th scope="col"[^>]*>.*?<(?:a|span)[^>]*>([^<]+)</', html, re.S)}
+    assert {"IP address", "OS name", "Memory available", "Collected"} <= headers, headers
+    assert "5.6 GiB" in html and not re.search(r"\b(a\.m\.|p\.m\.)", html)

@@ -352,3 +352,19 @@ def test_rebuilding_the_database_from_day_files_fires_nothing(receiver):
     rule([webhook(receiver)], pattern="nginx")
     change = services.day_reindex(ip=parse_ip("10.0.0.5"), day=same_day_start().date())
     assert change.snapshots == 2 and AlertDelivery.objects.count() == 0
+
+
+def test_an_identity_conflict_fires_once_when_the_host_is_flagged(receiver):
+    rule([webhook(receiver)], kind="identity_conflict")
+    start = same_day_start()
+
+    def machine(serial: str, uuid: str, ip: str) -> dict:
+        return {"ip": ip, "hardware": {"vendor": "QEMU", "model": "PC", "serial": serial, "uuid": uuid}}
+    a = machine("VM-A", "11111111-aaaa-4aaa-8aaa-000000000001", "10.0.0.5")
+    b = machine("VM-B", "22222222-bbbb-4bbb-8bbb-000000000002", "10.0.0.9")
+    for n, fields in enumerate([a, b] * 4):
+        fields = dict(fields)
+        ingest(ip=fields.pop("ip"), collected_at=start + dt.timedelta(minutes=5 * n), **fields)
+    assert Host.objects.get().identity_conflict
+    [row] = AlertDelivery.objects.all()
+    assert row.kind == "identity_conflict" and "hardware serial" in row.subject

@@ -88,9 +88,10 @@ def test_hosts_csv_is_the_hosts_list_as_filtered(reader_client, hostile_host):
 
 @pytest.mark.parametrize("path, params", [
     ("/api/software.csv", {"source": "BAD SOURCE"}),
-    ("/api/software.csv", {"name": ""}),
+    ("/api/software.csv", {"source": ""}),
     ("/api/hosts.csv", {"status": "sideways"}),
-    ("/api/hosts/{pk}/software.csv", {"search": ""}),
+    ("/api/hosts.csv", {"port": ""}),
+    ("/api/hosts/{pk}/software.csv", {"search": "x" * 257}),
 ])
 def test_bad_parameters_are_a_json_400_and_write_nothing(reader_client, hostile_host, path, params):
     before = all_rows()

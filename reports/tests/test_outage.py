@@ -50,7 +50,8 @@ def _django_error(cls, cause: BaseException):
         return exc
 
 
-def test_driver_errors_are_told_apart_from_bugs(tmp_path):
+def test_driver_errors_are_told_apart_from_bugs(tmp_path, db):
+    """On a migrated database (``db``): a missing table there is a bug, not database_not_migrated."""
     try:
         psycopg.connect(f"postgresql://postgres@127.0.0.1:{live.free_port()}/x", connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -69,6 +70,7 @@ def test_driver_errors_are_told_apart_from_bugs(tmp_path):
         tiny.execute("SELECT * FROM missing")
     assert outage.classify(_django_error(OperationalError, missing.value)) is None  # a bug stays a 500
     assert outage.classify(_django_error(ProgrammingError, missing.value)) is None
+    assert not outage.migrations_unapplied()
     assert outage.classify(ValueError("bug")) is None
     assert outage.classify(store.StorageFull("full")) is outage.STORAGE_FULL
     assert outage.classify(OSError(28, "No space left on device")) is outage.STORAGE_FULL

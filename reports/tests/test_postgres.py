@@ -61,7 +61,7 @@ def test_the_day_file_lock_is_held_in_postgres_until_released(pg_database, tmp_p
     env = live.server_env(tmp_path, {"DATABASE_URL": pg_database})
     holder = _python(env, (
         "import django, sys, datetime as dt; django.setup()\n"
-        "from reports import locks, store\n"
+        "from reports import addresses, locks\n"
         "with locks.day_file_lock(addresses.parse_ip('10.0.0.5'), dt.date(2026, 11, 27)):\n"
         "    print('held', flush=True); sys.stdin.readline()\n"
         "print('released', flush=True); sys.stdin.readline()\n"

@@ -88,6 +88,15 @@ def test_update_changes_one_row_and_says_so():
     assert rowsql.update(Host, 10**9, {"hostname": "ghost"}) == 0
 
 
+def test_update_keeps_an_equal_value_and_writes_a_different_one():
+    host = make_host()
+    Host.objects.filter(pk=host.pk).update(process_index="sshd\nnginx")
+    for index, count in [("sshd\nnginx", 3), ("sshd\npostgres", 4)]:
+        assert rowsql.update(Host, host.pk, {"process_index": index, "process_count": count},
+                             keep_if_equal=("process_index", "fqdn")) == 1
+        assert Host.objects.values_list("process_index", "process_count").get(pk=host.pk) == (index, count)
+
+
 def test_a_duplicate_insert_raises_djangos_integrity_error():
     from django.db import IntegrityError, transaction
 

@@ -100,3 +100,13 @@ def test_api_and_schema_agree_under_every_schemathesis_check(schema_server):
     )
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
     assert f"Tested: {len(OPERATIONS)}" in run.stdout and " passed" in run.stdout, run.stdout[-3000:]
+
+
+def test_each_component_is_listed_under_one_name():
+    """Swagger UI lists components by title: the payload's Process and the API's Process must not both say "Process"."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schemas = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    shown = [schema.get("title", name) for name, schema in schemas.items()]
+    assert len(shown) == len(set(shown)), sorted(n for n in shown if shown.count(n) > 1)
+    assert {"Host", "Process", "PayloadProcess", "PayloadHostIdentity"} <= set(shown)

@@ -97,6 +97,12 @@ def test_a_document_left_unrecorded_by_a_crash_is_adopted_by_the_next_writer(dat
     adopted = Snapshot.objects.get(snapshot_id=orphan["snapshot_id"])
     assert adopted.document_bytes == orphan_doc
     assert store.read_document(adopted.file_name, adopted.file_offset, adopted.file_length) == orphan_doc
+    # The adopted document and the upload after it are deltas of the first row, as if none had crashed.
+    rows = list(Snapshot.objects.order_by("file_offset"))
+    headers = [documents.delta_header(row.document_compressed) for row in rows]
+    assert headers[0] is None and headers[1:] == [(rows[0].snapshot_id, 1), (rows[0].snapshot_id, 2)]
+    for row in rows:
+        assert row.document_bytes == store.read_document(row.file_name, row.file_offset, row.file_length)
 
     retry = ingest(orphan)  # the agent never got its answer and tries again
     assert not retry.created

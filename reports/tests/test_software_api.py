@@ -129,18 +129,18 @@ def test_an_unknown_host_is_404(reader_client, fleet, path):
 
 @pytest.mark.parametrize("path, params, field", [
     ("/api/software/", {"source": "Not a source!"}, "source"),
-    ("/api/software/", {"name": ""}, "name"),
     ("/api/software/", {"search": "x" * 257}, "search"),
     ("/api/software/", {"vendor": "a\0b"}, "vendor"),
     ("/api/software/", {"page": "0"}, "page"),
     ("/api/software/hosts/", {}, "name"),
+    ("/api/software/hosts/", {"name": ""}, "name"),
+    ("/api/software/", {"source": ""}, "source"),
+    ("/api/disks/hosts/", {"used_percent": ""}, "used_percent"),
     ("/api/listening/hosts/", {}, "port"),
     ("/api/listening/hosts/", {"port": "65536"}, "port"),
     ("/api/listening/hosts/", {"port": "22", "protocol": "sctp"}, "protocol"),
     ("/api/disks/hosts/", {"used_percent": "101"}, "used_percent"),
     ("/api/disks/hosts/", {"used_percent": "nan"}, "used_percent"),
-    ("/api/software/hosts/", {"name": "openssl", "version": ""}, "version"),
-    ("/api/hosts/{a}/software/", {"search": ""}, "search"),
     ("/api/hosts/{a}/listening/", {"page_size": "x"}, "page_size"),
 ])
 def test_bad_parameters_are_a_400_and_write_nothing(reader_client, fleet, path, params, field):
@@ -176,3 +176,15 @@ def test_the_hosts_list_takes_the_inventory_filters(reader_client, fleet, params
                                            ({"disk_full": "maybe"}, "disk_full")])
 def test_the_hosts_lists_inventory_filters_refuse_bad_values(reader_client, fleet, params, field):
     assert field in assert_error(reader_client.get("/api/hosts/", params), 400, "invalid_parameters")["fields"]
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/api/software/", {"name": "", "version": "", "vendor": "", "search": ""}),
+    ("/api/software/hosts/", {"name": "openssl", "version": ""}),
+    ("/api/hosts/{a}/software/", {"search": ""}),
+    ("/api/listening/hosts/", {"port": "22", "protocol": ""}),
+])
+def test_an_empty_optional_filter_means_any_as_on_every_list(reader_client, fleet, path, params):
+    path = path.format(**fleet)
+    narrowed = {name: value for name, value in params.items() if value}
+    assert get(reader_client, path, **params) == get(reader_client, path, **narrowed)

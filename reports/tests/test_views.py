@@ -16,7 +16,8 @@ from reports import diff as snapshot_diff_module
 from reports import payload as payload_schema
 from reports import charts, selectors
 from reports.models import Host, Snapshot
-from reports.templatetags.relevo import age
+from reports.host_table import age
+from reports.templatetags.relevo import bytes_or_dash
 from reports.tests.helpers import ingest, text
 
 pytestmark = pytest.mark.django_db
@@ -97,6 +98,7 @@ def test_the_host_list_shows_every_host_with_status_and_counts(signed_in, fleet)
         assert hostname in page
     assert response.context["counts"] == {
         "os": {"Linux": 2, "Windows": 1}, "status": {"online": 1, "offline": 1, "stale": 1},
+        "versions": {"Linux": {"Debian GNU/Linux 12": 2}, "Windows": {"Windows 10 Pro 22H2": 1}},
     }
     statuses = {host.hostname: status for host, status in response.context["rows"]}
     assert statuses == {"web-01": "online", "win-db": "offline", "legacy-box": "stale"}
@@ -174,7 +176,7 @@ def test_host_detail_shows_identity_users_processes_history_and_charts(signed_in
     assert "busy" in page and "id-busy" in page and "10.0.0.5" in page
     assert "Intel(R) Xeon(R) CPU E5-2686 v4" in page and "Debian GNU/Linux 12" in page
     assert "alice" in page and "pts/0" in page
-    names = [p.name for p in response.context["processes"]]
+    names = [p.name for _, p in response.context["process_rows"]]
     assert names == ["nginx", "postgres", "nginx", "systemd"], "default sort: CPU, busiest first"
     assert len(response.context["history"].object_list) == 2
     html = response.content.decode()
@@ -193,12 +195,12 @@ def test_host_detail_shows_identity_users_processes_history_and_charts(signed_in
 ])
 def test_the_process_table_filters_and_sorts(signed_in, busy_host, query, expected):
     response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]), query)
-    assert [p.name for p in response.context["processes"]] == expected
+    assert [p.name for _, p in response.context["process_rows"]] == expected
 
 
 def test_the_parent_child_view_nests_children_under_their_parent(signed_in, busy_host):
     response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]), {"tree": "on"})
-    assert [(depth, p.pid) for depth, p in response.context["tree"]] == [(0, 1), (1, 400), (2, 401), (1, 900)]
+    assert [(depth, p.pid) for depth, p in response.context["process_rows"]] == [(0, 1), (1, 400), (2, 401), (1, 900)]
 
 
 def test_process_tree_survives_pid_cycles():
@@ -336,9 +338,11 @@ def test_pages_use_only_local_static_files(signed_in, busy_host):
 
 
 def test_charts_are_plain_svg_with_a_text_summary_and_gaps():
-    empty = charts.line_chart([], title="Processes")
+    empty = charts.time_chart([], title="Processes")
     assert "no data yet" in empty and 'aria-label="Processes: no data"' in empty
-    chart = charts.line_chart([10, 12, None, 11, 30], title="Processes", format_value=lambda v: f"{v:.0f}")
+    start = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
+    points = [(start + dt.timedelta(minutes=5 * i), v) for i, v in enumerate([10, 12, None, 11, 30])]
+    chart = charts.time_chart(points, title="Processes", format_value=lambda v: f"{v:.0f}")
     assert chart.count("<polyline") == 2, "a missing value breaks the line"
     assert "latest 30, lowest 10, highest 30 over 4 snapshots" in chart
     assert "<script" not in chart
@@ -384,7 +388,7 @@ def test_pages_read_a_zlib_row_from_before_zstd_beside_a_zstd_one(signed_in):
         "document_compressed", flat=True)]
     assert blobs == [b"\x28", b"\x78"], "zstd then zlib"
     detail = signed_in.get(reverse("reports:host_detail", args=[host.pk]))
-    assert [p.name for p in detail.context["processes"]] == ["new-program"]
+    assert [p.name for _, p in detail.context["process_rows"]] == ["new-program"]
     diff = signed_in.get(reverse("reports:host_changes", args=[host.pk])).context["diff"]
     assert [c.name for c in diff.started] == ["new-program"] and [c.name for c in diff.stopped] == ["old-program"]
 
@@ -412,3 +416,186 @@ def test_changes_from_an_old_snapshot_default_to_the_newest(signed_in):
     host = Host.objects.get(host_id="from-only")
     diff = signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"from": ids[0]}).context["diff"]
     assert [c.name for c in diff.started] == ["c"] and [c.name for c in diff.stopped] == ["a"]
+
+
+# --- one clock, units, the process table, charts (issue 18) ---------------------------
+
+@pytest.fixture
+def madrid(settings):
+    settings.TIME_ZONE = "Europe/Madrid"
+    timezone.deactivate()
+    yield
+    timezone.deactivate()
+
+
+def test_every_time_on_the_host_and_changes_pages_is_in_the_servers_zone_and_one_format(signed_in, madrid):
+    first = make_payload(host_id="clock", hostname="clock", collected_at=ago(hours=2), processes=1)
+    first["host"]["boot_time"] = "2026-11-20T06:12:00+00:00"
+    second = dict(first, snapshot_id=str(uuid.uuid4()), collected_at=ago(minutes=1).isoformat(),
+                  host=dict(first["host"], boot_time="2026-11-29T17:44:00+00:00"))
+    ingest(first)
+    host = host_of(ingest(second))
+    for url in (reverse("reports:host_detail", args=[host.pk]), reverse("reports:host_changes", args=[host.pk])):
+        html = signed_in.get(url).content.decode()
+        assert "+00:00<" not in html and "+00:00 " not in html, f"a raw UTC time on {url}"
+        assert not re.search(r"\b(a\.m\.|p\.m\.)", html), f"Django's default date format on {url}"
+        assert "CET" in html, "the zone abbreviation is given"
+    detail = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
+    assert "2026-11-27 08:40</time>" in detail, "Logged in since (07:40 UTC) in Madrid"
+    assert "2026-11-29 18:44</time>" in detail, "Booted (17:44 UTC) in Madrid"
+    changes = signed_in.get(reverse("reports:host_changes", args=[host.pk])).content.decode()
+    assert "2026-11-20 07:12</time>" in changes and "2026-11-29 18:44</time>" in changes, "boot time, both sides"
+
+
+def test_relative_times_keep_the_absolute_time_in_their_title(signed_in, busy_host):
+    html = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk])).content.decode()
+    seen = timezone.localtime(busy_host.last_seen)
+    assert re.search(rf'<time datetime="{re.escape(seen.isoformat())}" title="{seen:%Y-%m-%d %H:%M:%S} \w+">\d+ min ago</time>',
+                     html)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (512, "512 B"), (1536, "1.5 KiB"), (8 * 2**30, "8 GiB"), (8_245_592_064, "7.7 GiB"), (200 * 2**30, "200 GiB"),
+    (None, "–"),
+])
+def test_byte_counts_are_labelled_in_binary_units(value, expected):
+    assert bytes_or_dash(value) == expected
+
+
+def test_the_os_is_named_once_and_memory_shows_used_total_and_percent(signed_in, busy_host):
+    page = text(signed_in.get(reverse("reports:host_detail", args=[busy_host.pk])))
+    assert "Debian GNU/Linux 12" in page and "Linux Debian" not in page
+    assert "2.1 GiB used of 7.7 GiB (27%)" in page  # 8,245,592,064 total, 6,012,345,344 available
+    assert re.search(r"Booted 2026-11-20 \d\d:12 \(up \d+ d \d+ h at the last snapshot\)", page)
+
+
+def test_a_long_command_line_opens_in_details_and_the_short_one_stays_plain(signed_in):
+    long_cmdline = ["/usr/bin/java"] + [f"-Dproperty{i}=value{i}" for i in range(20)]
+    payload = make_payload(host_id="long", hostname="long", processes=0)
+    payload["processes"] = [process(5, "java", long_cmdline), process(6, "sh", ["sh", "-c", "true"])]
+    host = host_of(ingest(payload))
+    html = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
+    full = " ".join(long_cmdline)
+    assert len(full) > 160
+    assert re.search(r'<details class="cmd-more"><summary>.*…</span>.*show all.*</summary>' + re.escape(full) + "</details>",
+                     html)
+    assert ">sh -c true</td>" in html
+    assert "break-all" not in open("reports/static/reports/relevo.css").read()
+
+
+@pytest.fixture
+def crowded_host():
+    """A Linux host with kthreadd, 40 kernel threads and 230 user-space processes."""
+    payload = make_payload(host_id="crowded", hostname="crowded", processes=0)
+    payload["processes"] = (
+        [process(1, "systemd", ["/sbin/init"], ppid=0), dict(process(2, "kthreadd", None, ppid=0), cmdline=None)]
+        + [dict(process(10 + i, f"kworker/{i}:0", None, ppid=2), cmdline=None) for i in range(40)]
+        + [dict(process(1000 + i, f"app-{i:03d}", [f"/usr/bin/app-{i:03d}"], cpu=i / 10),
+                status="running" if i % 2 else "sleeping", num_threads=i % 9 + 1, exe=f"/usr/bin/app-{i:03d}",
+                create_time="2026-11-29T08:00:00+00:00") for i in range(229)]
+    )
+    return host_of(ingest(payload))
+
+
+def test_the_process_table_hides_kernel_threads_until_asked(signed_in, crowded_host):
+    url = reverse("reports:host_detail", args=[crowded_host.pk])
+    default = signed_in.get(url)
+    names = [p.name for _, p in default.context["process_rows"]]
+    assert not any(name.startswith("kworker/") or name == "kthreadd" for name in names)
+    assert default.context["process_total"] == 230 and default.context["kernel_threads"] == 41
+    assert "41 kernel threads hidden" in text(default)
+    shown = signed_in.get(url, {"kthreads": "on", "psort": "pid"})
+    assert shown.context["process_total"] == 271
+    assert [p.pid for _, p in shown.context["process_rows"]][:3] == [1, 2, 10]
+
+
+def test_the_process_table_pages_by_100_and_keeps_its_place(signed_in, crowded_host):
+    url = reverse("reports:host_detail", args=[crowded_host.pk])
+    first = signed_in.get(url, {"psort": "pid"})
+    assert len(first.context["process_rows"]) == 100 and "1–100 of 230 processes" in text(first)
+    html = first.content.decode()
+    assert 'href="?psort=pid&amp;ppage=2#processes"' in html
+    last = signed_in.get(url, {"psort": "pid", "ppage": 3})
+    assert [p.pid for _, p in last.context["process_rows"]][-1] == 1228 and len(last.context["process_rows"]) == 30
+    assert signed_in.get(url, {"ppage": "junk"}).context["process_page"].number == 1
+
+
+@pytest.mark.parametrize("psort,first_pid,aria", [
+    ("pid", 1, ("PID", "ascending")), ("-pid", 1228, ("PID", "descending")),
+    ("status", 1001, ("Status", "ascending")), ("-status", 1228, ("Status", "descending")),
+    ("cpu", 1228, ("CPU %", "descending")), ("-cpu", 1, ("CPU %", "ascending")),
+])
+def test_pid_and_status_sort_both_ways_and_the_header_says_which(signed_in, crowded_host, psort, first_pid, aria):
+    response = signed_in.get(reverse("reports:host_detail", args=[crowded_host.pk]), {"psort": psort})
+    assert response.context["process_rows"][0][1].pid == first_pid
+    html = response.content.decode()
+    label, direction = aria
+    header = re.search(rf'<th scope="col" class="[^"]*" aria-sort="(\w+)"><a href="([^"]+)">{re.escape(label)}'
+                       r'<span class="arrow" aria-hidden="true"> (.)</span>', html)
+    assert header and header.group(1) == direction and header.group(3) == ("▲" if direction == "ascending" else "▼")
+    key = psort.lstrip("-")
+    reverse_link = f"psort={key}" if psort.startswith("-") else f"psort=-{key}"
+    assert reverse_link in header.group(2), "clicking the sorted column reverses it"
+    assert html.count('aria-sort="none"') == 5
+
+
+def test_the_process_table_shows_start_time_threads_and_executable(signed_in, crowded_host, madrid):
+    html = signed_in.get(reverse("reports:host_detail", args=[crowded_host.pk]), {"psort": "-pid"}).content.decode()
+    row = re.search(r"<tr><td class=\"c-num mono\">1228</td>.*?</tr>", html).group(0)
+    assert ">2026-11-29 09:00</time>" in row and "/usr/bin/app-228" in row
+    assert '<td class="c-num opt">4</td>' in row  # 228 % 9 + 1 threads
+    for header in ("Threads", "Started", "Executable"):
+        assert f">{header}</th>" in html
+
+
+def test_history_paging_links_keep_the_history_in_view(signed_in):
+    start = ago(hours=30)
+    for minutes in range(0, 27 * 5, 5):
+        ingest(make_payload(host_id="long-history", hostname="long-history", processes=0,
+                            collected_at=start + dt.timedelta(minutes=minutes)))
+    host = Host.objects.get(host_id="long-history")
+    html = signed_in.get(reverse("reports:host_detail", args=[host.pk])).content.decode()
+    assert 'href="?page=2#history" rel="next"' in html
+
+
+def test_charts_put_time_on_the_x_axis_and_start_at_zero():
+    start = dt.datetime(2026, 11, 29, 6, 0, tzinfo=dt.timezone.utc)
+    times = [start, start + dt.timedelta(minutes=15), start + dt.timedelta(minutes=30),
+             start + dt.timedelta(hours=6, minutes=30), start + dt.timedelta(hours=6, minutes=45)]
+    chart = charts.time_chart([(t, 100 + i) for i, t in enumerate(times)], title="Processes",
+                              format_value=lambda v: f"{v:.0f}")
+    lines = re.findall(r'<polyline points="([^"]+)"', chart)
+    assert len(lines) == 2, "a six-hour gap among 15-minute steps breaks the line"
+    xs = [float(pair.split(",")[0]) for line in lines for pair in line.split()]
+    assert xs[1] - xs[0] < (xs[3] - xs[2]) / 10, "fifteen minutes is narrow, six hours wide"
+    assert "2026-11-29 06:00" in chart and "2026-11-29 12:45" in chart, "date and time tick labels"
+    assert '>0</text>' in chart
+    ys = [float(pair.split(",")[1]) for line in lines for pair in line.split()]
+    assert max(ys) - min(ys) < 5, "100 to 104 from a zero baseline is nearly flat"
+    memory = charts.time_chart([(times[0], 2 * 2**30), (times[1], 3 * 2**30)], title="Memory in use",
+                               format_value=bytes_or_dash, top=8 * 2**30)
+    assert ">8 GiB total</text>" in memory
+
+
+def test_a_mistyped_page_url_answers_html_to_a_browser_and_json_to_api_clients(signed_in):
+    browser = signed_in.get("/hots/", HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
+    assert browser.status_code == 404 and browser["Content-Type"].startswith("text/html")
+    assert "No such page" in text(browser) and "Back to all hosts" in text(browser)
+    for path, accept in (("/api/nope/", "text/html"), ("/hots/", "application/json"), ("/hots/", "*/*")):
+        response = signed_in.get(path, HTTP_ACCEPT=accept)
+        assert response.status_code == 404 and json.loads(response.content)["error"] == "not_found", (path, accept)
+
+
+def test_the_online_badge_text_has_at_least_aa_contrast():
+    css = open("reports/static/reports/relevo.css").read()
+    colours = dict(re.findall(r"--([\w-]+): (#[0-9a-f]{6})", css))
+
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    for status, fg, bg in (("online", "ok", "ok-bg"), ("offline", "warn", "warn-bg"), ("stale", "bad", "bad-bg")):
+        assert f".badge.{status} {{ background: var(--{bg}); color: var(--{fg}); }}" in css
+        light, dark = sorted((luminance(colours[fg]), luminance(colours[bg])), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, status
