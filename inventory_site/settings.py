@@ -342,3 +342,18 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 # AXES_RESET_ON_SUCCESS stays off: with a count per address, anyone with an account of
 # their own could sign in between guesses at another one and start again from zero.
+
+# Alerts (docs/alerts.md). E-mail goes through Django's mail settings, from the environment.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "false").lower() in ("1", "true", "yes")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "relevo@localhost")
+ALERTS_BASE_URL = os.environ.get("ALERTS_BASE_URL", "http://localhost:8000").rstrip("/")  # for links in alerts
+ALERTS_RULES_CACHE_SECONDS = env_int("ALERTS_RULES_CACHE_SECONDS", 5)
+ALERTS_GIVE_UP_AFTER = os.environ.get("ALERTS_GIVE_UP_AFTER", "24h")  # then a delivery is marked failed
+# How long a worker holds the rows it is sending; must exceed a send (webhook: 15 s at most, e-mail: EMAIL_TIMEOUT).
+ALERTS_LEASE_SECONDS = env_int("ALERTS_LEASE_SECONDS", 60)

@@ -17,12 +17,14 @@ import json
 import uuid
 
 from django.contrib import admin, messages
+from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from reports import selectors, services
-from reports.models import AgentToken, ApiToken, Host, Snapshot
+from reports.alerts import outbox
+from reports.models import AgentToken, AlertDelivery, AlertDestination, AlertRule, ApiToken, Host, Snapshot
 from reports.templatetags.relevo import bytes_or_dash, os_label, time_text
 
 ROWS_PER_PAGE = 50
@@ -325,3 +327,52 @@ class ApiTokenAdmin(CreatedOnceTokenAdmin):
 admin.site.site_header = "Relevo administration"
 admin.site.site_title = "Relevo admin"
 admin.site.index_title = "Inventory and credentials"
+
+
+# --- Alerts (docs/alerts.md): rules and destinations written through reports.alerts.outbox ---
+
+class AlertServiceAdmin(admin.ModelAdmin):
+    """Saves and deletes through the alert services, so the rules cache follows every write."""
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        outbox.rules_changed()  # the destinations of a rule are saved after the rule itself
+
+    def delete_model(self, request, obj):
+        outbox.alert_delete(instance=obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            outbox.alert_delete(instance=obj)
+
+
+@admin.register(AlertDestination)
+class AlertDestinationAdmin(AlertServiceAdmin):
+    list_display = ["name", "kind", "url", "slack", "emails"]
+    list_filter = ["kind"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def save_model(self, request, obj, form, change):
+        outbox.alert_destination_save(destination=obj)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(AlertServiceAdmin):
+    list_display = ["name", "kind", "active", "pattern", "os_name", "hostname_pattern", "group_seconds"]
+    list_filter = ["active", "kind"]
+    filter_horizontal = ["destinations"]
+
+    def save_model(self, request, obj, form, change):
+        outbox.alert_rule_save(rule=obj)
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    """Every delivery, its state and last error: where an operator looks first when alerts do not arrive."""
+
+    list_display = ["created_at", "rule", "destination", "host_name", "subject", "state", "attempts",
+                    "next_attempt_at", "last_error"]
+    list_filter = ["state", "kind", "rule", "destination"]
+    search_fields = ["host_name", "subject", "key", "batch"]
+    list_select_related = ["rule", "destination"]
+    date_hierarchy = "created_at"

@@ -15,12 +15,15 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from reports import documents, processes
+from reports.alerts import rules as alert_rules
 from reports.durations import parse_duration
 
 # A host's status is a function of when it was last seen. Its one home is
@@ -385,3 +388,132 @@ class HostIndexState(models.Model):
     software_digest = models.CharField(max_length=64, blank=True, default="")
     listening_digest = models.CharField(max_length=64, blank=True, default="")
     disks_digest = models.CharField(max_length=64, blank=True, default="")
+
+
+# --- Alerts: rules on inventory changes and their outbox ------------------------
+# ``reports.alerts`` evaluates the rules (on each upload, inside its
+# transaction, and on the worker's timer) and writes one AlertDelivery per
+# change and destination; ``manage.py alerts_worker`` delivers them
+# (docs/alerts.md).
+
+ALERT_KINDS = (
+    ("process_started", "A process matching the pattern started"),
+    ("process_stopped", "A process matching the pattern stopped"),
+    ("software_installed", "Software matching the pattern was installed"),
+    ("software_removed", "Software matching the pattern was removed"),
+    ("software_upgraded", "Software matching the pattern changed version"),
+    ("port_opened", "A new listening port (outside the allowed ports, if any)"),
+    ("disk_full", "A disk went over the threshold (percent used)"),
+    ("host_offline", "The host went offline"),
+    ("host_stale", "The host went stale"),
+    ("host_back", "The host came back online"),
+    ("snapshot_rejected", "The server refused a snapshot of a known agent"),
+    ("identity_conflict", "Two machines seem to send the host's id"),
+)
+
+
+class AlertDestination(models.Model):
+    """Where an alert goes: a webhook (signed with its own secret, optionally Slack-shaped) or e-mail addresses."""
+
+    WEBHOOK, EMAIL = "webhook", "email"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=[(WEBHOOK, "Webhook"), (EMAIL, "E-mail")])
+    url = models.URLField(max_length=1024, blank=True, default="", help_text="Webhook: where to POST.")
+    secret = models.CharField(max_length=128, blank=True, default="",
+                              help_text="Webhook: the HMAC-SHA256 key of X-Relevo-Signature.")
+    slack = models.BooleanField(default=False, help_text="Webhook: send a Slack-compatible body ({\"text\": ...}).")
+    emails = models.TextField(blank=True, default="", help_text="E-mail: addresses, one a line or comma-separated.")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def email_list(self) -> list[str]:
+        return [part.strip() for part in self.emails.replace("\n", ",").split(",") if part.strip()]
+
+    def clean(self) -> None:
+        if self.kind == self.WEBHOOK and not self.url:
+            raise ValidationError({"url": "A webhook needs a URL."})
+        if self.kind == self.EMAIL:
+            if not self.email_list():
+                raise ValidationError({"emails": "Give at least one address."})
+            for address in self.email_list():
+                validate_email(address)
+
+
+class AlertRule(models.Model):
+    """A condition, the hosts it watches (all, or the hosts list's OS and name filters) and its destinations."""
+
+    name = models.CharField(max_length=100, unique=True)
+    active = models.BooleanField(default=True)
+    kind = models.CharField(max_length=24, choices=ALERT_KINDS)
+    pattern = models.CharField(max_length=256, blank=True, default="",
+                               help_text="Process or software: the substring to match (case-insensitive).")
+    threshold_percent = models.FloatField(null=True, blank=True, help_text="Disk: percent used that fires.")
+    allowed_ports = models.CharField(max_length=512, blank=True, default="",
+                                     help_text="New port: ports that do not fire, comma-separated.")
+    os_name = models.CharField(max_length=64, blank=True, default="", help_text="Scope: only hosts of this OS.")
+    hostname_pattern = models.CharField(max_length=255, blank=True, default="",
+                                        help_text="Scope: only hosts whose name contains this.")
+    group_seconds = models.PositiveIntegerField(
+        default=30, help_text="Changes within this many seconds go out as one message per destination.")
+    destinations = models.ManyToManyField(AlertDestination, related_name="rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        try:
+            alert_rules.parse_ports(self.allowed_ports)
+        except ValueError:
+            raise ValidationError({"allowed_ports": "Ports 0-65535, comma-separated."}) from None
+        if self.kind == "disk_full" and self.threshold_percent is not None and not 0 < self.threshold_percent <= 100:
+            raise ValidationError({"threshold_percent": "A percentage above 0, at most 100."})
+        if self.kind in alert_rules.PROCESS_KINDS | alert_rules.SOFTWARE_KINDS and not self.pattern.strip():
+            raise ValidationError({"pattern": "This condition needs a pattern."})
+
+
+class AlertHostStatus(models.Model):
+    """The status the alerts last saw a host in, so the worker's timer reports each transition once."""
+
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    status = models.CharField(max_length=8)
+
+
+class AlertDelivery(models.Model):
+    """One change for one destination: the outbox row, written with the change and delivered by the worker.
+
+    Rows of one rule and destination that are due together are sent as one
+    message (``batch``, its idempotency key, fixed at the first attempt so a
+    retry sends the same message).
+    """
+
+    PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="deliveries")
+    destination = models.ForeignKey(AlertDestination, on_delete=models.CASCADE, related_name="deliveries")
+    host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts")
+    host_name = models.CharField(max_length=255, blank=True, default="")
+    kind = models.CharField(max_length=24, choices=ALERT_KINDS)
+    subject = models.CharField(max_length=512, help_text="What changed, in one line.")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    key = models.CharField(max_length=64, unique=True, help_text="Idempotency key of the change.")
+    batch = models.CharField(max_length=64, blank=True, default="", db_index=True,
+                             help_text="Idempotency key of the message that carries it.")
+    state = models.CharField(max_length=10, default=PENDING,
+                             choices=[(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")])
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker is sending it until then.")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="alert_delivery_due")]
+        verbose_name_plural = "alert deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.subject} -> {self.destination_id} ({self.state})"

@@ -3,7 +3,7 @@ import datetime as dt
 
 from django.urls import path, register_converter
 
-from reports import addresses, views
+from reports import addresses, alerts_page, views
 
 
 class DateConverter:
@@ -46,4 +46,5 @@ urlpatterns = [
     path("software/", views.software_list, name="software_list"),
     path("hosts/add/", views.add_hosts, name="add_hosts"),
     path("packages/<str:name>", views.agent_package_download, name="agent_package"),
+    path("alerts/", alerts_page.alert_list, name="alert_list"),
 ]

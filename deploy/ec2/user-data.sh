@@ -52,6 +52,7 @@ chown -R root:root /opt/relevo/app
 install -m 0644 deploy/ec2/relevo.service /etc/systemd/system/relevo.service
 install -m 0644 deploy/ec2/relevo-prune.service /etc/systemd/system/relevo-prune.service
 install -m 0644 deploy/ec2/relevo-prune.timer /etc/systemd/system/relevo-prune.timer
+install -m 0644 deploy/ec2/relevo-alerts.service /etc/systemd/system/relevo-alerts.service
 install -m 0644 deploy/ec2/relevo-proxy.conf /etc/nginx/relevo-proxy.conf
 sed -e "s|RELEVO_SERVER_NAME|$SERVER_NAME|g" -e "s|ADMIN_ALLOWED_CIDR|$ADMIN_ALLOWED_CIDR|g" \
   deploy/ec2/nginx-relevo.conf > /etc/nginx/sites-available/relevo
@@ -59,7 +60,7 @@ ln -sf /etc/nginx/sites-available/relevo /etc/nginx/sites-enabled/relevo
 rm -f /etc/nginx/sites-enabled/default
 
 systemctl daemon-reload
-systemctl enable --now relevo.service relevo-prune.timer
+systemctl enable --now relevo.service relevo-prune.timer relevo-alerts.service
 nginx -t
 systemctl reload nginx
 

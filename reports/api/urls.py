@@ -3,7 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from reports import metrics_view
-from reports.api import inventory_views, views
+from reports.api import alert_views, inventory_views, views
 
 app_name = "reports-api"
 
@@ -36,4 +36,7 @@ urlpatterns = [
     path("api/hosts/<int:pk>/hardware/", inventory_views.HostHardwareView.as_view(), name="host_hardware"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="reports-api:schema"), name="docs"),
+    path("api/alerts/", alert_views.AlertListView.as_view(), name="alert_list"),
+    path("api/alerts/rules/", alert_views.AlertRuleListView.as_view(), name="alert_rule_list"),
 ]
+

@@ -26,6 +26,7 @@ from reports import payload as payload_schema
 from reports import inventory_selectors, selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
+from reports.alerts import outbox as alerts_outbox
 from reports.api.errors import DayFileFull, InvalidParameters, InvalidPayload, NothingStored
 from reports.api.parsers import SnapshotParser
 from reports.auth import HostMismatch, IsAgent, IsReader, check_host_binding, enroll_secret_valid
@@ -81,6 +82,7 @@ class UploadView(BaseAPIView):
         try:
             snapshot = payload_schema.decode(raw, now=timezone.now())
         except payload_schema.PayloadError as exc:
+            alerts_outbox.rejected_alert(token_host_id=request.auth.host_id, body=raw, error=exc)
             raise InvalidPayload(exc.message, exc.errors) from None
         note_host_id(request, snapshot.host.id)
         check_host_binding(request.auth, snapshot.host.id)

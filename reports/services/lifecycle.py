@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from reports import addresses, inventory_index, locks
+from reports.alerts import outbox as alerts_outbox
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
 from reports.services.ingest import _adopt_unrecorded_tail, snapshot_record_stored
@@ -75,7 +76,7 @@ def day_prune(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -
 
 def day_reindex(*, ip: addresses.IPAddress, day: dt.date) -> DayChange:
     """Record every document of a day file that has no row yet (disaster recovery; idempotent)."""
-    with locks.day_file_locked(ip, day) as writer, transaction.atomic():
+    with locks.day_file_locked(ip, day) as writer, transaction.atomic(), alerts_outbox.paused():
         known = set(Snapshot.objects.filter(ip=str(ip), day=day).values_list("snapshot_id", flat=True))
         added = 0
         for offset, document in writer.documents():

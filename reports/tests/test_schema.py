@@ -60,6 +60,8 @@ OPERATIONS = [
     ("GET", "/api/hosts.csv"), ("GET", "/api/hosts/{id}/software/"), ("GET", "/api/hosts/{id}/software.csv"),
     ("GET", "/api/hosts/{id}/listening/"), ("GET", "/api/hosts/{id}/disks/"), ("GET", "/api/hosts/{id}/interfaces/"),
     ("GET", "/api/hosts/{id}/services/"), ("GET", "/api/hosts/{id}/hardware/"),
+    # The alerts read API (reports/api/alert_views.py).
+    ("GET", "/api/alerts/"), ("GET", "/api/alerts/rules/"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Alerts on inventory changes: rules, their outbox, and delivery by webhook and e-mail (docs/alerts.md)."""
