@@ -229,6 +229,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two "kind" fields with different choices (an alert's condition, a destination's channel) get named enums.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertKindEnum": "reports.models.ALERT_KINDS",
+        "DestinationKindEnum": "reports.models.AlertDestination.KINDS",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "reports.api.schema.add_payload_schema",

@@ -416,9 +416,10 @@ class AlertDestination(models.Model):
     """Where an alert goes: a webhook (signed with its own secret, optionally Slack-shaped) or e-mail addresses."""
 
     WEBHOOK, EMAIL = "webhook", "email"
+    KINDS = [(WEBHOOK, "Webhook"), (EMAIL, "E-mail")]
 
     name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=8, choices=[(WEBHOOK, "Webhook"), (EMAIL, "E-mail")])
+    kind = models.CharField(max_length=8, choices=KINDS)
     url = models.URLField(max_length=1024, blank=True, default="", help_text="Webhook: where to POST.")
     secret = models.CharField(max_length=128, blank=True, default="",
                               help_text="Webhook: the HMAC-SHA256 key of X-Relevo-Signature.")

@@ -133,10 +133,10 @@ def test_a_failed_upload_changes_no_rows(agent_token, monkeypatch):
     before, snapshots = all_rows(), Snapshot.objects.count()
     real_update = rowsql.update
 
-    def failing_update(model, pk, values):
+    def failing_update(model, pk, values, **options):
         if model is Host:  # after the search rows were written, before the commit
             raise RuntimeError("the database went away")
-        return real_update(model, pk, values)
+        return real_update(model, pk, values, **options)
 
     monkeypatch.setattr(rowsql, "update", failing_update)
     payload = make_payload(collected_at=NOW, **make_inventory(software=make_software(7)))
