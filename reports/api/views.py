@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
-from reports import inventory_selectors, selectors, services, store
+from reports import inventory_selectors, outage, selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
 from reports.alerts import outbox as alerts_outbox
@@ -309,21 +309,41 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+_migrations_applied = False
+
+
+def _migrated() -> bool:
+    """Whether the database has every migration applied; once true, true for this process.
+
+    Reading the migration graph costs milliseconds, too much for a probe that
+    a load balancer calls every few seconds; and a database does not become
+    unmigrated under a running process (a release with new migrations starts
+    new processes).
+    """
+    global _migrations_applied
+    if not _migrations_applied:
+        _migrations_applied = not outage.migrations_unapplied()
+    return _migrations_applied
+
+
 @require_GET
 def readyz(request):
-    """Ready to take uploads: the database answers, the data folder is writable and not nearly full.
+    """Ready to take uploads: the database answers and is migrated, the data folder is writable and not nearly full.
 
     ``free_space`` fails below ``INVENTORY_MIN_FREE_BYTES``, before uploads start
     getting 507, so a load balancer can send them to another node meanwhile.
+    ``migrated`` fails while the database has migrations left to apply, when
+    every request would get 503 ``database_not_migrated``.
     """
     writable = store.is_writable()  # first: it creates a missing folder, whose free space is read next
     free = store.free_bytes()
-    checks = {"database": False, "data_dir": writable,
+    checks = {"database": False, "migrated": False, "data_dir": writable,
               "free_space": free is not None and free >= settings.INVENTORY_MIN_FREE_BYTES}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = True
+        checks["migrated"] = _migrated()
     except Exception:  # any driver error means "not ready"; the probe must answer, not raise
         checks["database"] = False
     ready = all(checks.values())

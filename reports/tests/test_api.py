@@ -333,7 +333,7 @@ def test_health_and_readiness(data_dir):
     client = APIClient()
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "data_dir": True,
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "migrated": True, "data_dir": True,
                                                                    "free_space": True}
     assert ready.json()["data_dir_free_bytes"] > 0
 

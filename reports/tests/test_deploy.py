@@ -69,7 +69,7 @@ def test_the_entrypoint_migrates_and_starts_gunicorn(tmp_path):
     try:
         live.wait_until_healthy(f"http://127.0.0.1:{port}", process, tmp_path / "entrypoint.log", timeout=60)
         ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-        assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "data_dir": True,
+        assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "migrated": True, "data_dir": True,
                                                                    "free_space": True}
         assert "[ ] " not in live.manage(env, "showmigrations", "reports")  # every migration applied
         if "DATABASE_URL" not in env:

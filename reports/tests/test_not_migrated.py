@@ -26,6 +26,8 @@ def test_requests_before_migrate_answer_503_and_store_nothing(tmp_path):
                                         "Content-Type": "application/json"})
         api = requests.get(f"{server.url}/api/hosts/", timeout=10,
                            headers={"Authorization": f"Token {server.reader_token}"})
+        ready = requests.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["migrated"] is False  # a balancer skips it
         for response in (upload, api):
             assert response.status_code == 503 and response.headers["Retry-After"] == "60"
             body = response.json()
@@ -50,5 +52,7 @@ def test_requests_before_migrate_answer_503_and_store_nothing(tmp_path):
                               headers={"Authorization": f"Token {server.agent_token}",
                                        "Content-Type": "application/json"})
         assert after.status_code == 401  # the token was never made: Relevo's ordinary answer now
+        ready = requests.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["checks"]["migrated"] is True
     finally:
         live.stop_process(server.process, timeout=server.stop_timeout)
