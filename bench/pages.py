@@ -6,6 +6,7 @@
     .venv/bin/python bench/pages.py --fresh      # rebuild the database first
     .venv/bin/python bench/pages.py --hosts 1000 --per-host 10 --requests 50   # a quick run
     .venv/bin/python bench/pages.py --hosts 100000 --days 30 --only "sort"    # some page kinds only
+    .venv/bin/python bench/pages.py --hosts 100000 --days 30 --database-url postgres://postgres@127.0.0.1:5432/test --keep
 
 The database is filled by ``bench/loader.py`` (about 3 minutes for 10,000
 hosts, 15-30 for 100,000 on a busy 2-core machine, 14 GB) and kept in
@@ -14,7 +15,10 @@ gunicorn (2 workers, the production settings, SQLite in WAL mode) serves it
 on 127.0.0.1; one signed-in ``requests`` session asks each page kind in turn,
 sequentially (the API with a reader token), and the script prints p50 and p99
 wall time per kind against issue 18's targets: p50 <= 150 ms, p99 <= 500 ms.
-Kinds: the hosts page plain, on page 100, with each status, OS and search
+With ``--database-url`` the fleet goes into a new PostgreSQL database made on
+that server (the folder gets a ``-postgresql`` suffix) and dropped at the end;
+``--keep`` keeps it, and the next run with ``--database-url`` reuses it
+(``--fresh`` drops and reloads). Kinds: the hosts page plain, on page 100, with each status, OS and search
 filter and with each sort both ways; a host page; the changes page; process
 search; ``/api/hosts/`` plain, filtered and sorted; the admin's lists.
 """
@@ -31,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+import psycopg.sql
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +50,16 @@ TARGET_P50_MS, TARGET_P99_MS = 150, 500
 
 
 def prepare(base: Path, *, hosts: int, per_host: int, fresh: bool,
-            interval: dt.timedelta = dt.timedelta(minutes=30)) -> tuple[dict, dict]:
+            interval: dt.timedelta = dt.timedelta(minutes=30), database_url: str = "") -> tuple[dict, dict]:
+    """The loaded fleet's server env and credentials: loaded now, or reused from *base*'s marker.
+
+    With *database_url* the rows go into a new PostgreSQL database made on that
+    server (``create_database``; ``main`` drops it at the end unless --keep), and
+    dropped here if loading fails.
+    """
     marker = base / "prepared.json"
+    if marker.exists() and fresh:
+        _drop_saved_database(marker)
     if marker.exists() and not fresh:
         saved = json.loads(marker.read_text())
         print(f"pages: reusing the loaded database in {base} (--fresh to rebuild)")
@@ -58,7 +72,18 @@ def prepare(base: Path, *, hosts: int, per_host: int, fresh: bool,
         for path in sorted(base.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
     base.mkdir(parents=True, exist_ok=True)
-    env, credentials = live.prepare(base)
+    created = create_database(database_url) if database_url else ""
+    try:
+        return _load(base, marker, hosts=hosts, per_host=per_host, interval=interval, created=created)
+    except BaseException:
+        if created:
+            drop_database(created)
+        raise
+
+
+def _load(base: Path, marker: Path, *, hosts: int, per_host: int, interval: dt.timedelta,
+          created: str) -> tuple[dict, dict]:
+    env, credentials = live.prepare(base, {"DATABASE_URL": created} if created else None)
     os.environ.update(env)
     import django
     django.setup()
@@ -71,6 +96,29 @@ def prepare(base: Path, *, hosts: int, per_host: int, fresh: bool,
           f"({counts['document_bytes'] / 1e9:.2f} GB compressed documents) in {time.monotonic() - started:.0f} s")
     marker.write_text(json.dumps({"env": env, "credentials": credentials, "loaded_at": loaded_at.isoformat()}))
     return _as_loaded(env, loaded_at.isoformat()), credentials
+
+
+def create_database(url: str) -> str:
+    """A new, empty database on the PostgreSQL server of *url*; returns its URL."""
+    name = f"relevo_bench_pages_{int(time.time())}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    """Drop the database *url* names, connected to its server's maintenance database."""
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True, connect_timeout=10) as admin:
+        admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            psycopg.sql.Identifier(url.rsplit("/", 1)[1])))
+
+
+def _drop_saved_database(marker: Path) -> None:
+    """Drop the PostgreSQL database a kept run left behind (SQLite's file goes with its folder)."""
+    url = json.loads(marker.read_text())["env"].get("DATABASE_URL")
+    if url:
+        drop_database(url)
+    marker.unlink()
 
 
 def _as_loaded(env: dict, loaded_at: str | None) -> dict:
@@ -117,7 +165,7 @@ def report(name: str, times: list[float]) -> None:
 
 def page_kinds(n: int, pks: list[int]) -> list[tuple[str, list[str], bool]]:
     """(name, paths, is_api) of every page kind timed: the hosts page with each filter and each sort, and the rest."""
-    from reports.selectors import HOST_ORDERINGS  # Django is set up by now (prepare)
+    from reports.host_table import COLUMNS  # Django is set up by now (prepare)
 
     few = max(10, n // 4)
     kinds = [
@@ -133,7 +181,7 @@ def page_kinds(n: int, pks: list[int]) -> list[tuple[str, list[str], bool]]:
         ("hosts page, search nothing", ["/?q=no-such-host"] * few, False),
         ("hosts page, search + filters", ["/?q=web-00&os=Linux&status=online"] * few, False),
     ]
-    for field in HOST_ORDERINGS:
+    for field in (column.key for column in COLUMNS if column.sortable):
         for sort, label in ((field, field), (f"-{field}", f"{field} desc")):
             kinds.append((f"hosts page, sort {label}", [f"/?sort={sort}"] * few, False))
     kinds += [
@@ -154,6 +202,28 @@ def page_kinds(n: int, pks: list[int]) -> list[tuple[str, list[str], bool]]:
     return kinds
 
 
+def run(args: argparse.Namespace, base: Path, env: dict, credentials: dict, *, per_host: int,
+        interval: dt.timedelta) -> None:
+    """Start gunicorn on the loaded fleet and time every page kind (or those --only names)."""
+    server = live.start(base, workers=args.workers, prepared=(env, credentials), timeout=60)
+    try:
+        url = server.url
+        session = sign_in(url, credentials["admin_password"])
+        api = {"Authorization": f"Token {credentials['reader_token']}"}
+        rng = random.Random(7)
+        pks = [rng.randint(1, args.hosts) for _ in range(args.requests)]
+        timed(session, [f"{url}/"] * 10 + [f"{url}/hosts/{pks[0]}/"] * 10)  # warm both workers
+        print(f"pages: {args.hosts} hosts x {per_host} snapshots ({interval} apart) on "
+              f"{'PostgreSQL' if env.get('DATABASE_URL') else 'SQLite'}, {args.workers} gunicorn "
+              f"workers, sequential requests on one signed-in session")
+        for name, paths, is_api in page_kinds(args.requests, pks):
+            if args.only and args.only not in name:
+                continue
+            report(name, timed(session, [url + path for path in paths], api if is_api else None))
+    finally:
+        server.stop()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=10_000)
@@ -164,30 +234,28 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="time only the page kinds whose name contains this")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--database-url", default="",
+                        help="a PostgreSQL server: load into a new database made there (dropped at the end)")
+    parser.add_argument("--keep", action="store_true",
+                        help="with --database-url: keep the loaded database for the next run")
     args = parser.parse_args(argv)
     print(common.machine_line())
 
     per_host, interval, suffix = args.per_host, dt.timedelta(minutes=30), ""
     if args.days:
         per_host, interval, suffix = args.days, dt.timedelta(days=1), "d"
-    base = ROOT / "build" / f"bench-pages-{args.hosts}x{per_host}{suffix}"
-    env, credentials = prepare(base, hosts=args.hosts, per_host=per_host, fresh=args.fresh, interval=interval)
-    server = live.start(base, workers=args.workers, prepared=(env, credentials), timeout=60)
+    database = "-postgresql" if args.database_url else ""
+    base = ROOT / "build" / f"bench-pages-{args.hosts}x{per_host}{suffix}{database}"
+    if args.database_url and not live.postgres_reachable(args.database_url):
+        raise SystemExit(f"pages: cannot reach {args.database_url}")
+    env, credentials = prepare(base, hosts=args.hosts, per_host=per_host, fresh=args.fresh, interval=interval,
+                               database_url=args.database_url)
     try:
-        url = server.url
-        session = sign_in(url, credentials["admin_password"])
-        api = {"Authorization": f"Token {credentials['reader_token']}"}
-        rng = random.Random(7)
-        pks = [rng.randint(1, args.hosts) for _ in range(args.requests)]
-        timed(session, [f"{url}/"] * 10 + [f"{url}/hosts/{pks[0]}/"] * 10)  # warm both workers
-        print(f"pages: {args.hosts} hosts x {per_host} snapshots ({interval} apart), {args.workers} gunicorn "
-              f"workers, sequential requests on one signed-in session")
-        for name, paths, is_api in page_kinds(args.requests, pks):
-            if args.only and args.only not in name:
-                continue
-            report(name, timed(session, [url + path for path in paths], api if is_api else None))
+        run(args, base, env, credentials, per_host=per_host, interval=interval)
     finally:
-        server.stop()
+        if env.get("DATABASE_URL") and not args.keep:
+            _drop_saved_database(base / "prepared.json")
+            print(f"pages: dropped {env['DATABASE_URL']} (--keep keeps it for the next run)")
     return 0
 
 
