@@ -155,21 +155,32 @@ def chosen(keys) -> list[Column]:
 def order_by(sort: str) -> list:
     """The ORDER BY of a sort name (a key of a sortable column, "-" for descending), ties broken by pk.
 
-    An unknown name sorts by host name.
+    The pk runs in the direction of the column before it, so the column's
+    index (``host_sort_*``, which ends in the pk) is read forwards or
+    backwards and never sorted: "uptime" is boot time newest first, and
+    with the pk ascending behind it every host sharing a boot time was
+    sorted (docs/performance.md, fleet scale). An unknown name sorts by
+    host name.
     """
     column = BY_KEY.get(sort.lstrip("-"))
     if column is None or not column.sortable:
         sort, column = "hostname", BY_KEY["hostname"]
-    if not sort.startswith("-"):
-        return [*column.order_by, "pk"]
-    return [_reversed(field) for field in column.order_by] + ["-pk"]
+    fields = list(column.order_by) if not sort.startswith("-") else [_reversed(f) for f in column.order_by]
+    return [*fields, "-pk" if _descending(fields[-1]) else "pk"]
+
+
+def _descending(field) -> bool:
+    """Whether a field name or expression of ``Column.order_by`` (or its reverse) sorts descending."""
+    if isinstance(field, str):
+        return field.startswith("-")
+    return bool(getattr(field, "descending", False))
 
 
 def _reversed(field):
     """A field name or expression of ``Column.order_by``, in the other direction."""
     if isinstance(field, str):
         return field[1:] if field.startswith("-") else f"-{field}"
-    return field.desc()
+    return field.asc() if _descending(field) else field.desc()
 
 
 def header_links(columns, current: str) -> list[dict]:

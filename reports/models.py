@@ -157,7 +157,8 @@ class Host(models.Model):
         indexes = [models.Index(Lower("hostname"), "id", name="host_hostname_lower"),
                    models.Index(fields=["os_name", "os_version"], name="host_os_version")] + [
             models.Index(fields=[field, "id"], name=f"host_sort_{field}")
-            for field in ("os_version", "cpu_model", "process_count", "user_count", "first_seen")
+            for field in ("os_version", "cpu_model", "process_count", "user_count", "first_seen",
+                          "own_address", "memory_total_bytes", "boot_time", "agent_version")
         ]
 
     def __str__(self) -> str:

@@ -103,7 +103,10 @@ def host_list(*, search: str = "", os_name: str = "", os_version: str = "", stat
     queryset = Host.objects.all()
     needle = host_search.search_needle(search)
     if needle:
-        queryset = queryset.filter(search_text__contains=needle)
+        # Matched in a subquery that reads only search_text: SQLite answers it from the
+        # host_search_text index (0013_fleet_pages) instead of reading every host row and its
+        # process index, and PostgreSQL from the trigram index (0010_host_search).
+        queryset = queryset.filter(pk__in=Host.objects.filter(search_text__contains=needle).values("pk"))
     if os_name:
         queryset = queryset.filter(os_name=os_name)
     if os_version:

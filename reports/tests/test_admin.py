@@ -185,3 +185,31 @@ def test_changelists_fit_with_readable_labels_units_and_50_rows_a_page(admin_cli
     headers = {h.strip() for h in re.findall(r'<th scope="col"[^>]*>.*?<(?:a|span)[^>]*>([^<]+)</', html, re.S)}
     assert {"IP address", "OS name", "Memory available", "Collected"} <= headers, headers
     assert "5.6 GiB" in html and not re.search(r"\b(a\.m\.|p\.m\.)", html)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Madrid"])
+def test_host_date_drilldown_lists_the_periods_djangos_distinct_query_lists(admin_client_, zone):
+    """The admin's date drill-down probes the index per period; it must list exactly what the stock query lists."""
+    from reports.admin import DateHierarchyQuerySet
+
+    seen = [dt.datetime(2026, 1, 31, 23, 30, tzinfo=dt.timezone.utc),  # February already in Madrid
+            dt.datetime(2026, 3, 29, 0, 30, tzinfo=dt.timezone.utc),  # the night the clocks move
+            dt.datetime(2026, 3, 29, 12, 0, tzinfo=dt.timezone.utc),
+            dt.datetime(2026, 12, 31, 23, 59, tzinfo=dt.timezone.utc),
+            dt.datetime(2024, 7, 4, 8, 0, tzinfo=dt.timezone.utc)]
+    for i, moment in enumerate(seen):
+        ingest(make_payload(host_id=f"d{i}", hostname=f"d{i}"), ip=f"10.0.1.{i + 1}")
+        Host.objects.filter(host_id=f"d{i}").update(last_seen=moment)
+    probed = DateHierarchyQuerySet(model=Host)
+    with timezone.override(zone):
+        for kind in ("year", "month", "day"):
+            for order in ("ASC", "DESC"):
+                assert list(probed.datetimes("last_seen", kind, order)) == \
+                    list(Host.objects.datetimes("last_seen", kind, order)), (kind, order)
+        narrowed = probed.filter(last_seen__year=2026)
+        assert list(narrowed.datetimes("last_seen", "month")) == \
+            list(Host.objects.filter(last_seen__year=2026).datetimes("last_seen", "month"))
+    assert DateHierarchyQuerySet(model=Host).none().datetimes("last_seen", "day") == []
+    page = admin_client_.get("/admin/reports/host/", {"last_seen__year": 2026}).content.decode()
+    links = re.findall(r'href="\?last_seen__month=(\d+)&amp;last_seen__year=2026"', page)
+    assert links == ["1", "3", "12"]
