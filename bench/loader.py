@@ -159,8 +159,17 @@ def _tune_for_loading() -> None:
 
 
 def _tune_for_serving() -> None:
-    """Statistics for the planner, and SQLite's WAL back for the server."""
+    """Statistics for the planner, and SQLite's WAL back for the server.
+
+    PostgreSQL gets a VACUUM as well, as autovacuum would give a table after
+    a bulk load: without it no page is marked all-visible (and the host
+    table holds 100,000 dead rows from ``_latest_snapshots``), so every count
+    reads the heap instead of an index (docs/performance.md, fleet scale).
+    """
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            cursor.execute("VACUUM (ANALYZE)")
+            return
         cursor.execute("ANALYZE")
         if connection.vendor == "sqlite" and not connection.in_atomic_block:
             cursor.execute("PRAGMA journal_mode=WAL")
