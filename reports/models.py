@@ -158,7 +158,7 @@ class Host(models.Model):
                    models.Index(fields=["os_name", "os_version"], name="host_os_version")] + [
             models.Index(fields=[field, "id"], name=f"host_sort_{field}")
             for field in ("os_version", "cpu_model", "process_count", "user_count", "first_seen",
-                          "own_address", "memory_total_bytes", "boot_time", "agent_version")
+                          "own_address", "memory_total_bytes", "boot_time", "agent_version", "os_name")
         ]
 
     def __str__(self) -> str:
