@@ -13,13 +13,15 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, F, Max, Min, Q
+from django.db.models.functions import Coalesce
+from django.utils.timezone import now as timezone_now
 
 from reports import payload as payload_schema
 from reports import addresses, host_search, host_table, models, rowsql, store
 from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
-from reports.models import Host, Snapshot
+from reports.models import Host, ProcessRun, ProcessText, Snapshot
 
 
 @dataclass(frozen=True)
@@ -308,23 +310,115 @@ def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges
 
 
 @dataclass(frozen=True)
-class ProcessMatch:
-    """A host whose newest snapshot runs matching processes, as ``(name, cmdline)`` lines of its index."""
+class ProcessHostMatch:
+    """One host that ran matching processes in the range: when, which texts, and whether it still runs one.
+
+    ``first_seen`` / ``last_seen`` are the first and last time a matching
+    process was seen, within the range; ``matches`` are up to
+    ``lines_per_host`` matching texts as ``(name, cmdline)``, ``match_count``
+    all of them; ``processes`` (only when asked) are the matching processes
+    of the host's newest snapshot.
+    """
 
     host: Host
+    status: str
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    running: bool
     matches: list[tuple[str, str]]
     match_count: int
+    processes: list | None = None
 
 
-def process_search_matches(*, query: str, limit: int = 100, lines_per_host: int = 5) -> list[ProcessMatch]:
-    """Hosts running a process that matches *query*, with their matching ``name<TAB>cmdline`` lines, for the page."""
+class ProcessSearch:
+    """The hosts of a process search, one per host, ordered by host name; sliced lazily, for a paginator.
+
+    ``count()`` is one grouped COUNT; a slice reads its hosts, their matching
+    texts and (``with_processes``) their newest documents, so a page costs the
+    same whatever the number of hosts that match.
+    """
+
+    def __init__(self, grouped, runs, *, since, until, now, lines_per_host: int, needle: str, match: str,
+                 with_processes: bool):
+        self._grouped, self._runs = grouped, runs
+        self.since, self.until, self.now = since, until, now
+        self._lines, self._needle, self._match, self._with_processes = lines_per_host, needle, match, with_processes
+
+    def count(self) -> int:
+        return self._grouped.count()
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            return self[key:key + 1][0]
+        rows = list(self._grouped[key])
+        hosts = Host.objects.defer("process_index", "search_text").in_bulk([row["host"] for row in rows])
+        texts: dict[int, set[str]] = {}
+        running: set[int] = set()
+        for host_pk, text, stopped_at in self._runs.filter(host__in=list(hosts)).values_list(
+                "host", "text__text", "stopped_at"):
+            texts.setdefault(host_pk, set()).add(text)
+            if stopped_at is None:
+                running.add(host_pk)
+        documents = {}
+        if self._with_processes:
+            documents = Snapshot.objects.in_bulk([hosts[pk].latest_snapshot_id for pk in running
+                                                  if hosts[pk].latest_snapshot_id])
+        results = []
+        for row in rows:
+            host = hosts[row["host"]]
+            first, last = row["first"], row["last"]
+            if self.since is not None:
+                first, last = max(first, self.since), min(last, self.until)
+            lines = sorted(texts.get(host.pk, ()))
+            processes = None
+            if self._with_processes:
+                snapshot = documents.get(host.latest_snapshot_id) if host.pk in running else None
+                processes = [] if snapshot is None else process_rule.matching_processes(
+                    snapshot_document(snapshot=snapshot).payload.processes, self._needle, self._match)
+            results.append(ProcessHostMatch(
+                host=host, status=host_status(host, self.now), first_seen=first, last_seen=last,
+                running=host.pk in running,
+                matches=[tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:self._lines]],
+                match_count=len(lines), processes=processes,
+            ))
+        return results
+
+
+def process_search(*, query: str, match: str = process_rule.MATCH_NAME, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None, now: dt.datetime | None = None, lines_per_host: int = 5,
+                   with_processes: bool = False) -> ProcessSearch:
+    """Hosts that ran a process matching *query* between *since* and *until* (both or neither), from the history.
+
+    Without a range: the hosts whose newest snapshot runs one (the open runs
+    of ``reports.process_history``, the same hosts ``Host.objects.running``
+    finds). With one: every host with a matching run that overlaps it; an
+    open run of a host that stopped reporting counts up to its ``last_seen``.
+    The needle is matched on the small table of distinct texts (by name, or
+    name and command line, ``reports.processes``), then the runs of those
+    texts are read from their index.
+    """
+    now = now or timezone_now()
     needle = process_rule.query_needle(query)
-    results = []
-    for host in Host.objects.running(needle).order_by("hostname", "pk")[:limit]:
-        lines = process_rule.matching_lines(host.process_index, needle)
-        shown = [tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:lines_per_host]]
-        results.append(ProcessMatch(host=host, matches=shown, match_count=len(lines)))
-    return results
+    if not needle:
+        texts = ProcessText.objects.none()
+    elif match == process_rule.MATCH_NAME:
+        texts = ProcessText.objects.filter(name__contains=needle)
+    else:
+        texts = ProcessText.objects.filter(text__contains=needle)
+    runs = ProcessRun.objects.filter(text__in=texts.values("id"))
+    if since is None:
+        runs = runs.filter(stopped_at__isnull=True)
+    else:
+        runs = runs.filter(started_at__lte=until).filter(
+            Q(stopped_at__gte=since) | Q(stopped_at__isnull=True, host__last_seen__gte=since))
+    grouped = (runs.values("host").annotate(first=Min("started_at"),
+                                            last=Max(Coalesce("stopped_at", F("host__last_seen"))))
+               .order_by("host__hostname", "host"))
+    return ProcessSearch(grouped, runs, since=since, until=until, now=now, lines_per_host=lines_per_host,
+                         needle=needle, match=match, with_processes=with_processes)
 
 
 # --- data lifecycle ---------------------------------------------------------------
@@ -336,32 +430,6 @@ def snapshot_days(*, before: dt.date | None = None) -> list[tuple[addresses.IPAd
         rows = rows.filter(day__lt=before)
     pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
     return [(addresses.parse_ip(ip), day) for ip, day in pairs]
-
-
-# --- read API: matching processes --------------------------------------
-
-@dataclass(frozen=True)
-class HostProcesses:
-    """A host whose newest snapshot runs matching processes, with those processes."""
-
-    host: Host
-    processes: list
-
-
-def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
-    """Hosts running a process that matches *query*, with those processes read from each newest snapshot."""
-    needle = process_rule.query_needle(query)
-    hosts = list(Host.objects.running(needle).order_by("hostname", "pk").defer("process_index")[:limit])
-    latest = Snapshot.objects.in_bulk([h.latest_snapshot_id for h in hosts if h.latest_snapshot_id])
-    matches = []
-    for host in hosts:
-        snapshot = latest.get(host.latest_snapshot_id)
-        processes = []
-        if snapshot is not None:
-            stored = payload_schema.decode_stored(snapshot.document_bytes)
-            processes = process_rule.matching_processes(stored.payload.processes, needle)
-        matches.append(HostProcesses(host=host, processes=processes))
-    return matches
 
 
 def with_latest_snapshot(hosts):

@@ -315,12 +315,16 @@ def test_diff_counts_duplicates_and_ignores_pids():
 def test_process_search_finds_hosts_running_a_program(signed_in, busy_host, fleet):
     response = signed_in.get(reverse("reports:process_search"), {"q": "POSTGRES"})
     assert response.status_code == 200
-    assert [r.host.hostname for r in response.context["results"]] == ["busy"]
-    assert ("postgres", "/usr/lib/postgresql/15/bin/postgres -d /var/lib/pg") in response.context["results"][0].matches
-    assert reverse("reports:host_detail", args=[busy_host.pk]) in response.content.decode()
+    assert [r.host.hostname for r in response.context["page"]] == ["busy"]
+    assert ("postgres", "/usr/lib/postgresql/15/bin/postgres -d /var/lib/pg") in response.context["page"][0].matches
+    assert f'{reverse("reports:host_detail", args=[busy_host.pk])}?pq=POSTGRES#processes' in response.content.decode()
+    page = text(response)
+    assert "online" in page and "Debian GNU/Linux" in page, "status and OS columns"
 
     by_cmdline = signed_in.get(reverse("reports:process_search"), {"q": "--flag", "match": "cmdline"})
-    assert {r.host.hostname for r in by_cmdline.context["results"]} == {"web-01", "win-db", "legacy-box"}
+    assert {r.host.hostname for r in by_cmdline.context["page"]} == {"web-01", "win-db", "legacy-box"}
+    by_name = signed_in.get(reverse("reports:process_search"), {"q": "--flag"})
+    assert list(by_name.context["page"]) == [], "name-only matching is the default"
 
 
 def test_process_search_explains_empty_queries_and_misses(signed_in, fleet):
