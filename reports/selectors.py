@@ -13,8 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, F, Max, Min, Q
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Count, Q
 from django.utils.timezone import now as timezone_now
 
 from reports import payload as payload_schema
@@ -333,19 +333,34 @@ class ProcessHostMatch:
 class ProcessSearch:
     """The hosts of a process search, one per host, ordered by host name; sliced lazily, for a paginator.
 
-    ``count()`` is one grouped COUNT; a slice reads its hosts, their matching
-    texts and (``with_processes``) their newest documents, so a page costs the
-    same whatever the number of hosts that match.
+    The hosts and their times come from one grouped query, run once and kept
+    (a host id and three times per host, so the count and every page share
+    it); a slice then reads its hosts' rows, their matching texts and
+    (``with_processes``) their newest documents.
     """
 
-    def __init__(self, grouped, runs, *, since, until, now, lines_per_host: int, needle: str, match: str,
-                 with_processes: bool):
-        self._grouped, self._runs = grouped, runs
+    def __init__(self, found_sql: str, params: list, runs, *, since, until, now, lines_per_host: int, needle: str,
+                 match: str, with_processes: bool):
+        self._sql, self._params, self._runs, self._found = found_sql, params, runs, None
         self.since, self.until, self.now = since, until, now
         self._lines, self._needle, self._match, self._with_processes = lines_per_host, needle, match, with_processes
 
+    def _rows(self) -> list[tuple]:
+        """(host pk, first start, last stop, open runs, last_seen) of every matching host, by host name, as read.
+
+        The times stay as the database gave them until a page shows them
+        (converting thousands of them for a count cost more than the query).
+        """
+        if self._found is None:
+            self._found = []
+            if self._sql:
+                with connection.cursor() as cursor:
+                    cursor.execute(self._sql, self._params)
+                    self._found = cursor.fetchall()
+        return self._found
+
     def count(self) -> int:
-        return self._grouped.count()
+        return len(self._rows())
 
     def __len__(self) -> int:
         return self.count()
@@ -353,8 +368,9 @@ class ProcessSearch:
     def __getitem__(self, key):
         if not isinstance(key, slice):
             return self[key:key + 1][0]
-        rows = list(self._grouped[key])
-        hosts = Host.objects.defer("process_index", "search_text").in_bulk([row["host"] for row in rows])
+        rows = [(pk, _db_time(first), _db_time(last_seen if running else last_stop))
+                for pk, first, last_stop, running, last_seen in self._rows()[key]]
+        hosts = Host.objects.defer("process_index", "search_text").in_bulk([row[0] for row in rows])
         texts: dict[int, set[str]] = {}
         running: set[int] = set()
         for host_pk, text, stopped_at in self._runs.filter(host__in=list(hosts)).values_list(
@@ -367,9 +383,8 @@ class ProcessSearch:
             documents = Snapshot.objects.in_bulk([hosts[pk].latest_snapshot_id for pk in running
                                                   if hosts[pk].latest_snapshot_id])
         results = []
-        for row in rows:
-            host = hosts[row["host"]]
-            first, last = row["first"], row["last"]
+        for pk, first, last in rows:
+            host = hosts[pk]
             if self.since is not None:
                 first, last = max(first, self.since), min(last, self.until)
             lines = sorted(texts.get(host.pk, ()))
@@ -387,6 +402,13 @@ class ProcessSearch:
         return results
 
 
+def _db_time(value) -> dt.datetime:
+    """A time from raw SQL: SQLite gives text (UTC), PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
 def process_search(*, query: str, match: str = process_rule.MATCH_NAME, since: dt.datetime | None = None,
                    until: dt.datetime | None = None, now: dt.datetime | None = None, lines_per_host: int = 5,
                    with_processes: bool = False) -> ProcessSearch:
@@ -396,9 +418,14 @@ def process_search(*, query: str, match: str = process_rule.MATCH_NAME, since: d
     of ``reports.process_history``, the same hosts ``Host.objects.running``
     finds). With one: every host with a matching run that overlaps it; an
     open run of a host that stopped reporting counts up to its ``last_seen``.
+
     The needle is matched on the small table of distinct texts (by name, or
-    name and command line, ``reports.processes``), then the runs of those
-    texts are read from their index.
+    name and command line, ``reports.processes``); the runs of those texts
+    are read from their index and grouped by host before any host row is
+    read, so a host is joined once, not once per run. A host whose
+    ``last_seen`` is before *since* has no run in the range (a closed run
+    stops at a snapshot, never after the newest), so that one comparison per
+    host bounds its open runs.
     """
     now = now or timezone_now()
     needle = process_rule.query_needle(query)
@@ -414,11 +441,41 @@ def process_search(*, query: str, match: str = process_rule.MATCH_NAME, since: d
     else:
         runs = runs.filter(started_at__lte=until).filter(
             Q(stopped_at__gte=since) | Q(stopped_at__isnull=True, host__last_seen__gte=since))
-    grouped = (runs.values("host").annotate(first=Min("started_at"),
-                                            last=Max(Coalesce("stopped_at", F("host__last_seen"))))
-               .order_by("host__hostname", "host"))
-    return ProcessSearch(grouped, runs, since=since, until=until, now=now, lines_per_host=lines_per_host,
+    sql, params = "", []
+    if needle:
+        sql, params = _process_hosts_sql(texts, since=since, until=until)
+    return ProcessSearch(sql, params, runs, since=since, until=until, now=now, lines_per_host=lines_per_host,
                          needle=needle, match=match, with_processes=with_processes)
+
+
+def _process_hosts_sql(texts, *, since, until) -> tuple[str, list]:
+    """One statement: per matching host, (pk, first start, last stop, open runs, last_seen), by host name.
+
+    The matching texts drive the runs (SQLite: a CROSS JOIN keeps them the
+    outer loop): otherwise SQLite walks a host-ordered index of every run to
+    save itself sorting the groups, which reads the whole table.
+    """
+    quote = connection.ops.quote_name
+    runs, hosts = quote(ProcessRun._meta.db_table), quote(Host._meta.db_table)
+    texts_sql, texts_params = texts.values("id").query.sql_with_params()
+    prep = ProcessRun._meta.get_field("started_at").get_db_prep_value
+    join = "CROSS JOIN" if connection.vendor == "sqlite" else "JOIN"
+    where, params = [], list(texts_params)
+    host_where = ""
+    if since is None:
+        where.append("r.stopped_at IS NULL")
+    else:
+        where.append("r.started_at <= %s AND (r.stopped_at IS NULL OR r.stopped_at >= %s)")
+        params += [prep(until, connection), prep(since, connection)]
+        host_where = "WHERE h.last_seen >= %s"
+        params.append(prep(since, connection))
+    sql = (f"SELECT h.id, g.first_start, g.last_stop, g.open_runs, h.last_seen FROM "
+           f"(SELECT r.host_id, MIN(r.started_at) AS first_start, MAX(r.stopped_at) AS last_stop, "
+           f"SUM(CASE WHEN r.stopped_at IS NULL THEN 1 ELSE 0 END) AS open_runs "
+           f"FROM ({texts_sql}) t {join} {runs} r ON r.text_id = t.id WHERE {' AND '.join(where)} "
+           f"GROUP BY r.host_id) g "
+           f"JOIN {hosts} h ON h.id = g.host_id {host_where} ORDER BY h.hostname, h.id")
+    return sql, params
 
 
 # --- data lifecycle ---------------------------------------------------------------
