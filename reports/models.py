@@ -413,7 +413,8 @@ class ProcessRun(models.Model):
     """
 
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
-    text = models.ForeignKey(ProcessText, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: processrun_text_time starts with it.
+    text = models.ForeignKey(ProcessText, on_delete=models.PROTECT, related_name="+", db_index=False)
     started_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
 

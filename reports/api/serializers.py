@@ -195,8 +195,8 @@ class ProcessFilterSerializer(serializers.Serializer):
         "ISO 8601 time: hosts that ran a matching process at any time from then (to 'until', default now). "
         "Without since and until: the processes of each host's newest snapshot."))
     until = serializers.DateTimeField(required=False, help_text=(
-        "ISO 8601 time: the end of the range (alone: that moment). A range is at most "
-        f"{forms.PROCESS_RANGE_MAX.days} days."))
+        "ISO 8601 time: the end of the range (alone: that moment). Not before since, and at most "
+        f"{forms.PROCESS_RANGE_MAX.days} days after it: otherwise 400."))
 
     def validate(self, attrs):
         errors = forms.process_range_errors(attrs.get("since"), attrs.get("until"))

@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
                 ('started_at', models.DateTimeField()),
                 ('stopped_at', models.DateTimeField(blank=True, null=True)),
                 ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reports.host')),
-                ('text', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='reports.processtext')),
+                ('text', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='reports.processtext')),
             ],
             options={
                 'indexes': [models.Index(fields=['text', 'started_at', 'stopped_at', 'host'], name='processrun_text_time')],

@@ -277,3 +277,9 @@ def test_the_previous_index_is_read_as_stored():
     host = Host.objects.get()
     assert rowsql.text_value(Host, "process_index", host.pk) == host.process_index == "sshd\t/usr/sbin/sshd -d"
     assert rowsql.text_value(Host, "process_index", host.pk + 1000) is None
+
+
+def test_the_schemathesis_hook_keeps_the_servers_range_rule():
+    from reports.tests import schemathesis_hooks
+
+    assert schemathesis_hooks.PROCESS_RANGE_MAX == forms.PROCESS_RANGE_MAX
