@@ -283,3 +283,20 @@ def test_the_schemathesis_hook_keeps_the_servers_range_rule():
     from reports.tests import schemathesis_hooks
 
     assert schemathesis_hooks.PROCESS_RANGE_MAX == forms.PROCESS_RANGE_MAX
+
+
+def test_the_bench_loader_fills_the_history_as_ingest_would_leave_it():
+    """bench/loader.py writes runs directly: the open ones must be each host's process_index, the rest closed in time."""
+    from bench import loader
+
+    now = timezone.now()
+    counts = loader.load(hosts=5, snapshots_per_host=3, now=now, progress=lambda _: None)
+    assert counts["process_runs"] == ProcessRun.objects.count() > 0
+    for host in Host.objects.all():
+        open_texts = set(ProcessRun.objects.filter(host=host, stopped_at__isnull=True).values_list("text__text", flat=True))
+        assert open_texts == process_history.index_lines(host.process_index)
+        for started, stopped in ProcessRun.objects.filter(host=host, stopped_at__isnull=False).values_list(
+                "started_at", "stopped_at"):
+            assert started < stopped <= host.last_seen
+    assert ProcessText.objects.filter(text__contains="\n").count() == 0
+    assert selectors.process_search(query="sshd", since=now - dt.timedelta(days=7), until=now).count() == 5
