@@ -79,6 +79,8 @@ def runs_apply(*, host_pk: int, started: Iterable[str], stopped: Iterable[str],
                started_at: dt.datetime, stopped_at: dt.datetime) -> None:
     """Open a run for each text of *started*, close the open run of each text of *stopped*."""
     connection = connections[DEFAULT_DB_ALIAS]
+    # Sorted: two uploads adding the same new texts insert them in one order,
+    # so on PostgreSQL neither waits on a text the other holds (no deadlock).
     started, stopped = sorted(started), sorted(stopped)
     if not started and not stopped:
         return

@@ -23,6 +23,10 @@ def open_runs_from_process_index(apps, schema_editor):
     Host = apps.get_model("reports", "Host")
     ProcessText = apps.get_model("reports", "ProcessText")
     ProcessRun = apps.get_model("reports", "ProcessRun")
+    connection = schema_editor.connection
+    quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
+    insert = (f"INSERT INTO {quote(ProcessRun._meta.db_table)} (host_id, text_id, started_at, stopped_at) "
+              f"VALUES (%s, %s, %s, NULL)")
     ids = {}
     hosts = Host.objects.order_by("pk").values_list("pk", "last_seen", "process_index")
     batch = []
@@ -34,8 +38,9 @@ def open_runs_from_process_index(apps, schema_editor):
         wanted = [_digest(t) for t in texts]
         for start in range(0, len(wanted), BATCH):
             ids.update(ProcessText.objects.filter(digest__in=wanted[start:start + BATCH]).values_list("digest", "id"))
-        ProcessRun.objects.bulk_create([ProcessRun(host_id=pk, text_id=ids[_digest(t)], started_at=seen)
-                                        for pk, seen, lines in batch for t in lines], batch_size=BATCH)
+        # Millions of rows on a large fleet: one executemany, not a model instance each.
+        with connection.cursor() as cursor:
+            cursor.executemany(insert, [(pk, ids[_digest(t)], adapt(seen)) for pk, seen, lines in batch for t in lines])
         batch.clear()
 
     for pk, last_seen, index in hosts.iterator(chunk_size=BATCH):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -257,7 +258,7 @@ def test_the_migration_starts_open_runs_from_each_process_index():
     ProcessRun.objects.all().delete()
     Host.objects.filter(pk=host.pk).update(process_index="sshd\t/usr/sbin/sshd -d\nnew\t/bin/new\nsshd\t/usr/sbin/sshd -d")
     migration = import_module("reports.migrations.0013_process_history")
-    migration.open_runs_from_process_index(apps, None)
+    migration.open_runs_from_process_index(apps, SimpleNamespace(connection=connection))
     assert runs() == [("new\t/bin/new", at(0), None), ("sshd\t/usr/sbin/sshd -d", at(0), None)]
     snapshot(10, [SSHD, NGINX])  # an unsorted old index is compared as a set: only nginx starts, new stops
     assert [(r[0].split("\t")[0], r[1], r[2]) for r in runs()] == [
