@@ -76,6 +76,9 @@ class HostFilterForm(QueryForm):
 class ProcessFilterForm(QueryForm):
     pq = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Filter processes",
                          widget=forms.TextInput(attrs={"placeholder": "name or command line", "type": "search"}))
+    # The process search's ``match``, so its name-only links show what it found; the page's default comes first.
+    match = forms.ChoiceField(required=False, label="Match", choices=[
+        (processes.MATCH_CMDLINE, "Name or command line"), (processes.MATCH_NAME, "Process name")])
     psort = ReversibleChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
     tree = forms.BooleanField(required=False, label="Parent/child view")
     kthreads = forms.BooleanField(required=False, label="Show kernel threads")

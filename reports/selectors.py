@@ -171,15 +171,15 @@ def snapshot_document(*, snapshot: Snapshot) -> payload_schema.StoredSnapshot:
 
 
 def snapshot_processes(*, processes: list[payload_schema.Process], search: str = "",
-                       ordering: str = "cpu") -> list[payload_schema.Process]:
-    """The process table: the ``reports.processes`` filter (name or command line), then a sort.
+                       match: str = process_rule.MATCH_CMDLINE, ordering: str = "cpu") -> list[payload_schema.Process]:
+    """The process table: the ``reports.processes`` filter (*match*: name or command line), then a sort.
 
     ``ordering`` is a key of PROCESS_ORDERINGS (cpu and memory sort biggest first);
     prefix ``-`` to reverse. Unknown orderings fall back to cpu.
     """
     needle = process_rule.query_needle(search)
     if needle:
-        processes = process_rule.matching_processes(processes, needle)
+        processes = process_rule.matching_processes(processes, needle, match)
     reverse_requested = ordering.startswith("-")
     key, descending = PROCESS_ORDERINGS.get(ordering.lstrip("-"), PROCESS_ORDERINGS["cpu"])
     return sorted(processes, key=key, reverse=descending != reverse_requested)

@@ -124,7 +124,7 @@ def host_detail(request, pk: int):
     if host.latest_snapshot_id:
         document = selectors.snapshot_document(snapshot=host.latest_snapshot)
         chosen = selectors.snapshot_processes(processes=document.payload.processes, search=form.value("pq"),
-                                              ordering=sort)
+                                              match=form.value("match") or process_rule.MATCH_CMDLINE, ordering=sort)
         if not form.value("kthreads"):
             shown = [p for p in chosen if not process_rule.is_kernel_thread(p)]
             kernel_threads = len(chosen) - len(shown)

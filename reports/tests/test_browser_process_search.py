@@ -19,6 +19,8 @@ from reports.tests.browser import console_errors, shoot, sign_in, upload
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 MINER = {"pid": 4242, "ppid": 1, "name": "xmrig", "username": "nobody", "cmdline": ["/tmp/.x/xmrig", "-o", "pool:3333"]}
+# Its command line names the miner, its name does not: a name-only search leaves it out, and so does its link.
+WATCHER = {"pid": 4300, "ppid": 1, "name": "tail", "username": "root", "cmdline": ["tail", "-f", "/var/log/xmrig.log"]}
 SSHD = {"pid": 700, "ppid": 1, "name": "sshd", "username": "root", "cmdline": ["/usr/sbin/sshd", "-D"]}
 
 
@@ -36,7 +38,7 @@ def test_a_person_finds_which_hosts_ran_a_program_in_a_time_range(live_relevo, b
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     for minutes, processes in ((60, [SSHD]), (40, [SSHD, MINER]), (20, [SSHD])):
         upload(server, snapshot("ph-1", "history-was-01", now - dt.timedelta(minutes=minutes), processes))
-    upload(server, snapshot("ph-2", "history-now-02", now - dt.timedelta(minutes=5), [SSHD, MINER]))
+    upload(server, snapshot("ph-2", "history-now-02", now - dt.timedelta(minutes=5), [SSHD, MINER, WATCHER]))
     upload(server, snapshot("ph-3", "history-never-03", now - dt.timedelta(minutes=5), [SSHD]))
 
     sign_in(driver, server)
@@ -63,11 +65,19 @@ def test_a_person_finds_which_hosts_ran_a_program_in_a_time_range(live_relevo, b
     assert "2 hosts ran XMRIG between" in driver.find_element(By.TAG_NAME, "body").text
     shoot(driver, "15-process-search-history")
 
-    # The host still running it links to its process list, filtered by the same text.
+    # The host still running it links to its process list, filtered by the same text and the same match.
     rows[0].find_element(By.LINK_TEXT, "Show in its process list").click()
     WebDriverWait(driver, 15).until(lambda d: "pq=XMRIG" in d.current_url)
+    assert "match=name" in driver.current_url
     table = driver.find_element(By.ID, "processes").text
-    assert "xmrig" in table and "sshd" not in table
+    assert "xmrig" in table and "sshd" not in table and "/var/log/xmrig.log" not in table
+    from selenium.webdriver.support.ui import Select
+    match = Select(driver.find_element(By.CSS_SELECTOR, "#processes select[name=match]"))
+    assert match.first_selected_option.text == "Process name"
+    match.select_by_visible_text("Name or command line")
+    driver.find_element(By.CSS_SELECTOR, "#processes button[type=submit]").click()
+    WebDriverWait(driver, 15).until(lambda d: "match=cmdline" in d.current_url)
+    assert "/var/log/xmrig.log" in driver.find_element(By.ID, "processes").text
 
     assert console_errors(driver) == []
 

@@ -161,7 +161,7 @@ def test_the_page_shows_status_os_times_and_a_link_to_the_filtered_process_list(
     assert [r.host.hostname for r in response.context["page"]] == ["a-1", "c-1"]
     assert "Debian GNU/Linux 12" in page and all(r.status in page for r in response.context["page"])
     c = Host.objects.get(hostname="c-1")
-    assert f'{reverse("reports:host_detail", args=[c.pk])}?pq=xmrig#processes' in response.content.decode()
+    assert f'{reverse("reports:host_detail", args=[c.pk])}?pq=xmrig&amp;match=name#processes' in response.content.decode()
     a = Host.objects.get(hostname="a-1")
     assert f'{reverse("reports:host_detail", args=[a.pk])}?pq=' not in response.content.decode(), \
         "a no longer runs it: its process list would show nothing"
