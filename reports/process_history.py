@@ -27,6 +27,10 @@ The rules that keep the runs true:
   a text's presence in the snapshots, not a pid.
 - A host that stops reporting keeps its open runs open; searches bound an
   open run by the host's ``last_seen`` (``reports.selectors.process_search``).
+- Retention (``history_prune``, run by ``manage.py prune``) deletes the
+  closed runs that stopped before the first kept day and then the texts no
+  run names; an open run is never old. Deleting a host deletes its runs
+  (``on_delete=CASCADE``), and its texts go with the next prune.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Exists, OuterRef, Q
 
 from reports import payload as payload_schema
 from reports import rowsql
@@ -44,6 +49,8 @@ from reports.models import Host, ProcessRun, ProcessText, Snapshot
 
 # Parameters per IN (...) list: under SQLite's oldest limit of 999 variables.
 CHUNK = 900
+# Rows a prune deletes per transaction, so a large prune never holds the write lock for long.
+PRUNE_BATCH = 500
 
 
 def text_digest(text: str) -> str:
@@ -105,11 +112,60 @@ def runs_apply(*, host_pk: int, started: Iterable[str], stopped: Iterable[str],
 
 
 def _texts_ensure(cursor, texts: Sequence[str]) -> None:
-    """Insert the texts the catalog does not have yet (a known one is left as it is)."""
+    """Insert the texts the catalog does not have yet, and lock every one of *texts* until the commit.
+
+    The lock is what keeps ``history_prune`` from deleting a text between
+    this and the INSERT of the runs that name it (it skips locked texts): a
+    known text is "updated" to itself, which on PostgreSQL locks its row
+    until the upload commits, and a text that a prune has just deleted is
+    inserted anew. On SQLite the upload holds the database's write lock anyway.
+    """
     names = ", ".join(_column(ProcessText, name) for name in ("digest", "text", "name"))
+    digest = _column(ProcessText, "digest")
     cursor.executemany(
-        f"INSERT INTO {_table(ProcessText)} ({names}) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        f"INSERT INTO {_table(ProcessText)} ({names}) VALUES (%s, %s, %s) "
+        f"ON CONFLICT ({digest}) DO UPDATE SET {digest} = EXCLUDED.{digest}",
         [(text_digest(text), text, text.split("\t", 1)[0]) for text in texts])
+
+
+def history_prune(*, before: dt.datetime, dry_run: bool = False) -> tuple[int, int]:
+    """Delete the runs that stopped before *before*, then the texts no run names; returns (runs, texts).
+
+    With *dry_run*, count them instead. Both walk their table in primary key
+    order, ``PRUNE_BATCH`` rows a transaction, so a prune of a year of
+    history holds the write lock for one batch at a time and the walk reads
+    each row once. A text is deleted only in the transaction that locked it
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write transaction):
+    an upload that is about to name it holds its lock (``_texts_ensure``),
+    so the prune skips it, and an upload that comes after waits one batch
+    and inserts it again.
+    """
+    old = ProcessRun.objects.filter(stopped_at__lt=before)
+    if dry_run:
+        kept = ProcessRun.objects.filter(Q(stopped_at__isnull=True) | Q(stopped_at__gte=before), text=OuterRef("pk"))
+        return old.count(), ProcessText.objects.exclude(Exists(kept)).count()
+    runs = texts = 0
+    last = 0
+    while ids := list(old.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:PRUNE_BATCH]):
+        last = ids[-1]
+        with transaction.atomic():
+            runs += ProcessRun.objects.filter(pk__in=ids).delete()[0]
+    last = 0
+    text_table, text_id = _table(ProcessText), _column(ProcessText, "id")
+    while True:
+        with transaction.atomic():
+            ids = list(ProcessText.objects.filter(pk__gt=last).order_by("pk")
+                       .select_for_update(skip_locked=True).values_list("pk", flat=True)[:PRUNE_BATCH])
+            if not ids:
+                break
+            last = ids[-1]
+            with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {text_table} WHERE {text_id} IN ({_marks(ids)}) AND NOT EXISTS "
+                    f"(SELECT 1 FROM {_table(ProcessRun)} WHERE {_column(ProcessRun, 'text')} = {text_table}.{text_id})",
+                    ids)
+                texts += cursor.rowcount
+    return runs, texts
 
 
 def host_rebuild(*, host_pk: int) -> int:

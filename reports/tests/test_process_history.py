@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from types import SimpleNamespace
 
 import pytest
@@ -269,6 +270,113 @@ def test_a_deleted_host_takes_its_runs_with_it():
     snapshot(0, [SSHD])
     Host.objects.all().delete()
     assert not ProcessRun.objects.exists()
+
+
+# --- retention -------------------------------------------------------------------------
+
+def _run(host: Host, text: str, started_days_ago: int, stopped_days_ago: int | None) -> None:
+    now = timezone.now()
+    row, _ = ProcessText.objects.get_or_create(digest=process_history.text_digest(text),
+                                               defaults={"text": text, "name": text.split("\t")[0]})
+    ProcessRun.objects.create(host=host, text=row, started_at=now - dt.timedelta(days=started_days_ago),
+                              stopped_at=None if stopped_days_ago is None else now - dt.timedelta(days=stopped_days_ago))
+
+
+@pytest.fixture
+def aged_history(data_dir, monkeypatch):
+    """A host reporting now (sshd open) with runs made 200 and 10 days back; two prune batches or more each."""
+    monkeypatch.setattr(process_history, "PRUNE_BATCH", 2)
+    snapshot(0, [SSHD])
+    host = Host.objects.get()
+    for i in range(3):                                  # stopped 180 days ago: old, and only old
+        _run(host, f"old-{i}\t/bin/old", 200, 180)
+    _run(host, "cron\t/usr/sbin/cron", 200, 190)      # an old run, and a newer one of the same text
+    _run(host, "cron\t/usr/sbin/cron", 20, 10)
+    _run(host, "agent\t/opt/agent", 300, None)          # open for 300 days: the host still runs it
+    ProcessText.objects.create(digest=process_history.text_digest("never\t"), text="never\t", name="never")
+    return host
+
+
+def _texts() -> list[str]:
+    return sorted(ProcessText.objects.values_list("name", flat=True))
+
+
+def test_prune_removes_closed_runs_older_than_retention_and_the_texts_no_run_names(aged_history):
+    before = runs()
+    out = io.StringIO()
+    call_command("prune", "--older-than", "90d", "--dry-run", stdout=out)
+    assert "would remove 4 process runs stopped before" in out.getvalue()
+    assert "4 process texts no run names" in out.getvalue(), "old-0..2 and never; cron keeps its newer run"
+    assert runs() == before and len(_texts()) == 7, "a dry run changes nothing"
+
+    out = io.StringIO()
+    call_command("prune", "--older-than", "90d", stdout=out)
+    assert "removed 4 process runs" in out.getvalue() and "4 process texts no run names" in out.getvalue()
+    assert [(r[0].split("\t")[0], r[2] is None) for r in runs()] == [("agent", True), ("cron", False), ("sshd", True)]
+    assert [r[2] for r in runs() if r[0].startswith("cron")][0] > timezone.now() - dt.timedelta(days=11)
+    assert _texts() == ["agent", "cron", "sshd"]
+    assert Host.objects.filter(pk=aged_history.pk).exists(), "its snapshots are recent"
+
+    call_command("prune", "--older-than", "90d", stdout=(out := io.StringIO()))
+    assert "removed 0 process runs" in out.getvalue() and "0 process texts" in out.getvalue()
+    snapshot(10, [SSHD, MINER])                          # ingest carries on from what is left
+    assert runs()[-1][:2] == ("xmrig\t/tmp/.x/xmrig -o pool.example:3333", at(10))
+
+
+def test_prune_that_removes_a_host_removes_its_runs_and_then_its_texts(data_dir):
+    snapshot(0, [SSHD, MINER])
+    snapshot(0, [NGINX], host_id="id-other", hostname="other", ip="10.0.0.6")
+    Host.objects.filter(host_id="id-h").get().delete()  # what day_prune does to a host left without snapshots
+    assert runs() == [] and len(_texts()) == 3, "runs cascade with their host; texts wait for prune"
+    assert process_history.history_prune(before=timezone.now() - dt.timedelta(days=90)) == (0, 2)
+    assert _texts() == ["nginx"]
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_prune_skips_a_text_an_upload_is_about_to_name(aged_history, monkeypatch):
+    """An upload between ensuring a text and inserting the run that names it: the prune must not delete the text.
+
+    Without the lock ``_texts_ensure`` takes, the prune deleted the orphan
+    text and the upload's INSERT ... SELECT of the run found nothing to name.
+    """
+    import threading
+
+    from django.db import close_old_connections, transaction
+
+    ensured, resume = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+    ensure = process_history._texts_ensure
+
+    def ensure_then_wait(cursor, texts):
+        ensure(cursor, texts)
+        ensured.set()
+        resume.wait(30)
+
+    monkeypatch.setattr(process_history, "_texts_ensure", ensure_then_wait)
+
+    def upload():
+        try:
+            with transaction.atomic():
+                process_history.runs_apply(host_pk=aged_history.pk, started=["never\t"], stopped=[],
+                                           started_at=timezone.now(), stopped_at=timezone.now())
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failure.append(exc)
+        finally:
+            ensured.set()
+            close_old_connections()
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    assert ensured.wait(30)
+    try:
+        pruned = process_history.history_prune(before=timezone.now() - dt.timedelta(days=90))
+    finally:
+        resume.set()
+        thread.join(30)
+    assert failure == []
+    assert pruned == (4, 3), "old-0..2 go; never has no run yet, but the upload holds it, so it stays"
+    assert ProcessRun.objects.filter(text__name="never", stopped_at__isnull=True).count() == 1
 
 
 def test_the_previous_index_is_read_as_stored():
