@@ -4,12 +4,16 @@
 rows straight through the ORM, skipping ``snapshot_ingest`` (which fsyncs every
 upload and would need hours for 300,000 snapshots). What it makes looks like
 ingest's output: the host columns ingest derives (``services.host_columns``),
-``process_index`` and a compressed schema-v1 document of 80 to 350 processes
-with Linux-like names and command lines. Two shortcuts, both invisible to the pages being timed:
+``process_index``, its process history (``_ProcessRuns``: what
+``reports.process_history`` would hold) and a compressed schema-v1 document
+of 80 to 350 processes with Linux-like names and command lines. Three shortcuts, all invisible to the pages being timed:
 
 - The newest snapshot of each host carries a document of its own (its host id,
   hostname and snapshot id). Older snapshots share one of a pool of 64
   compressed documents, so loading stays bounded in minutes.
+- The process history (``_ProcessRuns``) is drawn on its own, not derived
+  from the documents: open runs of the newest snapshot's texts and passing
+  programs over the last ten days, the shape a 7-day process search meets.
 - No day files are written: rows name a day file and offset, but the files do
   not exist (``/query`` and raw downloads of these hosts answer "not found").
 
@@ -190,6 +194,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                              os_pick=rng.choice(_OSES))
         pool.append((processes, documents.pack(_encode(document))))
     insert_sql, db_values = _snapshot_insert()
+    runs = _ProcessRuns(random.Random(seed + 1))
     _tune_for_loading()
     stored_bytes = 0
     made_hosts = made_snapshots = 0
@@ -220,6 +225,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                 ))
                 plans.append((document, last_seen, ip, total))
             Host.objects.bulk_create(batch_hosts)
+            runs.add(batch_hosts, now=now)
             rows = []
             for host, (document, last_seen, ip, total) in zip(batch_hosts, plans, strict=True):
                 for back in range(snapshots_per_host - 1, -1, -1):
@@ -247,7 +253,63 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
         progress(f"loader: {made_hosts}/{hosts} hosts, {made_snapshots} snapshots")
     _latest_snapshots()
     _tune_for_serving()
-    return {"hosts": made_hosts, "snapshots": made_snapshots, "document_bytes": stored_bytes}
+    return {"hosts": made_hosts, "snapshots": made_snapshots, "document_bytes": stored_bytes, "process_runs": runs.count}
+
+
+# Programs that come and go (closed runs over the last HISTORY_DAYS): sessions, an editor, upgrades, and on
+# a few hosts a miner that ran for a while, as on issue 18's fleet.
+_PASSING = [
+    ("sshd", "sshd: {user}@pts/{n}"), ("bash", "-bash"), ("vim", "vim /etc/nginx/nginx.conf"),
+    ("apt-get", "apt-get upgrade -y"), ("postgres", "postgres: 15/main: autovacuum worker"),
+    ("python3", "/usr/bin/python3 /opt/backup/run.py --full"), ("sudo", "sudo systemctl restart nginx"),
+]
+HISTORY_DAYS = 10
+PASSING_RUNS = 8
+
+
+class _ProcessRuns:
+    """The process history of the loaded hosts (``reports.process_history``), inserted directly, fast.
+
+    Each host gets an open run for every line of its ``process_index``
+    (started when the host was first seen) and PASSING_RUNS closed runs of
+    programs that came and went over the last HISTORY_DAYS, 5 minutes to 6
+    hours long; one host in a hundred ran a miner. The texts are a few
+    hundred for the whole fleet (as in a real one), kept in a dict.
+    """
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.ids, self.count = rng, {}, 0
+        from reports.models import ProcessRun, ProcessText
+        quote = connection.ops.quote_name
+        self.text_sql = (f"INSERT INTO {quote(ProcessText._meta.db_table)} (digest, text, name) VALUES (%s, %s, %s)")
+        self.run_sql = (f"INSERT INTO {quote(ProcessRun._meta.db_table)} (host_id, text_id, started_at, stopped_at) "
+                        f"VALUES (%s, %s, %s, %s)")
+
+    def _id(self, cursor, text: str) -> int:
+        from reports import process_history
+        from reports.models import ProcessText
+        if text not in self.ids:
+            cursor.execute(self.text_sql, [process_history.text_digest(text), text, text.split("\t", 1)[0]])
+            self.ids[text] = ProcessText.objects.get(digest=process_history.text_digest(text)).pk
+        return self.ids[text]
+
+    def add(self, hosts: list[Host], *, now: dt.datetime) -> None:
+        adapt, rng = connection.ops.adapt_datetimefield_value, self.rng
+        rows = []
+        with connection.cursor() as cursor:
+            for host in hosts:
+                for line in host.process_index.split("\n") if host.process_index else ():
+                    rows.append((host.pk, self._id(cursor, line), adapt(host.first_seen), None))
+                passing = [rng.choice(_PASSING) for _ in range(PASSING_RUNS)]
+                if rng.random() < 0.01:
+                    passing.append(("xmrig", "/tmp/.x/xmrig -o pool.example:3333"))
+                for name, cmdline in passing:
+                    text = f"{name}\t{cmdline.format(user=rng.choice(['alice', 'bob', 'deploy']), n=rng.randint(0, 9))}"
+                    stopped = min(host.last_seen, now - dt.timedelta(seconds=rng.randint(0, HISTORY_DAYS * 86_400)))
+                    started = stopped - dt.timedelta(seconds=rng.randint(300, 6 * 3600))
+                    rows.append((host.pk, self._id(cursor, text), adapt(started), adapt(stopped)))
+            cursor.executemany(self.run_sql, rows)
+        self.count += len(rows)
 
 
 def _latest_snapshots() -> None:

@@ -20,7 +20,7 @@ that server (the folder gets a ``-postgresql`` suffix) and dropped at the end;
 ``--keep`` keeps it, and the next run with ``--database-url`` reuses it
 (``--fresh`` drops and reloads). Kinds: the hosts page plain, on page 100, with each status, OS and search
 filter and with each sort both ways; a host page; the changes page; process
-search; ``/api/hosts/`` plain, filtered and sorted; the admin's lists.
+search, now and over the last 7 days (page and API); ``/api/hosts/`` plain, filtered and sorted; the admin's lists.
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ def page_kinds(n: int, pks: list[int]) -> list[tuple[str, list[str], bool]]:
     from reports.host_table import COLUMNS  # Django is set up by now (prepare)
 
     few = max(10, n // 4)
+    week = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
     kinds = [
         ("hosts page", ["/"] * n, False),
         ("hosts page, page 100", ["/?page=100"] * few, False),
@@ -191,6 +192,12 @@ def page_kinds(n: int, pks: list[int]) -> list[tuple[str, list[str], bool]]:
         ("changes page", [f"/hosts/{pk}/changes/" for pk in pks[: n // 2]], False),
         ("process search postgres", ["/processes/?q=postgres"] * few, False),
         ("process search no match", ["/processes/?q=no-such-process"] * few, False),
+        # Issue 18 item 5: which hosts ran X in the last 7 days (the process history; "since" alone runs to now).
+        ("process search postgres, 7 days", [f"/processes/?q=postgres&since={week}"] * few, False),
+        ("process search cmdline autovacuum, 7 days",
+         [f"/processes/?q=autovacuum&match=cmdline&since={week}"] * few, False),
+        ("process search xmrig, 7 days", [f"/processes/?q=xmrig&since={week}"] * few, False),
+        ("api processes postgres, 7 days", [f"/api/processes/?name=postgres&match=name&since={week}Z"] * few, True),
         ("api hosts", ["/api/hosts/"] * n, True),
         ("api hosts, status online", ["/api/hosts/?status=online"] * few, True),
         ("api hosts, os Linux, search web-00", ["/api/hosts/?os=Linux&search=web-00"] * few, True),

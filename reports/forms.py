@@ -9,9 +9,11 @@ the same parameters with the same rules (``SEARCH_MAX_LENGTH``,
 (``reports.api.serializers``), which answer a bad value with a 400 instead.
 """
 
+import datetime as dt
+
 from django import forms
 
-from reports import host_table, selectors
+from reports import host_table, processes, selectors
 
 SEARCH_MAX_LENGTH = 256
 # Every host ordering, ascending and with "-" for descending: the page's ?sort= and the API's ?ordering=.
@@ -74,15 +76,63 @@ class HostFilterForm(QueryForm):
 class ProcessFilterForm(QueryForm):
     pq = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Filter processes",
                          widget=forms.TextInput(attrs={"placeholder": "name or command line", "type": "search"}))
+    # The process search's ``match``, so its name-only links show what it found; the page's default comes first.
+    match = forms.ChoiceField(required=False, label="Match", choices=[
+        (processes.MATCH_CMDLINE, "Name or command line"), (processes.MATCH_NAME, "Process name")])
     psort = ReversibleChoiceField(required=False, label="Sort by", choices=PROCESS_SORT_CHOICES)
     tree = forms.BooleanField(required=False, label="Parent/child view")
     kthreads = forms.BooleanField(required=False, label="Show kernel threads")
     ppage = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
-class ProcessSearchForm(QueryForm):
-    q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Process name or command line",
+# The longest time range a process search takes: a month of history, read from the runs' index.
+PROCESS_RANGE_MAX = dt.timedelta(days=31)
+PROCESS_MATCH_CHOICES = [(processes.MATCH_NAME, "Process name"), (processes.MATCH_CMDLINE, "Name or command line")]
+
+
+def process_range_errors(since: dt.datetime | None, until: dt.datetime | None) -> dict[str, str]:
+    """What is wrong with a process search's range (empty: nothing): the page and the API share the rule."""
+    if since is not None and until is not None:
+        if since > until:
+            return {"until": "The end of the range is before its start."}
+        if until - since > PROCESS_RANGE_MAX:
+            return {"until": f"A range is at most {PROCESS_RANGE_MAX.days} days long."}
+    return {}
+
+
+def process_range(since: dt.datetime | None, until: dt.datetime | None,
+                  now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A valid range made whole: "from" alone runs to *now*, "to" alone is that moment; neither is "now"."""
+    if since is None and until is None:
+        return None, None
+    if until is None:
+        return since, max(since, now)
+    return (until if since is None else since), until
+
+
+class ProcessSearchForm(forms.Form):
+    """The process search page: a needle, name-only or command line, and an optional time range.
+
+    Unlike the other pages' forms, a bad range is not dropped: the page
+    answers 400 and says what is wrong, as a silently ignored date would show
+    a different question's answer.
+    """
+
+    q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Process",
                         widget=forms.TextInput(attrs={"placeholder": "e.g. nginx or --port 5432", "type": "search"}))
+    match = forms.ChoiceField(required=False, label="Match", choices=PROCESS_MATCH_CHOICES)
+    since = forms.DateTimeField(required=False, label="Ran from",
+                                input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    until = forms.DateTimeField(required=False, label="to",
+                                input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+
+    def clean(self):
+        cleaned = super().clean()
+        for field, message in process_range_errors(cleaned.get("since"), cleaned.get("until")).items():
+            self.add_error(field, message)
+        return cleaned
 
 
 class SoftwareSearchForm(QueryForm):

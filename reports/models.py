@@ -391,6 +391,40 @@ class HostIndexState(models.Model):
     disks_digest = models.CharField(max_length=64, blank=True, default="")
 
 
+# --- Process history: which hosts ran what, and when (reports.process_history) --------
+
+class ProcessText(models.Model):
+    """One distinct process text of the fleet (a ``process_index`` line), stored once for every host.
+
+    A fleet runs the same few hundred programs on every host, so runs name
+    their text by id and a search scans this small table, not every run.
+    """
+
+    digest = models.CharField(max_length=32, unique=True, help_text="blake2b-128 of text, hex (the key).")
+    text = models.TextField(help_text="Lower-cased 'name<TAB>cmdline', as in Host.process_index.")
+    name = models.TextField(help_text="The part of text before the tab: what name-only search matches.")
+
+
+class ProcessRun(models.Model):
+    """One run of a process text on a host: from the first snapshot that had it to the last one.
+
+    ``stopped_at`` is NULL while the host's newest snapshot still has it;
+    otherwise it is the collected_at of the last snapshot that had it. Ingest
+    writes a row only when a text appears or goes (``reports.process_history``).
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: processrun_text_time starts with it.
+    text = models.ForeignKey(ProcessText, on_delete=models.PROTECT, related_name="+", db_index=False)
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["text", "started_at", "stopped_at", "host"], name="processrun_text_time")]
+        constraints = [models.UniqueConstraint(fields=["host", "text"], condition=models.Q(stopped_at__isnull=True),
+                                               name="processrun_one_open_run")]
+
+
 # --- Alerts: rules on inventory changes and their outbox ------------------------
 # ``reports.alerts`` evaluates the rules (on each upload, inside its
 # transaction, and on the worker's timer) and writes one AlertDelivery per

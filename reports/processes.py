@@ -11,8 +11,8 @@ command line") and docs/dashboard.md all say so; only the host page's filter
 also looked at the user, and it now follows the same rule. Sorting by user
 is still there for finding one user's processes.
 
-``Host.process_index`` holds these texts, one line per process of the newest
-snapshot, so ``HostQuerySet.running`` (one LIKE over that column) finds
+``Host.process_index`` holds these texts, one line per distinct text of the
+newest snapshot (sorted), so ``HostQuerySet.running`` (one LIKE over that column) finds
 exactly the hosts for which ``process_matches`` holds for some process: the
 needle holds no newline, so it cannot match across two processes' lines.
 
@@ -45,18 +45,28 @@ def process_text(process: payload_schema.Process) -> str:
 
 
 def process_index(processes: list[payload_schema.Process]) -> str:
-    """``process_text`` of every process, one line each: the text ``Host.process_index`` stores.
+    """The distinct ``process_text`` values of *processes*, sorted, one a line: what ``Host.process_index`` stores.
 
     One text column on Host answers "which hosts run X now" with a single
     LIKE scan over the newest snapshot of every host, without a row per process.
+    Sorted and unique, so it changes only when a distinct text appears or goes:
+    a new pid of the same program, or the same programs listed in another
+    order, gives an equal string, which the upload then does not write again
+    (``rowsql.update``'s ``keep_if_equal``) and which tells
+    ``reports.process_history`` that nothing started or stopped.
     """
     limit = CMDLINE_CHARS
     # The same text as process_text, built for a whole list at once (this runs on
-    # every upload): lines are joined with a separator no name can hold (the
-    # payload refuses NUL), so newlines inside names and command lines are blanked
-    # and the text lower-cased in three passes over the whole string.
-    text = "\0".join([f"{p.name or ''}\t{' '.join(p.cmdline)[:limit] if p.cmdline else ''}" for p in processes])
-    return text.replace("\n", " ").replace("\0", "\n").lower()
+    # every upload). Copies of one program are dropped before the text is
+    # normalised, so most of the work is done once per distinct program: the
+    # lines are joined with a separator no name can hold (the payload refuses
+    # NUL), newlines inside names and command lines are blanked and the text is
+    # lower-cased in two passes over the whole string, then split, made unique
+    # again (two texts may differ only in case) and sorted.
+    raw = {f"{p.name or ''}\t{' '.join(p.cmdline)[:limit] if p.cmdline else ''}" for p in processes}
+    if not raw:
+        return ""
+    return "\n".join(sorted(set("\0".join(raw).replace("\n", " ").lower().split("\0"))))
 
 
 def query_needle(query: str) -> str:

@@ -184,3 +184,23 @@ def update(model: type[models.Model], pk: int, values: dict[str, Any], *, keep_i
     with _cursor(connection) as cursor:
         cursor.execute(sql, [*params, pk])
         return cursor.rowcount
+
+
+@functools.lru_cache(maxsize=16)
+def _value_sql(model: type[models.Model], field: str, alias: str) -> str:
+    meta, quote = model._meta, connections[alias].ops.quote_name
+    return f"SELECT {quote(meta.get_field(field).column)} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"
+
+
+def text_value(model: type[models.Model], field: str, pk: int) -> str | None:
+    """One text column of one row by primary key, as the driver returns it (None: no such row).
+
+    For a large text read on every upload (``Host.process_index``, by
+    ``reports.process_history``): no model instance and no converters,
+    which cost more than reading the text itself.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    with _cursor(connection) as cursor:
+        cursor.execute(_value_sql(model, field, DEFAULT_DB_ALIAS), [pk])
+        row = cursor.fetchone()
+    return None if row is None else row[0]

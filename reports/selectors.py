@@ -13,13 +13,15 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Count, Q
+from django.utils.timezone import now as timezone_now
 
 from reports import payload as payload_schema
 from reports import addresses, host_search, host_table, models, rowsql, store
 from reports import processes as process_rule
 from reports.diff import SnapshotDiff, snapshot_diff
-from reports.models import Host, Snapshot
+from reports.models import Host, ProcessRun, ProcessText, Snapshot
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def host_list(*, search: str = "", os_name: str = "", os_version: str = "", stat
     needle = host_search.search_needle(search)
     if needle:
         # Matched in a subquery that reads only search_text: SQLite answers it from the
-        # host_search_text index (0013_fleet_pages) instead of reading every host row and its
+        # host_search_text index (0014_fleet_pages) instead of reading every host row and its
         # process index, and PostgreSQL from the trigram index (0010_host_search).
         queryset = queryset.filter(pk__in=Host.objects.filter(search_text__contains=needle).values("pk"))
     if os_name:
@@ -174,15 +176,15 @@ def snapshot_document(*, snapshot: Snapshot) -> payload_schema.StoredSnapshot:
 
 
 def snapshot_processes(*, processes: list[payload_schema.Process], search: str = "",
-                       ordering: str = "cpu") -> list[payload_schema.Process]:
-    """The process table: the ``reports.processes`` filter (name or command line), then a sort.
+                       match: str = process_rule.MATCH_CMDLINE, ordering: str = "cpu") -> list[payload_schema.Process]:
+    """The process table: the ``reports.processes`` filter (*match*: name or command line), then a sort.
 
     ``ordering`` is a key of PROCESS_ORDERINGS (cpu and memory sort biggest first);
     prefix ``-`` to reverse. Unknown orderings fall back to cpu.
     """
     needle = process_rule.query_needle(search)
     if needle:
-        processes = process_rule.matching_processes(processes, needle)
+        processes = process_rule.matching_processes(processes, needle, match)
     reverse_requested = ordering.startswith("-")
     key, descending = PROCESS_ORDERINGS.get(ordering.lstrip("-"), PROCESS_ORDERINGS["cpu"])
     return sorted(processes, key=key, reverse=descending != reverse_requested)
@@ -313,23 +315,172 @@ def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges
 
 
 @dataclass(frozen=True)
-class ProcessMatch:
-    """A host whose newest snapshot runs matching processes, as ``(name, cmdline)`` lines of its index."""
+class ProcessHostMatch:
+    """One host that ran matching processes in the range: when, which texts, and whether it still runs one.
+
+    ``first_seen`` / ``last_seen`` are the first and last time a matching
+    process was seen, within the range; ``matches`` are up to
+    ``lines_per_host`` matching texts as ``(name, cmdline)``, ``match_count``
+    all of them; ``processes`` (only when asked) are the matching processes
+    of the host's newest snapshot.
+    """
 
     host: Host
+    status: str
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    running: bool
     matches: list[tuple[str, str]]
     match_count: int
+    processes: list | None = None
 
 
-def process_search_matches(*, query: str, limit: int = 100, lines_per_host: int = 5) -> list[ProcessMatch]:
-    """Hosts running a process that matches *query*, with their matching ``name<TAB>cmdline`` lines, for the page."""
+class ProcessSearch:
+    """The hosts of a process search, one per host, ordered by host name; sliced lazily, for a paginator.
+
+    The hosts and their times come from one grouped query, run once and kept
+    (a host id and three times per host, so the count and every page share
+    it); a slice then reads its hosts' rows, their matching texts and
+    (``with_processes``) their newest documents.
+    """
+
+    def __init__(self, found_sql: str, params: list, runs, *, since, until, now, lines_per_host: int, needle: str,
+                 match: str, with_processes: bool):
+        self._sql, self._params, self._runs, self._found = found_sql, params, runs, None
+        self.since, self.until, self.now = since, until, now
+        self._lines, self._needle, self._match, self._with_processes = lines_per_host, needle, match, with_processes
+
+    def _rows(self) -> list[tuple]:
+        """(host pk, first start, last stop, open runs, last_seen) of every matching host, by host name, as read.
+
+        The times stay as the database gave them until a page shows them
+        (converting thousands of them for a count cost more than the query).
+        """
+        if self._found is None:
+            self._found = []
+            if self._sql:
+                with connection.cursor() as cursor:
+                    cursor.execute(self._sql, self._params)
+                    self._found = cursor.fetchall()
+        return self._found
+
+    def count(self) -> int:
+        return len(self._rows())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            return self[key:key + 1][0]
+        rows = [(pk, _db_time(first), _db_time(last_seen if running else last_stop))
+                for pk, first, last_stop, running, last_seen in self._rows()[key]]
+        hosts = Host.objects.defer("process_index", "search_text").in_bulk([row[0] for row in rows])
+        texts: dict[int, set[str]] = {}
+        running: set[int] = set()
+        for host_pk, text, stopped_at in self._runs.filter(host__in=list(hosts)).values_list(
+                "host", "text__text", "stopped_at"):
+            texts.setdefault(host_pk, set()).add(text)
+            if stopped_at is None:
+                running.add(host_pk)
+        documents = {}
+        if self._with_processes:
+            documents = Snapshot.objects.in_bulk([hosts[pk].latest_snapshot_id for pk in running
+                                                  if hosts[pk].latest_snapshot_id])
+        results = []
+        for pk, first, last in rows:
+            host = hosts[pk]
+            if self.since is not None:
+                first, last = max(first, self.since), min(last, self.until)
+            lines = sorted(texts.get(host.pk, ()))
+            processes = None
+            if self._with_processes:
+                snapshot = documents.get(host.latest_snapshot_id) if host.pk in running else None
+                processes = [] if snapshot is None else process_rule.matching_processes(
+                    snapshot_document(snapshot=snapshot).payload.processes, self._needle, self._match)
+            results.append(ProcessHostMatch(
+                host=host, status=host_status(host, self.now), first_seen=first, last_seen=last,
+                running=host.pk in running,
+                matches=[tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:self._lines]],
+                match_count=len(lines), processes=processes,
+            ))
+        return results
+
+
+def _db_time(value) -> dt.datetime:
+    """A time from raw SQL: SQLite gives text (UTC), PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def process_search(*, query: str, match: str = process_rule.MATCH_NAME, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None, now: dt.datetime | None = None, lines_per_host: int = 5,
+                   with_processes: bool = False) -> ProcessSearch:
+    """Hosts that ran a process matching *query* between *since* and *until* (both or neither), from the history.
+
+    Without a range: the hosts whose newest snapshot runs one (the open runs
+    of ``reports.process_history``, the same hosts ``Host.objects.running``
+    finds). With one: every host with a matching run that overlaps it; an
+    open run of a host that stopped reporting counts up to its ``last_seen``.
+
+    The needle is matched on the small table of distinct texts (by name, or
+    name and command line, ``reports.processes``); the runs of those texts
+    are read from their index and grouped by host before any host row is
+    read, so a host is joined once, not once per run. A host whose
+    ``last_seen`` is before *since* has no run in the range (a closed run
+    stops at a snapshot, never after the newest), so that one comparison per
+    host bounds its open runs.
+    """
+    now = now or timezone_now()
     needle = process_rule.query_needle(query)
-    results = []
-    for host in Host.objects.running(needle).order_by("hostname", "pk")[:limit]:
-        lines = process_rule.matching_lines(host.process_index, needle)
-        shown = [tuple(line.split("\t", 1)) if "\t" in line else (line, "") for line in lines[:lines_per_host]]
-        results.append(ProcessMatch(host=host, matches=shown, match_count=len(lines)))
-    return results
+    if not needle:
+        texts = ProcessText.objects.none()
+    elif match == process_rule.MATCH_NAME:
+        texts = ProcessText.objects.filter(name__contains=needle)
+    else:
+        texts = ProcessText.objects.filter(text__contains=needle)
+    runs = ProcessRun.objects.filter(text__in=texts.values("id"))
+    if since is None:
+        runs = runs.filter(stopped_at__isnull=True)
+    else:
+        runs = runs.filter(started_at__lte=until).filter(
+            Q(stopped_at__gte=since) | Q(stopped_at__isnull=True, host__last_seen__gte=since))
+    sql, params = "", []
+    if needle:
+        sql, params = _process_hosts_sql(texts, since=since, until=until)
+    return ProcessSearch(sql, params, runs, since=since, until=until, now=now, lines_per_host=lines_per_host,
+                         needle=needle, match=match, with_processes=with_processes)
+
+
+def _process_hosts_sql(texts, *, since, until) -> tuple[str, list]:
+    """One statement: per matching host, (pk, first start, last stop, open runs, last_seen), by host name.
+
+    The matching texts drive the runs (SQLite: a CROSS JOIN keeps them the
+    outer loop): otherwise SQLite walks a host-ordered index of every run to
+    save itself sorting the groups, which reads the whole table.
+    """
+    quote = connection.ops.quote_name
+    runs, hosts = quote(ProcessRun._meta.db_table), quote(Host._meta.db_table)
+    texts_sql, texts_params = texts.values("id").query.sql_with_params()
+    prep = ProcessRun._meta.get_field("started_at").get_db_prep_value
+    join = "CROSS JOIN" if connection.vendor == "sqlite" else "JOIN"
+    where, params = [], list(texts_params)
+    host_where = ""
+    if since is None:
+        where.append("r.stopped_at IS NULL")
+    else:
+        where.append("r.started_at <= %s AND (r.stopped_at IS NULL OR r.stopped_at >= %s)")
+        params += [prep(until, connection), prep(since, connection)]
+        host_where = "WHERE h.last_seen >= %s"
+        params.append(prep(since, connection))
+    sql = (f"SELECT h.id, g.first_start, g.last_stop, g.open_runs, h.last_seen FROM "
+           f"(SELECT r.host_id, MIN(r.started_at) AS first_start, MAX(r.stopped_at) AS last_stop, "
+           f"SUM(CASE WHEN r.stopped_at IS NULL THEN 1 ELSE 0 END) AS open_runs "
+           f"FROM ({texts_sql}) t {join} {runs} r ON r.text_id = t.id WHERE {' AND '.join(where)} "
+           f"GROUP BY r.host_id) g "
+           f"JOIN {hosts} h ON h.id = g.host_id {host_where} ORDER BY h.hostname, h.id")
+    return sql, params
 
 
 # --- data lifecycle ---------------------------------------------------------------
@@ -341,32 +492,6 @@ def snapshot_days(*, before: dt.date | None = None) -> list[tuple[addresses.IPAd
         rows = rows.filter(day__lt=before)
     pairs = rows.order_by("day", "ip").values_list("ip", "day").distinct()
     return [(addresses.parse_ip(ip), day) for ip, day in pairs]
-
-
-# --- read API: matching processes --------------------------------------
-
-@dataclass(frozen=True)
-class HostProcesses:
-    """A host whose newest snapshot runs matching processes, with those processes."""
-
-    host: Host
-    processes: list
-
-
-def process_matches(*, query: str, limit: int = 100) -> list[HostProcesses]:
-    """Hosts running a process that matches *query*, with those processes read from each newest snapshot."""
-    needle = process_rule.query_needle(query)
-    hosts = list(Host.objects.running(needle).order_by("hostname", "pk").defer("process_index")[:limit])
-    latest = Snapshot.objects.in_bulk([h.latest_snapshot_id for h in hosts if h.latest_snapshot_id])
-    matches = []
-    for host in hosts:
-        snapshot = latest.get(host.latest_snapshot_id)
-        processes = []
-        if snapshot is not None:
-            stored = payload_schema.decode_stored(snapshot.document_bytes)
-            processes = process_rule.matching_processes(stored.payload.processes, needle)
-        matches.append(HostProcesses(host=host, processes=processes))
-    return matches
 
 
 def with_latest_snapshot(hosts):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import addresses, breadth, charts, host_table, inventory_selectors, selectors, services, store
+from reports import addresses, breadth, charts, forms, host_table, inventory_selectors, selectors, services, store
 from reports import packages as agent_packages
 from reports import processes as process_rule
 from reports.api import errors as api_errors
@@ -29,7 +29,7 @@ from reports.forms import HOST_PAGE_SIZE, HostFilterForm, ProcessFilterForm, Pro
 SNAPSHOTS_PER_PAGE = 25
 PROCESSES_PER_PAGE = 100
 CHART_POINTS = 100
-PROCESS_SEARCH_LIMIT = 200
+PROCESS_SEARCH_PER_PAGE = 50
 
 
 
@@ -124,7 +124,7 @@ def host_detail(request, pk: int):
     if host.latest_snapshot_id:
         document = selectors.snapshot_document(snapshot=host.latest_snapshot)
         chosen = selectors.snapshot_processes(processes=document.payload.processes, search=form.value("pq"),
-                                              ordering=sort)
+                                              match=form.value("match") or process_rule.MATCH_CMDLINE, ordering=sort)
         if not form.value("kthreads"):
             shown = [p for p in chosen if not process_rule.is_kernel_thread(p)]
             kernel_threads = len(chosen) - len(shown)
@@ -194,12 +194,22 @@ def host_day_file(request, pk: int, ip: addresses.IPAddress, day: dt.date):
 @login_required
 @require_GET
 def process_search(request):
+    """Which hosts ran a process (by name, or name and command line), now or in a time range; paged by host."""
     form = ProcessSearchForm(request.GET)
-    query = form.value("q").strip()
-    results = selectors.process_search_matches(query=query, limit=PROCESS_SEARCH_LIMIT) if query else []
+    valid = form.is_valid()
+    data = form.cleaned_data if valid else {}
+    query = (data.get("q") or "").strip()
+    match = data.get("match") or process_rule.MATCH_NAME
+    now = timezone.now()
+    since, until = forms.process_range(data.get("since"), data.get("until"), now)
+    page = None
+    if query:
+        results = selectors.process_search(query=query, match=match, since=since, until=until, now=now)
+        page = Paginator(results, PROCESS_SEARCH_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "reports/process_search.html", {
-        "form": form, "query": query, "results": results, "limit": PROCESS_SEARCH_LIMIT,
-    })
+        "nav": "processes", "form": form, "query": query, "match": match, "since": since, "until": until,
+        "page": page,
+    }, status=200 if valid else 400)
 
 
 def _staff_only(request) -> HttpResponse:

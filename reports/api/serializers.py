@@ -23,6 +23,7 @@ from rest_framework.fields import empty
 
 from reports import addresses, forms
 from reports import payload as payload_schema
+from reports import processes as process_rule
 from reports import selectors
 from reports.models import Host, Snapshot
 
@@ -183,10 +184,25 @@ class HostFilterSerializer(serializers.Serializer):
 
 
 class ProcessFilterSerializer(serializers.Serializer):
-    """The parameter of /api/processes/ (the process search page's ``q``, with the same length limit)."""
+    """The parameters of /api/processes/: the process search page's, with the same limits and range rule."""
 
     name = QueryTextField(max_length=forms.SEARCH_MAX_LENGTH,
-                          help_text="Substring of a process name or command line (any case).")
+                          help_text="Substring of a process name, or of its name or command line with "
+                                    "match=cmdline (any case).")
+    match = QueryChoiceField(choices=process_rule.MATCH_MODES, required=False,
+                             help_text="cmdline (the default): name or command line; name: the name alone.")
+    since = serializers.DateTimeField(required=False, help_text=(
+        "ISO 8601 time: hosts that ran a matching process at any time from then (to 'until', default now). "
+        "Without since and until: the processes of each host's newest snapshot."))
+    until = serializers.DateTimeField(required=False, help_text=(
+        "ISO 8601 time: the end of the range (alone: that moment). Not before since, and at most "
+        f"{forms.PROCESS_RANGE_MAX.days} days after it: otherwise 400."))
+
+    def validate(self, attrs):
+        errors = forms.process_range_errors(attrs.get("since"), attrs.get("until"))
+        if errors:
+            raise serializers.ValidationError({field: [message] for field, message in errors.items()})
+        return attrs
 
 
 @extend_schema_field({"type": "string", **payload_schema.IP_ADDRESS})
@@ -305,6 +321,22 @@ class ProcessSerializer(serializers.Serializer):
         return {key: value for key, value in msgspec.to_builtins(process).items() if key in self.fields}
 
 
+class ProcessTextSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Lower-cased process name.")
+    cmdline = serializers.CharField(help_text="Lower-cased command line, cut at 200 characters.")
+
+    def to_representation(self, pair):
+        return {"name": pair[0], "cmdline": pair[1]}
+
+
 class ProcessMatchSerializer(serializers.Serializer):
+    """One host of a process search, with when it ran matching processes (within the range) and which."""
+
     host = HostSerializer()
-    processes = ProcessSerializer(many=True)
+    first_seen = serializers.DateTimeField(help_text="First time a matching process was seen (within the range).")
+    last_seen = serializers.DateTimeField(help_text="Last time one was seen (within the range; an open run ends at "
+                                                    "the host's last snapshot).")
+    running = serializers.BooleanField(help_text="The host's newest snapshot has a matching process.")
+    matches = ProcessTextSerializer(many=True, help_text="Matching process texts (at most 5).")
+    match_count = serializers.IntegerField(help_text="How many distinct matching texts in all.")
+    processes = ProcessSerializer(many=True, help_text="The matching processes of the host's newest snapshot.")

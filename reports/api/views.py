@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
-from reports import inventory_selectors, outage, selectors, services, store
+from reports import forms, inventory_selectors, outage, processes, selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
 from reports.alerts import outbox as alerts_outbox
@@ -292,7 +292,7 @@ class SnapshotDetailView(ReadAPIMixin, APIView):
         return Response(serializers.SnapshotDetailSerializer(snapshot, context={"now": timezone.now()}).data)
 
 
-@extend_schema(summary="Hosts whose newest snapshot runs a process matching ?name=",
+@extend_schema(summary="Hosts that run (or, with since/until, ran) a process matching ?name=",
                parameters=[serializers.ProcessFilterSerializer],
                responses={200: serializers.ProcessMatchSerializer(many=True), **_errors(400, 401, 403, 404, 429)},
                tags=["read"])
@@ -300,7 +300,11 @@ class ProcessSearchView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = serializers.ProcessMatchSerializer
 
     def get_queryset(self):
-        return selectors.process_matches(query=_filters(serializers.ProcessFilterSerializer, self.request)["name"])
+        filters = _filters(serializers.ProcessFilterSerializer, self.request)
+        now = timezone.now()
+        since, until = forms.process_range(filters.get("since"), filters.get("until"), now)
+        return selectors.process_search(query=filters["name"], match=filters.get("match") or processes.MATCH_CMDLINE,
+                                        since=since, until=until, now=now, with_processes=True)
 
 
 @require_GET

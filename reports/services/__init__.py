@@ -29,11 +29,13 @@ from reports.services.ingest import (
 from reports.services.lifecycle import (
     DayAction,
     DayChange,
+    HistoryPruned,
     compact_cutoff,
     day_compact,
     day_export,
     day_prune,
     day_reindex,
+    history_prune,
 )
 from reports.services.tokens import (
     agent_token_create,
@@ -46,8 +48,8 @@ from reports.services.tokens import (
 )
 
 __all__ = [
-    "HOST_COLUMNS", "SUMMARY_COLUMNS", "DayAction", "DayChange", "DayFileFull", "IngestResult", "SnapshotOfAnotherHost",
+    "HOST_COLUMNS", "SUMMARY_COLUMNS", "DayAction", "DayChange", "DayFileFull", "HistoryPruned", "IngestResult", "SnapshotOfAnotherHost",
     "agent_token_create", "agent_token_enroll", "agent_token_revoke", "agent_tokens_revoke_for_host",
-    "api_token_create", "api_token_revoke", "identity_conflict_clear", "compact_cutoff", "day_compact", "day_export", "day_prune", "day_reindex", "host_columns",
+    "api_token_create", "api_token_revoke", "identity_conflict_clear", "compact_cutoff", "day_compact", "day_export", "day_prune", "day_reindex", "history_prune", "host_columns",
     "snapshot_day", "snapshot_ingest", "snapshot_summary", "token_touch",
 ]

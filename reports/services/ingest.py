@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from reports import payload as payload_schema
 from reports import addresses, documents, host_search, identity, inventory_index, locks, processes, rowsql, store
+from reports import process_history
 from reports.alerts import outbox as alerts_outbox
 from reports.dbwrite import write_transaction
 from reports.models import Host, Snapshot
@@ -366,6 +367,7 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
     alerts_outbox.upload_alerts(host=host, payload=payload, changes=changes, process_index=prepared.process_index)
     inventory_index.host_rows_update(host=host, payload=payload, changes=changes)
+    process_history.upload_record(host=host, payload=payload, changes=changes)
     if changes:
         rowsql.update(Host, host.pk, changes, keep_if_equal=("process_index",))
     return wanted

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from reports import addresses, inventory_index, locks
+from reports import addresses, inventory_index, locks, process_history
 from reports.alerts import outbox as alerts_outbox
 from reports import payload as payload_schema
 from reports.models import Host, Snapshot
@@ -72,6 +72,29 @@ def day_prune(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -
             gone.delete()
             writer.remove()
     return DayChange(writer.path.name, count, DayAction.REMOVED)
+
+
+@dataclass(frozen=True)
+class HistoryPruned:
+    """What ``history_prune`` removed (or, with ``dry_run``, would remove) of the process history."""
+
+    runs: int
+    texts: int
+
+
+def history_prune(*, before: dt.date, dry_run: bool = False) -> HistoryPruned:
+    """Remove the process runs that stopped before the day *before* (local time) and the texts no run names.
+
+    The history lives only in the database, so it has no day file to follow:
+    a run goes once it stopped before the first day prune keeps, whatever
+    its host. A run still open (its host still reports the process, or has
+    not reported since) is kept, however old its start. Runs after the day
+    files, so the runs of the hosts those removed are gone already
+    (``on_delete=CASCADE``) and their texts go here.
+    """
+    start = timezone.make_aware(dt.datetime.combine(before, dt.time()))
+    runs, texts = process_history.history_prune(before=start, dry_run=dry_run)
+    return HistoryPruned(runs, texts)
 
 
 def day_reindex(*, ip: addresses.IPAddress, day: dt.date) -> DayChange:

@@ -252,15 +252,19 @@ def test_first_uploads_of_a_new_host_from_two_addresses_at_once_both_succeed(dat
     assert Snapshot.objects.filter(host__host_id="brand-new").count() == 10
 
 
-def test_the_process_index_is_one_lower_cased_line_per_process():
+def test_the_process_index_is_one_sorted_lower_cased_line_per_distinct_process_text():
     processes = [
         payload_schema.Process(pid=1, name="Nginx", cmdline=["nginx:", "master\nprocess"]),
         payload_schema.Process(pid=2),
         payload_schema.Process(pid=3, name="odd\nname", cmdline=["x" * 300]),
+        payload_schema.Process(pid=4, name="nginx", cmdline=["NGINX:", "master process"]),  # the same text, lower-cased
+        payload_schema.Process(pid=5, name="Nginx", cmdline=["nginx:", "master\nprocess"]),  # a second copy
     ]
     lines = processes_rule.process_index(processes).split("\n")
-    assert lines == ["nginx\tnginx: master process", "\t", "odd name\t" + "x" * processes_rule.CMDLINE_CHARS]
-    assert lines == [processes_rule.process_text(p) for p in processes]
+    assert lines == ["\t", "nginx\tnginx: master process", "odd name\t" + "x" * processes_rule.CMDLINE_CHARS]
+    assert lines == sorted({processes_rule.process_text(p) for p in processes})
+    assert processes_rule.process_index(list(reversed(processes))) == "\n".join(lines), "order does not matter"
+    assert processes_rule.process_index([]) == ""
 
 
 @pytest.mark.parametrize("query", [

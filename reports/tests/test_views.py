@@ -192,6 +192,10 @@ def test_host_detail_shows_identity_users_processes_history_and_charts(signed_in
     ({"pq": "WORKER"}, ["nginx"]),
     ({"pq": "www-data"}, []),  # the user name does not count (reports.processes)
     ({"pq": "/var/lib/pg"}, ["postgres"]),
+    ({"pq": "/var/lib/pg", "match": "cmdline"}, ["postgres"]),
+    ({"pq": "/var/lib/pg", "match": "name"}, []),  # process search's name-only match
+    ({"pq": "NGINX", "match": "name"}, ["nginx", "nginx"]),
+    ({"pq": "/var/lib/pg", "match": "bogus"}, ["postgres"]),  # an unknown match is the default
 ])
 def test_the_process_table_filters_and_sorts(signed_in, busy_host, query, expected):
     response = signed_in.get(reverse("reports:host_detail", args=[busy_host.pk]), query)
@@ -315,12 +319,20 @@ def test_diff_counts_duplicates_and_ignores_pids():
 def test_process_search_finds_hosts_running_a_program(signed_in, busy_host, fleet):
     response = signed_in.get(reverse("reports:process_search"), {"q": "POSTGRES"})
     assert response.status_code == 200
-    assert [r.host.hostname for r in response.context["results"]] == ["busy"]
-    assert ("postgres", "/usr/lib/postgresql/15/bin/postgres -d /var/lib/pg") in response.context["results"][0].matches
-    assert reverse("reports:host_detail", args=[busy_host.pk]) in response.content.decode()
+    assert [r.host.hostname for r in response.context["page"]] == ["busy"]
+    assert ("postgres", "/usr/lib/postgresql/15/bin/postgres -d /var/lib/pg") in response.context["page"][0].matches
+    link = f'{reverse("reports:host_detail", args=[busy_host.pk])}?pq=POSTGRES&amp;match=name#processes'
+    assert link in response.content.decode(), "name-only: the host page filters by name too"
+    page = text(response)
+    assert "online" in page and "Debian GNU/Linux" in page, "status and OS columns"
 
     by_cmdline = signed_in.get(reverse("reports:process_search"), {"q": "--flag", "match": "cmdline"})
-    assert {r.host.hostname for r in by_cmdline.context["results"]} == {"web-01", "win-db", "legacy-box"}
+    assert {r.host.hostname for r in by_cmdline.context["page"]} == {"web-01", "win-db", "legacy-box"}
+    by_name = signed_in.get(reverse("reports:process_search"), {"q": "--flag"})
+    assert list(by_name.context["page"]) == [], "name-only matching is the default"
+    by_path = signed_in.get(reverse("reports:process_search"), {"q": "/var/lib/pg", "match": "cmdline"})
+    link = f'{reverse("reports:host_detail", args=[busy_host.pk])}?pq=/var/lib/pg#processes'
+    assert link in by_path.content.decode(), "name or command line: the host page's default, not named"
 
 
 def test_process_search_explains_empty_queries_and_misses(signed_in, fleet):

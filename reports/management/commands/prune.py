@@ -4,7 +4,9 @@ Removes every day older than the cutoff, file and rows together (see
 ``services.day_prune``), and prints each one. Without ``--older-than`` it uses
 ``INVENTORY_RETENTION_DAYS``, so a scheduled run (cron, systemd timer) needs
 no arguments. Days are found in the data folder and in the database, so a day
-that only one of them still has is removed too.
+that only one of them still has is removed too. Then the process history:
+the runs that stopped before the first kept day and the process texts no run
+names any more (``services.history_prune``).
 """
 
 from __future__ import annotations
@@ -44,3 +46,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{change.action.value} {change.file} ({change.snapshots} snapshots)")
         verb = "would remove" if dry_run else "removed"
         self.stdout.write(f"{verb} {len(days)} day files, {total} snapshots older than {cutoff.isoformat()}")
+        history = services.history_prune(before=cutoff, dry_run=dry_run)
+        self.stdout.write(f"{verb} {history.runs} process runs stopped before {cutoff.isoformat()}, "
+                          f"{history.texts} process texts no run names")

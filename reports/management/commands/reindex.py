@@ -4,6 +4,12 @@ For disaster recovery: with the day files and an empty, migrated database,
 this brings back every snapshot and host, so ``/query`` answers exactly as
 before. Documents that already have rows are skipped, so it is idempotent and
 safe to run beside live uploads. Progress is printed every few seconds.
+
+When it recorded anything, the process history (``reports.process_history``)
+of every host is then rebuilt from its snapshots in time order: the files are
+read by address and day, so uploads recorded along the way saw a host's
+snapshots out of order. One host per transaction, its row locked as an
+upload locks it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from reports import services, store
+from reports import process_history, services, store
+from reports.dbwrite import write_transaction
+from reports.models import Host
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -33,3 +41,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"{done}/{len(files)} day files, {added} snapshots recorded so far")
                 last_report = time.monotonic()
         self.stdout.write(f"reindexed {len(files)} day files: {added} snapshots recorded")
+        if added:
+            hosts = runs = 0
+            for pk in Host.objects.order_by("pk").values_list("pk", flat=True):
+                with write_transaction():
+                    if Host.objects.select_for_update().filter(pk=pk).exists():
+                        hosts += 1
+                        runs += process_history.host_rebuild(host_pk=pk)
+            self.stdout.write(f"rebuilt the process history of {hosts} hosts: {runs} runs")

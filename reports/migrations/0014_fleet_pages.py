@@ -33,7 +33,7 @@ def search_index_drop(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("reports", "0012_alerts"),
+        ("reports", "0013_process_history"),
     ]
 
     operations = [
