@@ -91,7 +91,8 @@ def host_status(host: Host, now: dt.datetime | None = None) -> str:
 
 
 def host_list(*, search: str = "", os_name: str = "", os_version: str = "", status: str = "",
-              ordering: str = "hostname", identity_conflict: bool = False, now: dt.datetime | None = None):
+              ordering: str = "hostname", identity_conflict: bool = False, now: dt.datetime | None = None,
+              search_in_order: bool = False):
     """Hosts for the list page and /api/hosts/: search, filters and an ordering of ``reports.host_table``.
 
     ``search`` is a case-insensitive substring of the host's search text
@@ -101,10 +102,19 @@ def host_list(*, search: str = "", os_name: str = "", os_version: str = "", stat
     ``identity_conflict`` keeps the hosts flagged as two machines sending one
     id (``reports.identity``). Unknown
     orderings fall back to hostname.
+
+    ``search_in_order`` is for a search known to match many hosts (the
+    list's capped count reached its cap, ``reports.paging``): the match is
+    then tested on the rows as the sort's index yields them, and a page is
+    full after a few hundred rows, where the subquery below collects every
+    match and sorts them all. The same hosts either way; for a search that
+    matches few, reading in sort order would read every host.
     """
     queryset = Host.objects.all()
     needle = host_search.search_needle(search)
-    if needle:
+    if needle and search_in_order:
+        queryset = queryset.filter(search_text__contains=needle)
+    elif needle:
         # Matched in a subquery that reads only search_text: SQLite answers it from the
         # host_search_text index (0014_fleet_pages) instead of reading every host row and its
         # process index, and PostgreSQL from the trigram index (0010_host_search).

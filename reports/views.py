@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports import addresses, breadth, charts, forms, host_table, inventory_selectors, selectors, services, store
+from reports import addresses, breadth, charts, forms, host_table, inventory_selectors, paging, selectors, services, store
 from reports import packages as agent_packages
 from reports import processes as process_rule
 from reports.api import errors as api_errors
@@ -30,6 +30,7 @@ SNAPSHOTS_PER_PAGE = 25
 PROCESSES_PER_PAGE = 100
 CHART_POINTS = 100
 PROCESS_SEARCH_PER_PAGE = 50
+HOST_ROW_FILTERS = ("os", "os_version", "status", "software", "port", "disk_full", "identity_conflict")
 
 
 
@@ -46,13 +47,25 @@ def host_list(request):
     versions = sorted({version for by_os in counts["versions"].values() for version in by_os})
     form = HostFilterForm(request.GET or None, os_names=list(counts["os"]), os_versions=versions)
     sort = form.value("sort") or "hostname"
-    hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"), os_version=form.value("os_version"),
-                                status=form.value("status"), ordering=sort,
-                                identity_conflict=bool(form.value("identity_conflict")), now=now)
-    hosts = inventory_selectors.hosts_narrowed(hosts, software=form.value("software"),
-                                               port=form.value("port") or None,
-                                               disk_full=bool(form.value("disk_full")))
-    page = Paginator(hosts, form.value("per_page") or HOST_PAGE_SIZE).get_page(request.GET.get("page"))
+
+    def listed(search_in_order: bool = False):
+        hosts = selectors.host_list(search=form.value("q"), os_name=form.value("os"),
+                                    os_version=form.value("os_version"), status=form.value("status"), ordering=sort,
+                                    identity_conflict=bool(form.value("identity_conflict")), now=now,
+                                    search_in_order=search_in_order)
+        return inventory_selectors.hosts_narrowed(hosts, software=form.value("software"),
+                                                  port=form.value("port") or None,
+                                                  disk_full=bool(form.value("disk_full")))
+
+    # A search alone is counted (up to the cap) from the search text's own index, and when it matches
+    # more than the cap its page is read in sort order (selectors.host_list); with other filters too,
+    # those filters' indexes lead and the match stays a subquery.
+    search_alone = bool(form.value("q")) and not any(form.value(f) for f in HOST_ROW_FILTERS)
+    paginator = paging.CappedPaginator(listed(), form.value("per_page") or HOST_PAGE_SIZE,
+                                       count_list=listed(search_in_order=True) if search_alone else None)
+    if search_alone and paginator.capped:
+        paginator.object_list = listed(search_in_order=True)
+    page = paginator.get_page(request.GET.get("page"))
     rows = [(host, selectors.host_status(host, now)) for host in page]
     shown = host_table.chosen(form.value("col"))
     shown_keys = {column.key for column in shown}
@@ -61,8 +74,7 @@ def host_list(request):
         "columns": host_table.header_links(shown, sort),
         "column_choices": [(c.key, c.label, c.key in shown_keys) for c in host_table.COLUMNS if c.key not in host_table.REQUIRED],
         "total_hosts": sum(counts["status"].values()),
-        "filtered": any(form.value(f) for f in ("q", "os", "os_version", "status", "software", "port", "disk_full",
-                                                          "identity_conflict")),
+        "filtered": any(form.value(f) for f in ("q", *HOST_ROW_FILTERS)),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
     })
 

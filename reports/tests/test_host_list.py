@@ -240,3 +240,71 @@ def test_every_sort_reads_an_index_in_order_instead_of_sorting_the_fleet(sort):
             plan = " | ".join(row[0] for row in cursor.fetchall())
             nearly_unique = sort.lstrip("-") in ("status", "last_seen", "last_ip")
             assert not re.search(r"(?<!Incremental )Sort  \(" if nearly_unique else r"Sort  \(", plan), (sort, plan)
+
+
+# --- a broad search: capped count, page read in sort order ----------------------------------
+
+@pytest.fixture
+def broad(monkeypatch):
+    """35 hosts whose search text holds "10.1.0." and 5 that do not; the count stops at 30 (not 10,000)."""
+    from reports import paging
+
+    monkeypatch.setattr(paging.CappedPaginator, "cap", 30)
+    for i in range(35):
+        ingest(make_payload(host_id=f"m{i:02d}", hostname=f"match-{(i * 8) % 35:02d}", processes=0),
+               ip=f"10.1.0.{i + 1}")
+    for i in range(5):
+        ingest(make_payload(host_id=f"o{i}", hostname=f"other-{i}", processes=0), ip=f"10.2.0.{i + 1}")
+
+
+def test_a_search_matching_more_than_the_cap_says_cap_plus_and_lists_the_same_hosts(signed_in, reader_client, broad):
+    matches = sorted(f"match-{i:02d}" for i in range(35))
+    first = signed_in.get("/", {"q": "10.1.0.", "per_page": 25})
+    assert first.context["page"].paginator.capped
+    assert "Showing 1–25 of 30+ hosts." in text(first) and "Page 1" in text(first)
+    assert "Page 1 of" not in text(first)
+    assert names(first) == matches[:25]
+    # The page past the cap counts exactly: the real total, the real last page.
+    second = signed_in.get("/", {"q": "10.1.0.", "per_page": 25, "page": 2})
+    assert not second.context["page"].paginator.capped
+    assert "Showing 26–35 of 35 hosts." in text(second) and "Page 2 of 2" in text(second)
+    assert names(second) == matches[25:]
+    # Descending, and against the API, which counts exactly: the same hosts in the same order.
+    down = signed_in.get("/", {"q": "10.1.0.", "per_page": 25, "sort": "-hostname"})
+    assert names(down) == matches[::-1][:25]
+    api = reader_client.get("/api/hosts/", {"search": "10.1.0.", "page_size": 100}).json()
+    assert [host["hostname"] for host in api["results"]] == matches
+
+
+def test_a_search_under_the_cap_or_with_filters_counts_exactly(signed_in, broad):
+    few = signed_in.get("/", {"q": "match-0"})
+    assert "Showing 1–10 of 10 hosts." in text(few) and not few.context["page"].paginator.capped
+    # A filter besides the search: its index leads, the match stays a subquery, the count is capped all the same.
+    filtered = signed_in.get("/", {"q": "10.1.0.", "os": "Linux", "per_page": 25})
+    assert "Showing 1–25 of 30+ hosts." in text(filtered)
+    assert names(filtered) == sorted(f"match-{i:02d}" for i in range(35))[:25]
+    assert "Showing 1–5 of 5 hosts." in text(signed_in.get("/", {"q": "other-"}))
+
+
+@pytest.mark.parametrize("sort", host_table.SORTS)
+def test_a_broad_search_reads_the_sort_index_and_filters_until_the_page_is_full(sort):
+    """The capped form of a search (``search_in_order``): no sorting step, on either backend (as above)."""
+    from django.db import connection
+
+    from reports import selectors
+
+    ingest(make_payload(host_id="one", hostname="one"))
+    sql, params = selectors.host_list(search="10.0.1", ordering=sort, search_in_order=True)[:50].query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "TEMP B-TREE" not in plan, (sort, plan)
+        else:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = " | ".join(row[0] for row in cursor.fetchall())
+            nearly_unique = sort.lstrip("-") in ("status", "last_seen", "last_ip")
+            assert not re.search(r"(?<!Incremental )Sort  \(" if nearly_unique else r"Sort  \(", plan), (sort, plan)
