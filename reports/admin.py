@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from reports import selectors, services
+from reports import paging, selectors, services
 from reports.alerts import outbox
 from reports.models import (AgentToken, AlertDelivery, AlertDestination, AlertRule, ApiToken, Host, HostQuerySet,
                             Snapshot)
@@ -207,7 +207,9 @@ class SnapshotAdmin(ReadOnlyAdmin):
     no index of its own. Hence: a date filter with fixed
     ranges (no query to build it), the OS list from the host table, and the
     default order by id, which is arrival order. Sorting by a column is still
-    one click away.
+    one click away. The count stops at a cap (``reports.paging``): past
+    it the list says "10,000+ snapshots", and a page past the cap counts
+    exactly.
     """
 
     list_display = ["short_id", "host_link", "ip_address", "collected", "received", "os",
@@ -216,6 +218,8 @@ class SnapshotAdmin(ReadOnlyAdmin):
     search_fields = ["=ip", "host__hostname"]
     ordering = ["-pk"]
     show_full_result_count = False
+    # Counts to 10,000 and says "10,000+": an exact count read the whole table (millions of rows) per page.
+    paginator = paging.CappedPaginator
     list_per_page = ROWS_PER_PAGE
     fields = ["snapshot_id", "host_link", "ip_address", "day", "collected_at", "received_at", "os", "os_version",
               "cpu_model", "process_count", "user_count", "memory_total", "memory_available",

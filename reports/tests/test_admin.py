@@ -213,3 +213,32 @@ def test_host_date_drilldown_lists_the_periods_djangos_distinct_query_lists(admi
     page = admin_client_.get("/admin/reports/host/", {"last_seen__year": 2026}).content.decode()
     links = re.findall(r'href="\?last_seen__month=(\d+)&amp;last_seen__year=2026"', page)
     assert links == ["1", "3", "12"]
+
+
+def test_the_snapshot_list_counts_up_to_a_cap_and_a_page_past_it_counts_exactly(admin_client_, monkeypatch):
+    """Millions of rows: the list says "N+ snapshots" instead of counting them all (reports.paging).
+
+    The count printed is the paginator's: the changelist keeps the capped one it read before the page.
+    """
+    from reports import paging
+
+    monkeypatch.setattr(paging.CappedPaginator, "cap", 60)
+    now = timezone.now().replace(microsecond=0)
+    for i in range(130):
+        ingest(make_payload(host_id="many", hostname="many", collected_at=now - dt.timedelta(minutes=130 - i)))
+    newest_first = list(Snapshot.objects.order_by("-pk").values_list("pk", flat=True))
+
+    def shown(response) -> list[int]:
+        return [row.pk for row in response.context["cl"].result_list]
+
+    first = admin_client_.get("/admin/reports/snapshot/")
+    assert first.status_code == 200 and first.context["cl"].paginator.capped
+    html = first.content.decode()
+    assert "60+ snapshots" in html and "130 snapshots" not in html
+    assert shown(first) == newest_first[:50]
+    # Page 3 reaches past the cap: counted exactly, and it holds the real last rows.
+    last = admin_client_.get("/admin/reports/snapshot/", {"p": 3})
+    assert last.status_code == 200 and not last.context["cl"].paginator.capped
+    assert "130 snapshots" in last.content.decode()
+    assert shown(last) == newest_first[100:]
+    assert admin_client_.get("/admin/reports/snapshot/", {"p": 9}).status_code == 302  # no such page: admin's ?e=1
