@@ -218,14 +218,22 @@ def _lines(documents: Sequence[bytes]) -> Iterator[bytes]:
     """One line per document: the whole document for a key, else its diff from the one before."""
     previous = None
     for index, document in enumerate(documents):
-        current = _decode(document)
+        current = _value(document)
         line = None
-        if previous is not None and index % KEY_EVERY:
+        if previous is not None and current is not None and index % KEY_EVERY:
             encoded = _encode([1, _diff(previous, current)])
             if _encode(_apply(previous, _decode(encoded)[1])) == document:
                 line = encoded
         yield line if line is not None else b"[0," + document + b"]"
         previous = current
+
+
+def _value(document: bytes):
+    """The document parsed, or None if msgspec cannot hold it (a number past a double): it is kept as a key."""
+    try:
+        return _decode(document)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def build(documents: Sequence[bytes], *, max_bytes: int) -> bytes:
@@ -304,12 +312,7 @@ def documents_of(blob: bytes | memoryview, *, max_bytes: int) -> Iterator[bytes]
     for index, line in enumerate(lines[1:]):
         document, value = _document(line, previous)
         _checked(document, digests[index], index)
-        if value is None:
-            try:
-                value = _decode(document)
-            except msgspec.DecodeError:
-                raise ArchiveError(f"document {index} of the archive is not JSON") from None
-        previous = value
+        previous = value if value is not None else _value(document)
         yield document
 
 
@@ -327,5 +330,5 @@ def document_at(blob: bytes | memoryview, index: int, *, max_bytes: int) -> byte
         document, value = _document(lines[at + 1], previous)
         if at == index:
             return _checked(document, digests[index], index)
-        previous = value if value is not None else _decode(document)
+        previous = value if value is not None else _value(document)
     raise AssertionError("unreachable")

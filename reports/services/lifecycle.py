@@ -40,6 +40,7 @@ class DayAction(enum.Enum):
     WOULD_COMPACT = "would compact"
     COMPACTED = "compacted"
     NOTHING_TO_COMPACT = "nothing to compact"
+    ARCHIVED = "archived"
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,24 @@ def _rewrite_rows_packed(blobs: dict[int, bytes]) -> None:
 def compact_cutoff(*, now: dt.datetime | None = None) -> dt.date:
     """The first day that is not compacted yet: today minus ``INVENTORY_COMPACT_AFTER_DAYS``."""
     return timezone.localtime(now or timezone.now()).date() - dt.timedelta(days=settings.INVENTORY_COMPACT_AFTER_DAYS)
+
+
+def day_archive(*, ip: addresses.IPAddress, day: dt.date) -> DayChange:
+    """Archive the rows of a day that is compacted already but whose rows still hold their own blobs.
+
+    What a compaction interrupted between its file and its archive (a crash,
+    a damaged row that has since been reindexed) leaves; ``manage.py
+    compact`` looks back ``ARCHIVE_LOOKBACK_DAYS`` for such days.
+    """
+    with locks.day_file_locked(ip, day) as writer:
+        if writer.plain_document_count() or not store.compacted_path(ip, day).exists():
+            return DayChange(writer.path.name, 0, DayAction.NOTHING_TO_COMPACT)
+        count = _archive_day(ip=ip, day=day)
+    return DayChange(writer.path.name, count, DayAction.ARCHIVED if count else DayAction.NOTHING_TO_COMPACT)
+
+
+# Days before the compaction cutoff whose archive ``manage.py compact`` finishes if a run was cut short.
+ARCHIVE_LOOKBACK_DAYS = 7
 
 
 def day_compact(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
