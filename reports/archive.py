@@ -16,21 +16,26 @@ sees the whole day at once:
   after that, and wherever its diff does not give back its exact bytes, so a
   read applies at most ``KEY_EVERY - 1`` diffs and odd documents cost bytes,
   never correctness;
-* the lines (one JSON value each) go through zstd at a high level with a
-  window as long as the day, once.
+* the process columns (which positions changed, and to what) are taken out
+  of the diffs and stored column by column for the whole day, the lines go
+  through zstd at a high level with a window as long as the stream, once.
 
 Lossless to the byte: ``build`` decodes its own archive and compares every
-document's bytes with the ones it was given before returning it, and
-``documents`` re-checks a BLAKE2b digest of each document's bytes when
-it reads, so a damaged archive raises ``ArchiveError`` instead of handing
+document's bytes with the ones it was given before returning it, and every
+read re-checks a BLAKE2b digest of each document's bytes, so a damaged
+archive raises ``ArchiveError`` (a ``DocumentError``) instead of handing
 back a wrong document.
 
-The blob::
+The blob is ``"RDa1"`` then one zstd frame of lines:
 
-    "RDa1" | zstd frame of: header line, then one line per document
+* the header, ``[count, [BLAKE2b-64 of each document, hex], [column names]]``;
+* one line per document: ``[0,<the document's bytes>]`` for a key, or
+  ``[1, diff]``, whose process field entries are ``[name, mode]`` (mode 0:
+  values; n > 0: integer differences in units of n);
+* per column name, ``count`` lines of its position steps, then ``count``
+  lines of its values: line *i* holds document *i*'s (a JSON list, one item
+  per process list in the diff) or is empty.
 
-The header line is ``[count, [digest of each document, hex 16 bytes]...]``;
-a document's line is ``[0, <its bytes>]`` for a key or ``[1, diff]``.
 A row whose document lives in an archive holds a short reference
 (``reference``) instead of its own blob: ``"RDr1" | index (4 bytes)``; the
 archive is found by the row's address and day.
@@ -55,7 +60,7 @@ REFERENCE_MAGIC = b"RDr1"
 KEY_EVERY = 96
 LEVEL = 19
 WINDOW_LOG = 27
-_DIGEST_BYTES = 16
+_DIGEST_BYTES = 8
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -153,7 +158,25 @@ def _process_diff(a: list, b: list) -> list:
     return ["p", sources, fields, new]
 
 
-def _apply(a, diff):
+def _split(diff, columns: dict[str, tuple[list, list]]) -> None:
+    """Move the position steps and values of every process column out of *diff*, in ``_apply``'s order.
+
+    Each field entry keeps its name and mode; the archive stores the steps
+    and the values of one column for the whole day together, where zstd
+    finds far more in common than between the fields of one document.
+    """
+    if type(diff) is dict:
+        for sub in diff.values():
+            _split(sub, columns)
+    elif type(diff) is list and diff and diff[0] == "p" and len(diff) == 4:
+        for entry in diff[2]:
+            steps, values = columns.setdefault(entry[0], ([], []))
+            steps.append(entry[2])
+            values.append(entry[3])
+            del entry[2:]
+
+
+def _apply(a, diff, columns: dict | None = None):
     if type(diff) is dict:
         if type(a) is not dict:
             raise ArchiveError("a member diff applies to something that is not an object")
@@ -161,16 +184,16 @@ def _apply(a, diff):
         for key, sub in diff.items():
             if key not in out:
                 raise ArchiveError(f"a member diff names {key!r}, which the document before it lacks")
-            out[key] = _apply(out[key], sub)
+            out[key] = _apply(out[key], sub, columns)
         return out
     if type(diff) is list and diff and diff[0] == "v" and len(diff) == 2:
         return diff[1]
     if type(diff) is list and diff and diff[0] == "p" and len(diff) == 4:
-        return _apply_processes(a, diff)
+        return _apply_processes(a, diff, columns)
     raise ArchiveError("a diff of an unknown form")
 
 
-def _apply_processes(a, diff) -> list:
+def _apply_processes(a, diff, columns: dict | None) -> list:
     _, sources, fields, new = diff
     if type(a) is not list:
         raise ArchiveError("a process diff applies to something that is not a list")
@@ -187,7 +210,12 @@ def _apply_processes(a, diff) -> list:
                 out.append(a[i])
                 expected = i + 1
         copied = set()
-        for name, mode, steps, values in fields:
+        for entry in fields:
+            if len(entry) == 2:  # the steps and values are in the archive's columns
+                name, mode = entry
+                steps, values = next(columns[name][0]), next(columns[name][1])
+            else:
+                name, mode, steps, values = entry
             position = -1
             for step, value in zip(steps, values, strict=True):
                 position += step
@@ -214,18 +242,23 @@ def _compressor() -> zstandard.ZstdCompressor:
     return compressor
 
 
-def _lines(documents: Sequence[bytes]) -> Iterator[bytes]:
-    """One line per document: the whole document for a key, else its diff from the one before."""
+def _lines(documents: Sequence[bytes]) -> tuple[list[bytes], list[dict[str, tuple[list, list]]]]:
+    """One line per document (the whole document for a key, else its diff from the one before, without
+    its process columns), and each document's process columns."""
     previous = None
+    lines, columns = [], []
     for index, document in enumerate(documents):
         current = _value(document)
-        line = None
+        line, split = None, {}
         if previous is not None and current is not None and index % KEY_EVERY:
-            encoded = _encode([1, _diff(previous, current)])
-            if _encode(_apply(previous, _decode(encoded)[1])) == document:
-                line = encoded
-        yield line if line is not None else b"[0," + document + b"]"
+            diff = _diff(previous, current)
+            if _encode(_apply(previous, _decode(_encode(diff)))) == document:
+                _split(diff, split)
+                line = _encode([1, diff])
+        lines.append(line if line is not None else b"[0," + document + b"]")
+        columns.append(split)
         previous = current
+    return lines, columns
 
 
 def _value(document: bytes):
@@ -238,8 +271,14 @@ def _value(document: bytes):
 
 def build(documents: Sequence[bytes], *, max_bytes: int) -> bytes:
     """The archive of *documents* (stored documents, in day-file order), checked by decoding it in full."""
-    header = _encode([len(documents), [_digest(d) for d in documents]])
-    stream = b"\n".join([header, *_lines(documents)])
+    lines, columns = _lines(documents)
+    names = list(dict.fromkeys(name for split in columns for name in split))
+    header = _encode([len(documents), [_digest(d) for d in documents], names])
+    sections = []
+    for name in names:
+        for part in (0, 1):  # the column's position steps, then its values
+            sections.extend(_encode(split[name][part]) if name in split else b"" for split in columns)
+    stream = b"\n".join([header, *lines, *sections])
     blob = ARCHIVE_MAGIC + _compressor().compress(stream)
     for index, (got, want) in enumerate(zip(documents_of(blob, max_bytes=max_bytes), documents, strict=True)):
         if got != want:
@@ -273,29 +312,41 @@ def _decompressed_lines(blob: bytes, *, max_bytes: int) -> list[bytes]:
     return stream.split(b"\n")
 
 
-def _header(lines: list[bytes]) -> list[str]:
+class _Layout(msgspec.Struct, array_like=True):
+    count: int
+    digests: list[str]
+    columns: list[str]
+
+
+def _header(lines: list[bytes]) -> _Layout:
     try:
-        count, digests = _decode(lines[0])
-    except (msgspec.DecodeError, ValueError, TypeError):
+        layout = msgspec.json.decode(lines[0], type=_Layout)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         raise ArchiveError("the document archive's header is damaged") from None
-    if type(count) is not int or count != len(lines) - 1 or len(digests) != count:
+    if layout.count != len(layout.digests) or len(lines) != 1 + layout.count * (1 + 2 * len(layout.columns)):
         raise ArchiveError("the document archive's header does not match its documents")
-    return digests
+    return layout
 
 
-def _document(line: bytes, previous):
-    """(bytes, value) of the document on *line*, given the value of the one before it."""
+def _document(lines: list[bytes], layout: _Layout, index: int, previous):
+    """(bytes, None) of a key, (None, value) of a diff: document *index*, given the value of the one before."""
+    line = lines[1 + index]
     if line[:3] == b"[0," and line[-1:] == b"]":
-        document = line[3:-1]
-        return document, None
+        return line[3:-1], None
+    count = layout.count
+    columns = {}
     try:
+        for at, name in enumerate(layout.columns):
+            steps = lines[1 + count * (1 + 2 * at) + index]
+            values = lines[1 + count * (2 + 2 * at) + index]
+            if steps:
+                columns[name] = (iter(_decode(steps)), iter(_decode(values)))
         kind, diff = _decode(line)
     except (msgspec.DecodeError, ValueError, TypeError):
         raise ArchiveError("a line of the document archive is damaged") from None
     if kind != 1 or previous is None:
         raise ArchiveError("a line of the document archive is damaged")
-    value = _apply(previous, diff)
-    return _encode(value), value
+    return None, _apply(previous, diff, columns)
 
 
 def _checked(document: bytes, digest: str, index: int) -> bytes:
@@ -307,11 +358,12 @@ def _checked(document: bytes, digest: str, index: int) -> bytes:
 def documents_of(blob: bytes | memoryview, *, max_bytes: int) -> Iterator[bytes]:
     """Every document in the archive, in order, each checked against its digest."""
     lines = _stream_lines(blob, max_bytes=max_bytes)
-    digests = _header(lines)
+    layout = _header(lines)
     previous = None
-    for index, line in enumerate(lines[1:]):
-        document, value = _document(line, previous)
-        _checked(document, digests[index], index)
+    for index in range(layout.count):
+        document, value = _document(lines, layout, index, previous)
+        document = document if document is not None else _encode(value)
+        _checked(document, layout.digests[index], index)
         previous = value if value is not None else _value(document)
         yield document
 
@@ -319,16 +371,16 @@ def documents_of(blob: bytes | memoryview, *, max_bytes: int) -> Iterator[bytes]
 def document_at(blob: bytes | memoryview, index: int, *, max_bytes: int) -> bytes:
     """Document *index* of the archive: from the key at or before it, applying the diffs after the key."""
     lines = _stream_lines(blob, max_bytes=max_bytes)
-    digests = _header(lines)
-    if not 0 <= index < len(digests):
-        raise ArchiveError(f"the document archive holds {len(digests)} documents, not {index + 1}")
+    layout = _header(lines)
+    if not 0 <= index < layout.count:
+        raise ArchiveError(f"the document archive holds {layout.count} documents, not {index + 1}")
     key = index
     while key > 0 and lines[key + 1][:3] != b"[0,":
         key -= 1
     previous = None
     for at in range(key, index + 1):
-        document, value = _document(lines[at + 1], previous)
+        document, value = _document(lines, layout, at, previous)
         if at == index:
-            return _checked(document, digests[index], index)
+            return _checked(document if document is not None else _encode(value), layout.digests[index], index)
         previous = value if value is not None else _value(document)
     raise AssertionError("unreachable")
