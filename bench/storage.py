@@ -198,7 +198,8 @@ def database_breakdown(vendor: str) -> dict[str, int]:
                            "JOIN pg_namespace n ON n.oid = c.relnamespace "
                            "WHERE c.relkind IN ('r', 'i') AND n.nspname = 'public'")
         for name, size in cursor.fetchall():
-            if name.startswith("reports_snapshot") or name.startswith("reports_host") or name.startswith("snapshot_"):
+            if name.startswith(("reports_snapshot", "reports_host", "snapshot_", "reports_documentarchive",
+                                "document_archive", "reports_software", "software_", "sqlite_autoindex")):
                 parts[name] = int(size)
     return parts
 
