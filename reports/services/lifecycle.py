@@ -97,7 +97,10 @@ def day_reindex(*, ip: addresses.IPAddress, day: dt.date) -> DayChange:
             known.add(stored.payload.snapshot_id)
             added += 1
         if added and not writer.plain_document_count() and store.compacted_path(ip, day).exists():
-            _archive_day(ip=ip, day=day)
+            try:
+                _archive_day(ip=ip, day=day)  # its own savepoint: a failure keeps the rows just recorded
+            except row_documents.DocumentError as exc:
+                logger.error("the database's copy of %s was not archived: %s", writer.path.name, exc)
     return DayChange(writer.path.name, added, DayAction.RECORDED if added else DayAction.UP_TO_DATE)
 
 

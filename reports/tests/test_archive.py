@@ -272,6 +272,14 @@ def test_a_damaged_or_missing_archive_is_reported_and_a_failed_build_keeps_the_r
     with pytest.raises(documents.DocumentError, match="which is gone"):
         Snapshot.objects.get(pk=row.pk).document_bytes
 
+    # reindex still records what it can: the archive cannot be rebuilt without the lost one, and says so
+    Snapshot.objects.filter(pk=row.pk).delete()
+    assert "1 snapshots recorded" in run("reindex")
+    assert "name an archive that is gone" in caplog.text
+    back = Snapshot.objects.get(snapshot_id=row.snapshot_id)
+    assert not back.is_archived
+    assert back.document_bytes == store.read_document(back.file_name, back.file_offset, back.file_length)
+
 
 # --- a real compaction killed with SIGKILL at each step of the archive's write ----------
 
