@@ -167,8 +167,10 @@ class Host(models.Model):
 class Snapshot(models.Model):
     """One accepted upload: summary columns plus the compressed stored document.
 
-    Most rows hold the document as a zstd delta of a full row of the same
-    day file; ``document_bytes`` reads either (``reports.documents``).
+    Most rows of an open day hold the document as a zstd delta of a full
+    row of the same day file (``reports.documents``); rows of a compacted
+    day hold a reference into the day's ``DocumentArchive``
+    (``reports.archive``). ``document_bytes`` reads any of them.
     """
 
     snapshot_id = models.UUIDField(unique=True)
