@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import msgspec
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from reports import addresses, archive, documents as row_documents, inventory_index, locks, store
@@ -196,6 +197,31 @@ def _archive_day(*, ip: addresses.IPAddress, day: dt.date) -> int:
                 row.document_compressed = references[row.pk]
             Snapshot.objects.bulk_update(rows, ["document_compressed"], batch_size=500)
     return len(rows)
+
+
+def host_days_note(sender, instance: Host, **kwargs) -> None:
+    """``pre_delete`` of a Host: note the host-days its rows are in, before the cascade removes the rows."""
+    instance._document_days = set(Snapshot.objects.filter(host=instance).values_list("ip", "day").distinct())
+
+
+def host_archives_forget(sender, instance: Host, **kwargs) -> None:
+    """``post_delete`` of a Host: delete the archives of its host-days that no row points into any more.
+
+    A deleted host's rows go by the foreign key's cascade, however the host
+    is deleted (``day_prune``, a queryset, the shell); the archive is keyed
+    by address and day, not by host, because one address's day file may
+    hold several hosts (behind NAT), so no foreign key can take it with
+    them. An archive still used by another host's rows stays as it is: its
+    indexes are what those rows name. Runs in the deletion's transaction.
+    """
+    days = getattr(instance, "_document_days", None)
+    if not days:
+        return
+    pairs = Q()
+    for ip, day in days:
+        pairs |= Q(ip=ip, day=day)
+    used = Snapshot.objects.filter(ip=OuterRef("ip"), day=OuterRef("day"))
+    DocumentArchive.objects.filter(pairs).exclude(Exists(used)).delete()
 
 
 def _rewrite_rows_packed(blobs: dict[int, bytes]) -> None:

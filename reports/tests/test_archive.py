@@ -27,7 +27,7 @@ from django.utils import timezone
 from relevo_testing import live
 from relevo_testing.factories import make_payload
 from reports import addresses, archive, documents, payload as payload_schema, selectors, store
-from reports.models import DocumentArchive, Snapshot
+from reports.models import DocumentArchive, Host, Snapshot
 from reports.tests import helpers
 
 NOW = timezone.now().replace(microsecond=0)
@@ -201,6 +201,28 @@ def test_compaction_archives_the_day_and_every_reader_gets_the_same_documents(da
     row = Snapshot.objects.get(snapshot_id=one)
     assert selectors.snapshot_document(snapshot=row) == payload_schema.decode_stored(before[row.snapshot_id])
     assert "compacted 0 day files" in run("compact")  # nothing left, and the archive is left as it is
+
+
+@pytest.mark.django_db
+def test_deleting_a_host_deletes_the_archives_no_row_points_into_any_more(data_dir):
+    """Archives are keyed by address and day: one goes when its last host's rows do, however the host goes."""
+    ingest_series(6, host_id="host-1")
+    ingest_series(4, host_id="host-3", seed=3)  # the same address and day: one archive holds both hosts
+    ingest_series(3, ip="10.0.0.6", host_id="host-2", seed=2)
+    run("compact")
+    assert set(DocumentArchive.objects.values_list("ip", "count")) == {("10.0.0.5", 10), ("10.0.0.6", 3)}
+
+    Host.objects.get(host_id="host-2").delete()
+    assert list(DocumentArchive.objects.values_list("ip", flat=True)) == ["10.0.0.5"]
+
+    Host.objects.filter(host_id="host-1").delete()  # a queryset, as a cascade deletes
+    assert DocumentArchive.objects.get().count == 10  # host-3's rows still point into it
+    rows = list(Snapshot.objects.all())
+    assert len(rows) == 4 and all(row.is_archived for row in rows)
+    assert_rows_match_files()
+
+    Host.objects.all().delete()
+    assert not DocumentArchive.objects.exists() and not Snapshot.objects.exists()
 
 
 @pytest.mark.django_db
