@@ -39,14 +39,16 @@ snapshots a host. With two days or more:
 The database is measured honestly: on SQLite the file after a
 ``wal_checkpoint(TRUNCATE)`` (so the WAL is counted, and empty); on
 PostgreSQL every table with its indexes and TOAST after a ``CHECKPOINT``
-(``pg_total_relation_size``), and the WAL written during ingest is printed
-beside it (after a checkpoint the server recycles WAL segments, so it is
+(``pg_total_relation_size``), and the WAL written during the first day's
+ingest is printed beside it (after a checkpoint the server recycles WAL segments, so it is
 traffic, not space kept). After compaction, which replaces each day's row
 blobs by one archive, both are printed: the raw size (``_raw``: the SQLite
 file, PostgreSQL's relations after ``VACUUM``) and what is *kept*, the
 bytes the next day's rows cannot reuse (SQLite's pages in use, PostgreSQL's
-relations after ``VACUUM FULL``); ``total_after`` is judged on the kept
-bytes (docs/performance.md says why). PostgreSQL runs in a fresh database created on the
+relations after ``VACUUM FULL``); ``total_after`` and the lines that follow
+it are judged on the kept bytes, because the space compaction frees is
+where the next day's rows are written, so it does not grow with retention
+(docs/performance.md says more). PostgreSQL runs in a fresh database created on the
 server of ``--database-url`` and dropped at the end.
 
     .venv/bin/python bench/storage.py [--hosts 50] [--snapshots 288] [--days 2] [--database-url postgres://...]
