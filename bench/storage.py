@@ -430,14 +430,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.days < 1:
+        parser.error("--days must be 1 or more")
     if args.child:
         return child(args)
 
     print(common.machine_line())
     print(f"series: {args.hosts} hosts, {args.snapshots} snapshots a day each for {args.days} days, "
           f"{TARGET_PROCESSES} processes", flush=True)
-    if args.days < 1:
-        parser.error("--days must be 1 or more")
     with tempfile.TemporaryDirectory(prefix="relevo-bench-storage-") as tmp:
         base = Path(tmp)
         snapshot_path = base / "snapshot.json"
