@@ -52,7 +52,8 @@ _software_list = msgspec.json.Decoder(list[payload_schema.Software])
 
 def _stored_software(snapshot: Snapshot) -> tuple[str | None, list[payload_schema.Software] | None]:
     """(digest, list) of a stored snapshot; the list is None when it sent only the digest."""
-    document = _software_only.decode(snapshot.document_bytes)
+    blob = selectors.snapshot_document_json(snapshot=snapshot) if snapshot.is_archived else snapshot.document_bytes
+    document = _software_only.decode(blob)
     raw = bytes(document.software)
     return document.software_digest, None if raw == b"null" else _software_list.decode(raw)
 

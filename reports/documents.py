@@ -26,7 +26,9 @@ base's snapshot_id and the delta's distance from it::
 
 A base is always a row of the same day file (address and day), so pruning,
 reindexing or exporting a day takes or keeps a base with its deltas, and
-compaction changes no row. ``unpack`` asks its caller for the base's blob
+compaction, which replaces the blobs of the whole day at once by references
+into the day's archive (``reports.archive``), never leaves a delta without
+its base. ``unpack`` asks its caller for the base's blob
 (``Snapshot.document_bytes`` looks it up by snapshot_id).
 """
 

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from reports import documents, processes
+from reports import archive, documents, processes
 from reports.alerts import rules as alert_rules
 from reports.durations import parse_duration
 
@@ -168,8 +168,10 @@ class Host(models.Model):
 class Snapshot(models.Model):
     """One accepted upload: summary columns plus the compressed stored document.
 
-    Most rows hold the document as a zstd delta of a full row of the same
-    day file; ``document_bytes`` reads either (``reports.documents``).
+    Most rows of an open day hold the document as a zstd delta of a full
+    row of the same day file (``reports.documents``); rows of a compacted
+    day hold a reference into the day's ``DocumentArchive``
+    (``reports.archive``). ``document_bytes`` reads any of them.
     """
 
     snapshot_id = models.UUIDField(unique=True)
@@ -205,13 +207,62 @@ class Snapshot(models.Model):
         return f"{self.snapshot_id} {self.ip} {self.collected_at:%Y-%m-%d %H:%M}"
 
     @property
+    def is_archived(self) -> bool:
+        """Whether the row's document lives in its host-day's ``DocumentArchive`` (a compacted day)."""
+        return archive.reference_index(self.document_compressed) is not None
+
+    @property
     def document_bytes(self) -> bytes:
-        """The stored document; a delta's base row is read by its snapshot_id (``reports.documents``)."""
+        """The database's copy of the document: the row's blob, or its place in the host-day's archive.
+
+        A delta's base row is read by its snapshot_id (``reports.documents``);
+        an archived row's archive by the row's address and day (``reports.archive``).
+        """
+        index = archive.reference_index(self.document_compressed)
+        if index is not None:
+            return archived_document(ip=self.ip, day=self.day, index=index)
         return documents.unpack(self.document_compressed, base_blob=_document_blob)
 
 
 def _document_blob(snapshot_id) -> bytes | None:
     return Snapshot.objects.filter(snapshot_id=snapshot_id).values_list("document_compressed", flat=True).first()
+
+
+class DocumentArchive(models.Model):
+    """The database's copy of a compacted host-day: every document of the day in one archive (``reports.archive``).
+
+    Written by ``services.day_compact`` in the same transaction that turns
+    the day's row blobs into references to it, so a document is always in
+    one of the two.
+    """
+
+    ip = models.GenericIPAddressField()
+    day = models.DateField()
+    count = models.PositiveIntegerField()
+    archive = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ip", "day"], name="document_archive_ip_day")]
+
+    def __str__(self) -> str:
+        return f"{self.ip} {self.day} ({self.count} documents)"
+
+    def document(self, index: int) -> bytes:
+        return archive.document_at(self.archive, index, max_bytes=self.max_stream_bytes())
+
+    def documents(self):
+        return archive.documents_of(self.archive, max_bytes=self.max_stream_bytes())
+
+    def max_stream_bytes(self) -> int:
+        return (self.count + 1) * documents.max_document_bytes()
+
+
+def archived_document(*, ip: str, day, index: int) -> bytes:
+    """Document *index* of the archive of *ip* and *day*; ``DocumentError`` if there is none or it is damaged."""
+    found = DocumentArchive.objects.filter(ip=ip, day=day).first()
+    if found is None:
+        raise documents.DocumentError(f"the stored document is in the archive of {ip} {day}, which is gone")
+    return found.document(index)
 
 
 TOKEN_BYTES = 32

@@ -181,7 +181,13 @@ def host_snapshot(*, host: Host, snapshot_id) -> Snapshot | None:
 
 
 def snapshot_document(*, snapshot: Snapshot) -> payload_schema.StoredSnapshot:
-    """The full stored snapshot, decoded from the row's compressed copy (no day file is opened)."""
+    """The full stored snapshot, decoded from the row's compressed copy (no day file is opened).
+
+    A row of a compacted day points into its day's archive instead; its
+    document is read from the day file by offset first, which decodes less.
+    """
+    if snapshot.is_archived:
+        return payload_schema.decode_stored(snapshot_document_json(snapshot=snapshot))
     return payload_schema.decode_stored(snapshot.document_bytes)
 
 

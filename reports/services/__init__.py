@@ -31,6 +31,8 @@ from reports.services.lifecycle import (
     DayChange,
     HistoryPruned,
     compact_cutoff,
+    ARCHIVE_LOOKBACK_DAYS,
+    day_archive,
     day_compact,
     day_export,
     day_prune,
@@ -50,6 +52,6 @@ from reports.services.tokens import (
 __all__ = [
     "HOST_COLUMNS", "SUMMARY_COLUMNS", "DayAction", "DayChange", "DayFileFull", "HistoryPruned", "IngestResult", "SnapshotOfAnotherHost",
     "agent_token_create", "agent_token_enroll", "agent_token_revoke", "agent_tokens_revoke_for_host",
-    "api_token_create", "api_token_revoke", "identity_conflict_clear", "compact_cutoff", "day_compact", "day_export", "day_prune", "day_reindex", "history_prune", "host_columns",
+    "api_token_create", "api_token_revoke", "identity_conflict_clear", "compact_cutoff", "ARCHIVE_LOOKBACK_DAYS", "day_archive", "day_compact", "day_export", "day_prune", "day_reindex", "history_prune", "host_columns",
     "snapshot_day", "snapshot_ingest", "snapshot_summary", "token_touch",
 ]

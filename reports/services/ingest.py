@@ -35,7 +35,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from reports import payload as payload_schema
-from reports import addresses, documents, host_search, identity, inventory_index, locks, processes, rowsql, store
+from reports import addresses, archive, documents, host_search, identity, inventory_index, locks, processes, rowsql, store
 from reports import process_history
 from reports.alerts import outbox as alerts_outbox
 from reports.dbwrite import write_transaction
@@ -209,13 +209,13 @@ class _Prepared:
 def _pack(document: bytes, *, last: Snapshot | None) -> bytes:
     """The row's blob for *document*: a delta against the base of *last*, the newest row of its day file.
 
-    A full frame (``documents.pack``) when the file has no row yet, when the
+    A full frame (``documents.pack``) when the file has no row yet or its rows are archived, when the
     run since its base reaches ``documents.DELTA_RUN``, or when the base
     cannot be read; every delta then names a full row of the same file
     (the format: ``reports.documents``).
     """
-    if last is None:
-        return documents.pack(document)
+    if last is None or archive.reference_index(last.document_compressed) is not None:
+        return documents.pack(document)  # no row yet, or the day's rows are archived (a late snapshot)
     header = documents.delta_header(last.document_compressed)
     if header is None:
         base = documents.Base(last.snapshot_id, 1)

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import msgspec
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from reports import addresses, inventory_index, locks, process_history
+from reports import addresses, archive, documents as row_documents, inventory_index, locks, process_history, store
 from reports.alerts import outbox as alerts_outbox
 from reports import payload as payload_schema
-from reports.models import Host, Snapshot
+from reports.models import DocumentArchive, Host, Snapshot
 from reports.services.ingest import _adopt_unrecorded_tail, snapshot_record_stored
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class DayAction(enum.Enum):
     WOULD_COMPACT = "would compact"
     COMPACTED = "compacted"
     NOTHING_TO_COMPACT = "nothing to compact"
+    ARCHIVED = "archived"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def day_prune(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -
         with transaction.atomic():
             host_ids = set(rows.values_list("host_id", flat=True))
             rows.delete()
+            DocumentArchive.objects.filter(ip=str(ip), day=day).delete()
             gone = Host.objects.filter(pk__in=host_ids, snapshots__isnull=True)
             inventory_index.hosts_forget(host_pks=gone.values_list("pk", flat=True))
             gone.delete()
@@ -117,6 +120,11 @@ def day_reindex(*, ip: addresses.IPAddress, day: dt.date) -> DayChange:
             snapshot_record_stored(stored, ip=ip, day=day, writer=writer, offset=offset, document=document)
             known.add(stored.payload.snapshot_id)
             added += 1
+        if added and not writer.plain_document_count() and store.compacted_path(ip, day).exists():
+            try:
+                _archive_day(ip=ip, day=day)  # its own savepoint: a failure keeps the rows just recorded
+            except row_documents.DocumentError as exc:
+                logger.error("the database's copy of %s was not archived: %s", writer.path.name, exc)
     return DayChange(writer.path.name, added, DayAction.RECORDED if added else DayAction.UP_TO_DATE)
 
 
@@ -142,7 +150,7 @@ def day_export(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) 
         unknown = in_file - {row.snapshot_id for row in rows}
         if unknown:
             return DayChange(writer.path.name, len(unknown), DayAction.NOT_IN_DATABASE)
-        documents = [row.document_bytes for row in rows]
+        documents = _row_documents(rows, ip=ip, day=day)
         current = [document for _, document in writer.documents()]
         if current == documents:
             return DayChange(writer.path.name, len(rows), DayAction.UP_TO_DATE)
@@ -156,19 +164,155 @@ def day_export(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) 
     return DayChange(writer.path.name, len(rows), DayAction.WRITTEN)
 
 
+def _row_documents(rows: list[Snapshot], *, ip: addresses.IPAddress, day: dt.date) -> list[bytes]:
+    """The database's copy of each row's document, in the rows' order; the day's archive is decoded once."""
+    blobs = {row.snapshot_id: bytes(row.document_compressed) for row in rows}
+    archived = None
+    found = []
+    for row in rows:
+        index = archive.reference_index(row.document_compressed)
+        if index is None:
+            found.append(row_documents.unpack(
+                row.document_compressed,
+                base_blob=lambda snapshot_id: blobs.get(snapshot_id) or Snapshot.objects.filter(
+                    snapshot_id=snapshot_id).values_list("document_compressed", flat=True).first()))
+            continue
+        if archived is None:
+            kept = DocumentArchive.objects.filter(ip=str(ip), day=day).first()
+            if kept is None:
+                raise row_documents.DocumentError(f"rows of {ip} {day} name an archive that is gone")
+            archived = list(kept.documents())
+        if index >= len(archived):
+            raise row_documents.DocumentError(f"a row of {ip} {day} names document {index} of an archive of "
+                                              f"{len(archived)}")
+        found.append(archived[index])
+    return found
+
+
+def _archive_day(*, ip: addresses.IPAddress, day: dt.date) -> int:
+    """Replace the row blobs of one host-day by one ``DocumentArchive``; how many rows it now holds.
+
+    Called under the day's locks. The archive is built from the database's
+    own copies (so it stays a copy independent of the day file), decoded and
+    compared byte for byte before anything changes, and written in the same
+    transaction that turns the blobs into references: a crash leaves either
+    the old rows or the archive, never neither. A day whose rows already all
+    point into the archive is left alone; a row added since (a late snapshot,
+    a reindex) makes the archive be rebuilt with it.
+    """
+    with transaction.atomic():
+        rows = list(Snapshot.objects.filter(ip=str(ip), day=day).order_by("file_offset", "received_at", "pk")
+                    .only("pk", "snapshot_id", "document_compressed"))
+        if not rows:
+            DocumentArchive.objects.filter(ip=str(ip), day=day).delete()
+            return 0
+        if all(archive.reference_index(row.document_compressed) is not None for row in rows):
+            return 0
+        day_documents = _row_documents(rows, ip=ip, day=day)
+        max_bytes = (len(rows) + 1) * row_documents.max_document_bytes()
+        blob = archive.build(day_documents, max_bytes=max_bytes)
+        DocumentArchive.objects.update_or_create(ip=str(ip), day=day, defaults={"count": len(rows), "archive": blob})
+        references = {row.pk: archive.reference(index) for index, row in enumerate(rows)}
+        if connection.vendor == "sqlite":
+            _rewrite_rows_packed(references)
+        else:
+            for row in rows:
+                row.document_compressed = references[row.pk]
+            Snapshot.objects.bulk_update(rows, ["document_compressed"], batch_size=500)
+    return len(rows)
+
+
+def host_days_note(sender, instance: Host, **kwargs) -> None:
+    """``pre_delete`` of a Host: note the host-days its rows are in, before the cascade removes the rows."""
+    instance._document_days = set(Snapshot.objects.filter(host=instance).values_list("ip", "day").distinct())
+
+
+def host_archives_forget(sender, instance: Host, **kwargs) -> None:
+    """``post_delete`` of a Host: delete the archives of its host-days that no row points into any more.
+
+    A deleted host's rows go by the foreign key's cascade, however the host
+    is deleted (``day_prune``, a queryset, the shell); the archive is keyed
+    by address and day, not by host, because one address's day file may
+    hold several hosts (behind NAT), so no foreign key can take it with
+    them. An archive still used by another host's rows stays as it is: its
+    indexes are what those rows name. Runs in the deletion's transaction.
+    """
+    days = getattr(instance, "_document_days", None)
+    if not days:
+        return
+    pairs = Q()
+    for ip, day in days:
+        pairs |= Q(ip=ip, day=day)
+    used = Snapshot.objects.filter(ip=OuterRef("ip"), day=OuterRef("day"))
+    DocumentArchive.objects.filter(pairs).exclude(Exists(used)).delete()
+
+
+def _rewrite_rows_packed(blobs: dict[int, bytes]) -> None:
+    """Give SQLite rows new blobs by deleting and inserting them again, same ids, in this transaction.
+
+    An UPDATE that shrinks a row leaves its B-tree page as empty as the big
+    row left it (SQLite rebalances pages that a DELETE leaves underfull, not
+    ones an UPDATE does), and new rows never land there: their ids are
+    higher. Deleting the rows lets SQLite merge the pages; inserting them
+    back packs the small rows together. The foreign keys that point at these
+    rows are deferred to the commit, by which time every id is back.
+    """
+    table = Snapshot._meta.db_table
+    ids = sorted(blobs)
+    with connection.cursor() as cursor:
+        rows = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            cursor.execute(f'SELECT * FROM "{table}" WHERE id IN ({",".join("%s" for _ in chunk)})', chunk)
+            rows.extend(cursor.fetchall())
+            names = [column[0] for column in cursor.description]
+        blob_at, id_at = names.index("document_compressed"), names.index("id")
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            cursor.execute(f'DELETE FROM "{table}" WHERE id IN ({",".join("%s" for _ in chunk)})', chunk)
+        columns = ", ".join(f'"{name}"' for name in names)
+        marks = ", ".join("%s" for _ in names)
+        fresh = []
+        for row in sorted(rows, key=lambda r: r[id_at]):
+            row = list(row)
+            row[blob_at] = blobs[row[id_at]]
+            fresh.append(row)
+        cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', fresh)
+
+
 # --- compaction of closed days -----------------------------------------------------
 # The file format, the crash protocol and the rule for a day that has both a
 # ``.zst`` and a plain file live in ``reports.store``; this decides when a day
 # is closed and holds the same locks as an upload of that day, so compaction
 # runs beside live traffic and a late upload waits for it, then starts a new
-# plain file. No row changes: a document keeps its offset in the decompressed
-# day. The one database write is the adoption of a document a crashed worker
-# left in the file without a row, done first, exactly as the next upload would.
+# plain file. A document keeps its offset in the decompressed day, so no
+# row's place changes. The database writes are the adoption of a document a
+# crashed worker left in the file without a row, done first, exactly as the
+# next upload would; and, once the file is compacted, the archive of the
+# day's documents that replaces the rows' blobs (``_archive_day``).
 
 
 def compact_cutoff(*, now: dt.datetime | None = None) -> dt.date:
     """The first day that is not compacted yet: today minus ``INVENTORY_COMPACT_AFTER_DAYS``."""
     return timezone.localtime(now or timezone.now()).date() - dt.timedelta(days=settings.INVENTORY_COMPACT_AFTER_DAYS)
+
+
+def day_archive(*, ip: addresses.IPAddress, day: dt.date) -> DayChange:
+    """Archive the rows of a day that is compacted already but whose rows still hold their own blobs.
+
+    What a compaction interrupted between its file and its archive (a crash,
+    a damaged row that has since been reindexed) leaves; ``manage.py
+    compact`` looks back ``ARCHIVE_LOOKBACK_DAYS`` for such days.
+    """
+    with locks.day_file_locked(ip, day) as writer:
+        if writer.plain_document_count() or not store.compacted_path(ip, day).exists():
+            return DayChange(writer.path.name, 0, DayAction.NOTHING_TO_COMPACT)
+        count = _archive_day(ip=ip, day=day)
+    return DayChange(writer.path.name, count, DayAction.ARCHIVED if count else DayAction.NOTHING_TO_COMPACT)
+
+
+# Days before the compaction cutoff whose archive ``manage.py compact`` finishes if a run was cut short.
+ARCHIVE_LOOKBACK_DAYS = 7
 
 
 def day_compact(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False) -> DayChange:
@@ -179,4 +323,9 @@ def day_compact(*, ip: addresses.IPAddress, day: dt.date, dry_run: bool = False)
             return DayChange(writer.path.name, count, DayAction.WOULD_COMPACT if count else DayAction.NOTHING_TO_COMPACT)
         _adopt_unrecorded_tail(writer, ip=ip, day=day)
         count = writer.compact()
+        try:
+            _archive_day(ip=ip, day=day)
+        except row_documents.DocumentError as exc:
+            # The rows keep their own blobs: nothing is lost, the day costs more bytes, and it is said.
+            logger.error("the database's copy of %s was not archived: %s", writer.path.name, exc)
     return DayChange(writer.path.name, count, DayAction.COMPACTED if count else DayAction.NOTHING_TO_COMPACT)
