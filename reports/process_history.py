@@ -42,10 +42,15 @@ from collections.abc import Iterable, Sequence
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Exists, OuterRef, Q
 
+import logging
+
+from reports import documents, store
 from reports import payload as payload_schema
 from reports import rowsql
 from reports import processes as process_rule
 from reports.models import Host, ProcessRun, ProcessText, Snapshot
+
+logger = logging.getLogger(__name__)
 
 # Parameters per IN (...) list: under SQLite's oldest limit of 999 variables.
 CHUNK = 900
@@ -179,12 +184,20 @@ def host_rebuild(*, host_pk: int) -> int:
     continues from here.
     """
     snapshots = (Snapshot.objects.filter(host_id=host_pk).order_by("collected_at", "pk")
-                 .only("collected_at", "document_compressed"))
+                 .only("collected_at", "ip", "day", "file_name", "file_offset", "file_length", "document_compressed"))
     open_runs: dict[str, dt.datetime] = {}
     closed: list[tuple[str, dt.datetime, dt.datetime]] = []
     previous_at = None
     for snapshot in snapshots.iterator(chunk_size=200):
-        processes = payload_schema.decode_stored(snapshot.document_bytes).payload.processes
+        # The day file first (by offset, as every reader does): the row's copy of a compacted day is in its
+        # day's archive, which may be the very thing reindex is rebuilding after a loss.
+        document = store.read_document(snapshot.file_name, snapshot.file_offset, snapshot.file_length)
+        try:
+            processes = payload_schema.decode_stored(
+                document if document is not None else snapshot.document_bytes).payload.processes
+        except documents.DocumentError as exc:
+            logger.error("process history of host %s skips snapshot %s: %s", host_pk, snapshot.pk, exc)
+            continue
         current = index_lines(process_rule.process_index(processes))
         for text in [text for text in open_runs if text not in current]:
             closed.append((text, open_runs.pop(text), previous_at))
