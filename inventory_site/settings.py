@@ -156,7 +156,13 @@ def default_database() -> dict:
     """DATABASE_URL (PostgreSQL in production), or SQLite in the data folder."""
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
-        database = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        # No health check (a SELECT 1 before each request's first query): a
+        # connection the server dropped while idle fails that first query
+        # instead, the token lookup, before anything is written; the request
+        # is answered 503 database_unavailable (reports.outage, the agent
+        # keeps its snapshot) and Django closes the broken connection when
+        # the request ends, so the next one connects afresh.
+        database = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=False)
     else:
         database = {"ENGINE": "django.db.backends.sqlite3", "NAME": INVENTORY_DATA_DIR / "relevo.sqlite3"}
     if database["ENGINE"] == "django.db.backends.postgresql":
