@@ -97,6 +97,14 @@ def test_update_keeps_an_equal_value_and_writes_a_different_one():
         assert Host.objects.values_list("process_index", "process_count").get(pk=host.pk) == (index, count)
 
 
+def test_update_writes_none_to_a_column_it_would_keep_when_equal():
+    host = make_host()
+    Host.objects.filter(pk=host.pk).update(memory_total_bytes=8 << 30)
+    assert rowsql.update(Host, host.pk, {"memory_total_bytes": None},
+                         keep_if_equal=("memory_total_bytes",)) == 1
+    assert Host.objects.values_list("memory_total_bytes", flat=True).get(pk=host.pk) is None
+
+
 def test_a_duplicate_insert_raises_djangos_integrity_error():
     from django.db import IntegrityError, transaction
 
