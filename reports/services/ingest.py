@@ -352,15 +352,18 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
         # Only what differs is written: every indexed column in the SET list
         # costs SQLite an index page in the WAL even when its value is the
         # same, and a host's name, address and OS rarely change between
-        # uploads. The process index is not read back to compare (it is the
-        # largest column): the UPDATE compares it (rowsql's keep_if_equal),
-        # so an unchanged process list writes no new copy of it.
+        # uploads, nor do its search columns. The process index is not read
+        # back to compare (it is the largest column): the UPDATE compares it
+        # (rowsql's keep_if_equal), so an unchanged process list writes no
+        # new copy of it.
         changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
                        process_index=prepared.process_index)
         seen = identity.Identity.of(hostname=columns["hostname"], address=columns["last_ip"], hardware=payload.hardware)
         changes.update(identity.identity_changes(host, seen, at=payload.collected_at))
-        changes.update(host_search.host_search_columns(payload, last_ip=columns["last_ip"]))
+        changes.update({name: value for name, value in
+                        host_search.host_search_columns(payload, last_ip=columns["last_ip"]).items()
+                        if getattr(host, name) != value})
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
@@ -394,7 +397,7 @@ def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, sna
 
 # What _host_update compares before writing a host: its times and every column it would overwrite.
 _HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot",
-                       *identity.HOST_FIELDS]
+                       *identity.HOST_FIELDS, *host_search.COLUMNS]
 
 
 def _host_for_update(host_id: str) -> Host | None:
