@@ -17,6 +17,7 @@ import json
 import logging
 import operator
 import re
+import threading
 import uuid
 from typing import Annotated, Literal, Optional
 
@@ -430,11 +431,25 @@ def _find_nul(value: object, path: str) -> str | None:
     return None
 
 
+_encode_buffers = threading.local()
+
+
 def encode_stored(payload: SnapshotPayload, *, received_at: dt.datetime, ip: str) -> bytes:
-    """The stored document: the validated payload plus ``received_at`` and ``ip``, one JSON line."""
-    body = _encoder.encode(payload)
-    extra = _encoder.encode({"received_at": received_at, "ip": ip})
-    return body[:-1] + b"," + extra[1:]
+    """The stored document: the validated payload plus ``received_at`` and ``ip``, one JSON line.
+
+    Both objects are encoded into one buffer kept by the thread, the second
+    over the first's closing brace, so a document of a hundred kilobytes is
+    copied once (into the returned bytes) instead of once per growth of the
+    encoder's buffer and once per concatenation.
+    """
+    buffer = getattr(_encode_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _encode_buffers.buffer = bytearray()
+    _encoder.encode_into(payload, buffer)
+    brace = len(buffer) - 1
+    _encoder.encode_into({"received_at": received_at, "ip": ip}, buffer, brace)
+    buffer[brace] = ord(",")  # the second object's "{" continues the first one's members
+    return bytes(buffer)
 
 
 class _ServerFields(msgspec.Struct):
