@@ -342,10 +342,8 @@ def _check_semantics(payload: SnapshotPayload, *, now: dt.datetime, raw: bytes) 
     if payload.collected_at < EARLIEST:
         raise _field_error("collected_at", "collected_at is before 2000-01-01.")
     for index, address in enumerate(payload.host.ips):
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            raise _field_error(f"host.ips[{index}]", f"{address!r} is not an IP address.") from None
+        if not _is_ip(address):
+            raise _field_error(f"host.ips[{index}]", f"{address!r} is not an IP address.")
     # The length of a list joined with "" is the sum of its arguments' lengths;
     # joining in C costs 60 us for 400 processes where a Python loop summing
     # lengths cost 150 us. The loop runs only to name the process at fault.
