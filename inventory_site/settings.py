@@ -168,7 +168,10 @@ def default_database() -> dict:
     if database["ENGINE"] == "django.db.backends.postgresql":
         # An unreachable server must fail a request within the agent's timeouts (a 503), not hang it;
         # a connect_timeout in the URL's query string wins.
-        database["OPTIONS"] = {"connect_timeout": 5, **database.get("OPTIONS", {})}
+        # prepare_threshold: psycopg prepares nothing while it is None (Django's
+        # default). Django's own cursors bind in the client and are never
+        # prepared; reports.rowsql's upload statements ask to be (prepare=True).
+        database["OPTIONS"] = {"connect_timeout": 5, "prepare_threshold": 5, **database.get("OPTIONS", {})}
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database["OPTIONS"] = {**_SQLITE_OPTIONS, **database.get("OPTIONS", {})}
         database["CONN_MAX_AGE"] = 0 if database.get("NAME") == ":memory:" else 60
