@@ -70,7 +70,9 @@ class _PreparedCursor:
     afresh. These statements are few and fixed, and run on every upload, so
     here they are prepared once per connection (psycopg's ``prepare=True``)
     and each execution sends only the values, in binary where psycopg can.
-    A prepared statement lives as long as its connection.
+    A prepared statement lives as long as its connection. psycopg prepares
+    only on a connection whose ``prepare_threshold`` is set (the settings
+    set it; with None the statements are still bound on the server).
     """
 
     def __init__(self, cursor):
