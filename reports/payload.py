@@ -430,6 +430,7 @@ def _find_nul(value: object, path: str) -> str | None:
 
 
 _encode_buffers = threading.local()
+_ENCODE_BUFFER_KEPT_BYTES = 1 << 20
 
 
 def encode_stored(payload: SnapshotPayload, *, received_at: dt.datetime, ip: str) -> bytes:
@@ -447,7 +448,10 @@ def encode_stored(payload: SnapshotPayload, *, received_at: dt.datetime, ip: str
     brace = len(buffer) - 1
     _encoder.encode_into({"received_at": received_at, "ip": ip}, buffer, brace)
     buffer[brace] = ord(",")  # the second object's "{" continues the first one's members
-    return bytes(buffer)
+    document = bytes(buffer)
+    if len(buffer) > _ENCODE_BUFFER_KEPT_BYTES:
+        del _encode_buffers.buffer  # a rare large upload does not keep its memory in the worker
+    return document
 
 
 class _ServerFields(msgspec.Struct):

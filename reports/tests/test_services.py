@@ -307,3 +307,17 @@ def test_the_search_columns_follow_the_newest_snapshot_and_are_left_alone_when_e
     # An older snapshot delivered late changes none of them.
     ingest(make_payload(collected_at=NOW - dt.timedelta(minutes=1)))
     assert Host.objects.values_list("own_address", "agent_version").get() == ("10.0.1.16", "1.1.0")
+
+
+def test_a_large_document_is_stored_whole_and_its_encoding_buffer_not_kept():
+    from reports.payload import _ENCODE_BUFFER_KEPT_BYTES, _encode_buffers
+
+    now = dt.datetime.now(dt.timezone.utc)
+    small = payload_schema.decode(encode(make_payload(collected_at=NOW)), now=NOW)
+    large = payload_schema.decode(encode(make_payload(collected_at=NOW, processes=6000)), now=NOW)
+    for payload in (small, large, small):
+        document = payload_schema.encode_stored(payload, received_at=now, ip="10.0.0.5")
+        stored = payload_schema.decode_stored(document)
+        assert stored.payload == payload and stored.ip == "10.0.0.5" and stored.received_at == now
+        kept = getattr(_encode_buffers, "buffer", None)
+        assert (kept is None) == (len(document) > _ENCODE_BUFFER_KEPT_BYTES)
