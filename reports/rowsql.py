@@ -170,19 +170,50 @@ def _insert_sql(model: type[models.Model], names: tuple[str, ...], alias: str) -
     return sql, fields
 
 
-def insert(model: type[models.Model], values: dict[str, Any]) -> int:
-    """INSERT one row (fields left out get their model default); returns its primary key."""
+class PreparedInsert(NamedTuple):
+    """An INSERT with its values already adapted for the database (``insert_prepare``), run by ``insert_run``."""
+
+    sql: str
+    params: tuple
+    late: tuple[tuple[int, models.Field], ...]  # (position, field) of each value given to insert_run
+
+
+def insert_prepare(model: type[models.Model], values: dict[str, Any], *, late: tuple[str, ...] = ()) -> PreparedInsert:
+    """The INSERT of one row, its values adapted now; the fields named in *late* get theirs from ``insert_run``.
+
+    Adapting a row's values is pure CPU (dates to text on SQLite, and so on);
+    ingest does it before its transaction, where it would hold the write lock.
+    """
     connection = connections[DEFAULT_DB_ALIAS]
-    sql, fields = _insert_sql(model, tuple(values), DEFAULT_DB_ALIAS)
-    params = [
-        field.get_db_prep_save(values[field.name] if field.name in values else field.get_default(), connection)
-        for field in fields
-    ]
+    sql, fields = _insert_sql(model, (*values, *late), DEFAULT_DB_ALIAS)
+    params: list[Any] = []
+    slots = []
+    for position, field in enumerate(fields):
+        if field.name in late:
+            params.append(None)
+            slots.append((position, field))
+        else:
+            params.append(field.get_db_prep_save(values[field.name] if field.name in values else field.get_default(),
+                                                 connection))
+    return PreparedInsert(sql, tuple(params), tuple(slots))
+
+
+def insert_run(prepared: PreparedInsert, **late: Any) -> int:
+    """Run a ``PreparedInsert`` with the values of its *late* fields; returns the new row's primary key."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    params = list(prepared.params)
+    for position, field in prepared.late:
+        params[position] = field.get_db_prep_save(late[field.name], connection)
     with _cursor(connection) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(prepared.sql, params)
         if connection.features.can_return_columns_from_insert:
             return cursor.fetchone()[0]
         return cursor.lastrowid
+
+
+def insert(model: type[models.Model], values: dict[str, Any]) -> int:
+    """INSERT one row (fields left out get their model default); returns its primary key."""
+    return insert_run(insert_prepare(model, values))
 
 
 @functools.lru_cache(maxsize=64)

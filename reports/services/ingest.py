@@ -151,10 +151,12 @@ def snapshot_ingest(
         appended = writer.append(document)  # a full disk raises store.StorageFull, with nothing appended
         committing = False
         try:
+            snapshot_row = _snapshot_row(payload=payload, ip=ip, day=day, received_at=received_at,
+                                         appended=appended, prepared=prepared)
             with write_transaction():
                 software_wanted = _record(
                     payload=payload, ip=ip, day=day, received_at=received_at,
-                    appended=appended, prepared=prepared,
+                    appended=appended, prepared=prepared, snapshot_row=snapshot_row,
                 )
                 committing = True
         except IntegrityError:
@@ -324,17 +326,22 @@ def _record(
     received_at: dt.datetime,
     appended: store.Appended,
     prepared: _Prepared,
+    snapshot_row: rowsql.PreparedInsert | None = None,
 ) -> bool:
     """Insert the Snapshot row and bring its Host up to date (inside the caller's transaction).
 
     Returns whether the host's software list is wanted (see
     :func:`_software_update`). Runs on every upload, so its statements go
     through ``reports.rowsql`` instead of the query compiler (see there why).
+    *snapshot_row* is the Snapshot INSERT (``_snapshot_row``), when the
+    caller prepared it before its transaction.
     """
     columns = prepared.derived.columns
     host = _host_get_or_create(payload, columns)
-    snapshot_pk = _snapshot_insert(payload=payload, host=host, ip=ip, day=day, received_at=received_at,
-                                   appended=appended, prepared=prepared, columns=columns)
+    if snapshot_row is None:
+        snapshot_row = _snapshot_row(payload=payload, ip=ip, day=day, received_at=received_at,
+                                     appended=appended, prepared=prepared)
+    snapshot_pk = rowsql.insert_run(snapshot_row, host=host.pk)
     return _host_update(payload, host, snapshot_pk=snapshot_pk, columns=columns, prepared=prepared)
 
 
@@ -357,13 +364,16 @@ def _host_get_or_create(payload: payload_schema.SnapshotPayload, columns: dict[s
         return host
 
 
-def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip: addresses.IPAddress, day: dt.date,
-                     received_at: dt.datetime, appended: store.Appended, prepared: _Prepared,
-                     columns: dict[str, object]) -> int:
-    """Insert the Snapshot row (summary columns, file position, compressed document); returns its pk."""
-    return rowsql.insert(Snapshot, {
+def _snapshot_row(*, payload: payload_schema.SnapshotPayload, ip: addresses.IPAddress, day: dt.date,
+                  received_at: dt.datetime, appended: store.Appended, prepared: _Prepared) -> rowsql.PreparedInsert:
+    """The Snapshot row's INSERT (summary columns, file position, compressed document), all but its host.
+
+    Its values are adapted for the database here, before the transaction;
+    the host's key is the one value known only inside it.
+    """
+    columns = prepared.derived.columns
+    return rowsql.insert_prepare(Snapshot, {
         "snapshot_id": payload.snapshot_id,
-        "host": host.pk,
         "ip": str(ip),
         "day": day,
         "collected_at": payload.collected_at,
@@ -374,7 +384,7 @@ def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip:
         "file_length": appended.length,
         "document_compressed": prepared.packed_document,
         **{name: columns[name] for name in SUMMARY_COLUMNS},
-    })
+    }, late=("host",))
 
 
 def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapshot_pk: int,

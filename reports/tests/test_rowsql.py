@@ -41,6 +41,20 @@ def test_insert_stores_what_the_orm_reads_back():
     assert bytes(row.document_compressed) == values["document_compressed"] and row.memory_total_bytes == 2**40
 
 
+def test_a_prepared_insert_takes_its_late_value_when_run_and_can_run_once_per_value():
+    first, second = make_host(), make_host(host_id="h-2")
+    values = snapshot_values(first)
+    del values["host"]
+    prepared = rowsql.insert_prepare(Snapshot, values, late=("host",))
+    pk = rowsql.insert_run(prepared, host=second.pk)
+    row = Snapshot.objects.get(pk=pk)
+    assert row.host_id == second.pk and row.snapshot_id == values["snapshot_id"] and row.collected_at == T0
+    assert bytes(row.document_compressed) == values["document_compressed"] and row.process_count == 400
+    assert prepared.params.count(None) >= 1  # the prepared values are not changed by running them
+    with pytest.raises(KeyError):
+        rowsql.insert_run(prepared)
+
+
 def test_select_one_converts_values_like_the_orm_and_loads_only_what_was_asked():
     host = make_host()
     found = rowsql.select_one(Host, ["last_seen", "first_seen"], where={"host_id": "h-1"})
