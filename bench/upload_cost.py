@@ -9,6 +9,15 @@ validation, day file append with fsync, SQLite rows) in one process with
 nothing else running, two ways:
 
 * ``upload_cost.cpu_per_upload``: thread CPU time per upload.
+* ``upload_cost.write_transaction_p50``: wall time from asking for the
+  database write lock to the end of the COMMIT (``reports.dbwrite``'s
+  ``write_transaction`` around ingest's rows), the median over the timed
+  uploads. On SQLite every upload's transaction holds the one write lock,
+  so this is the section that all workers queue on; nothing else runs here,
+  so no time is spent waiting for the lock. A wall time: it is printed with
+  the load average. ``upload_cost.write_transaction_cpu_p50`` is the thread
+  CPU time of the same section (the rest of its wall time is mostly the
+  COMMIT's fsync of the WAL).
 * ``upload_cost.instructions_per_upload``: user-space instructions per upload,
   counted by valgrind's callgrind around the measured uploads only. The count
   repeats to within a fraction of a percent whatever else the machine is
@@ -26,10 +35,12 @@ bytes; by default this machine's own snapshot is collected.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +64,21 @@ def _uploader(data_dir: Path, snapshot: dict):
     from django.urls import get_resolver
 
     from reports import services
+    from reports.services import ingest
+
+    transaction_seconds: list[tuple[float, float]] = []
+    write_transaction = ingest.write_transaction
+
+    @contextlib.contextmanager
+    def timed_write_transaction():
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            with write_transaction():
+                yield
+        finally:
+            transaction_seconds.append((time.perf_counter() - started, time.thread_time() - cpu_started))
+
+    ingest.write_transaction = timed_write_transaction
 
     _, token = services.agent_token_create(name="bench-upload-cost")
     template = UploadTemplate(snapshot)
@@ -74,7 +100,7 @@ def _uploader(data_dir: Path, snapshot: dict):
         response.close()
         return int(statuses[0].split()[0])
 
-    return upload, len(template)
+    return upload, len(template), transaction_seconds
 
 
 def _run(upload, first: int, count: int) -> None:
@@ -91,7 +117,7 @@ def _callgrind(command: str, pid: int) -> None:
 def child(args) -> int:
     """Runs under callgrind: warm up uninstrumented, then count only the measured uploads."""
     snapshot = json.loads(Path(args.snapshot).read_text())
-    upload, _ = _uploader(Path(args.data), snapshot)
+    upload, _, _ = _uploader(Path(args.data), snapshot)
     _run(upload, 0, WARM_UPLOADS)
     _callgrind("on", os.getpid())
     _run(upload, WARM_UPLOADS, args.counted)
@@ -146,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 instructions = count_instructions(snapshot_path, base, args.counted)
             else:
                 print("upload_cost: valgrind is not installed, no instruction count (apt-get install valgrind)")
-        upload, body_bytes = _uploader(base / "timed", snapshot)
+        upload, body_bytes, transaction_seconds = _uploader(base / "timed", snapshot)
         _run(upload, 0, WARM_UPLOADS)
+        transaction_seconds.clear()
         started = time.thread_time()
         _run(upload, WARM_UPLOADS, args.uploads)
         cpu_ms = (time.thread_time() - started) * 1000 / args.uploads
@@ -159,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
           f"WSGI handler in one process (SQLite, fsync on, token auth, full validation): "
           f"{args.uploads} timed (thread CPU){counted}")
     common.report("upload_cost.cpu_per_upload", cpu_ms, "ms")
+    common.report("upload_cost.write_transaction_p50", statistics.median(t for t, _ in transaction_seconds) * 1000,
+                  "ms")
+    common.report("upload_cost.write_transaction_cpu_p50",
+                  statistics.median(cpu for _, cpu in transaction_seconds) * 1000, "ms")
+    common.report("upload_cost.write_transactions", len(transaction_seconds), "per timed run")
+    print(f"upload_cost: load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)")
     if instructions is not None:
         common.report("upload_cost.instructions_per_upload", instructions / 1e6, "M instructions")
     return 0

@@ -156,13 +156,22 @@ def default_database() -> dict:
     """DATABASE_URL (PostgreSQL in production), or SQLite in the data folder."""
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
-        database = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        # No health check (a SELECT 1 before each request's first query): a
+        # connection the server dropped while idle fails that first query
+        # instead, the token lookup, before anything is written; the request
+        # is answered 503 database_unavailable (reports.outage, the agent
+        # keeps its snapshot) and Django closes the broken connection when
+        # the request ends, so the next one connects afresh.
+        database = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=False)
     else:
         database = {"ENGINE": "django.db.backends.sqlite3", "NAME": INVENTORY_DATA_DIR / "relevo.sqlite3"}
     if database["ENGINE"] == "django.db.backends.postgresql":
         # An unreachable server must fail a request within the agent's timeouts (a 503), not hang it;
         # a connect_timeout in the URL's query string wins.
-        database["OPTIONS"] = {"connect_timeout": 5, **database.get("OPTIONS", {})}
+        # prepare_threshold: psycopg prepares nothing while it is None (Django's
+        # default). Django's own cursors bind in the client and are never
+        # prepared; reports.rowsql's upload statements ask to be (prepare=True).
+        database["OPTIONS"] = {"connect_timeout": 5, "prepare_threshold": 5, **database.get("OPTIONS", {})}
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database["OPTIONS"] = {**_SQLITE_OPTIONS, **database.get("OPTIONS", {})}
         database["CONN_MAX_AGE"] = 0 if database.get("NAME") == ":memory:" else 60

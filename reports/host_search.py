@@ -11,6 +11,7 @@ time). Pure: ingest and the migration's backfill call the same function.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from reports import payload as payload_schema
@@ -26,14 +27,26 @@ def own_addresses(payload: payload_schema.SnapshotPayload) -> list[str]:
         found.extend(entry.address for entry in interface.addresses)
     result: list[str] = []
     for text in found:
-        try:
-            address = ipaddress.ip_address(text.split("%", 1)[0])
-        except ValueError:
-            continue
-        if address.is_loopback or address.is_link_local or str(address) in result:
-            continue
-        result.append(str(address))
+        address = _own_address(text)
+        if address is not None and address not in result:
+            result.append(address)
     return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _own_address(text: str) -> str | None:
+    """*text* as a canonical address, or None when it is not one or is loopback or link-local.
+
+    Cached: a host reports the same few addresses on every upload, and
+    parsing them was a measurable part of an upload's CPU.
+    """
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_link_local:
+        return None
+    return str(address)
 
 
 def host_search_columns(payload: payload_schema.SnapshotPayload, *, last_ip: str) -> dict[str, object]:

@@ -5,7 +5,8 @@ The stored documents are the record; these rows (``Software``,
 hosts have openssl 3.0.11 / listen on 3389 / have a full disk" from indexes.
 ``host_rows_update`` runs inside the upload's transaction (called by
 ``reports.services._record``), so a row is written exactly when its snapshot
-is, and a failed upload rolls both back.
+is, and a failed upload rolls both back; the payload's digests (``Digests``)
+are computed before it, outside the database's write lock.
 
 Which snapshot an area follows:
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -59,12 +61,37 @@ def used_percent(disk: payload_schema.Disk) -> float | None:
     return round(100.0 * max(disk.total_bytes - disk.free_bytes, 0) / disk.total_bytes, 3)
 
 
-def host_rows_update(*, host: Host, payload: payload_schema.SnapshotPayload, changes: dict[str, object]) -> None:
+@dataclass(frozen=True)
+class Digests:
+    """The digests of a payload's areas (None: the area is absent), computed before the upload's transaction.
+
+    Pure and a few hundred microseconds for a long software list, so ingest
+    computes them before it takes the database's write lock; inside, they
+    are only compared with the stored ones (``HostIndexState``).
+    """
+
+    software: str | None
+    listening: str | None
+    disks: str | None
+
+    @classmethod
+    def of(cls, payload: payload_schema.SnapshotPayload) -> Digests:
+        return cls(
+            software=None if payload.software is None else payload_schema.software_digest(payload.software),
+            listening=None if payload.listening is None else area_digest(payload.listening),
+            disks=None if payload.disks is None else area_digest(payload.disks),
+        )
+
+
+def host_rows_update(*, host: Host, payload: payload_schema.SnapshotPayload, changes: dict[str, object],
+                     digests: Digests | None = None) -> None:
     """Bring the host's search rows up to date with *payload* (inside the upload's transaction).
 
     *changes* is what ``_record`` is about to write to the host: the payload
     is the host's newest snapshot when it sets ``latest_snapshot``, and its
     software list becomes the current one when it sets ``software_snapshot``.
+    *digests* are the payload's (``Digests.of``), when the caller computed
+    them before its transaction.
     """
     newest = "latest_snapshot" in changes
     software = payload.software if "software_snapshot" in changes else None
@@ -72,15 +99,17 @@ def host_rows_update(*, host: Host, payload: payload_schema.SnapshotPayload, cha
     disks = payload.disks if newest else None
     if software is None and listening is None and disks is None:
         return
-    host_rows_write(host_pk=host.pk, software=software, listening=listening, disks=disks)
+    host_rows_write(host_pk=host.pk, software=software, listening=listening, disks=disks, digests=digests)
 
 
 def host_rows_write(*, host_pk: int, software: list[payload_schema.Software] | None,
                     listening: list[payload_schema.ListeningSocket] | None,
-                    disks: list[payload_schema.Disk] | None, force: bool = False) -> list[str]:
+                    disks: list[payload_schema.Disk] | None, force: bool = False,
+                    digests: Digests | None = None) -> list[str]:
     """Replace each given area's rows (None: leave it) unless its digest is unchanged; returns the areas written.
 
     ``force`` rewrites the given areas whatever their digests (``reindex_inventory``).
+    *digests*, when given, are those of the given areas (``Digests.of`` their payload).
     """
     state = rowsql.select_one(HostIndexState, ["software_digest", "listening_digest", "disks_digest"],
                               where={"host": host_pk})
@@ -90,19 +119,19 @@ def host_rows_write(*, host_pk: int, software: list[payload_schema.Software] | N
     connection = connections[DEFAULT_DB_ALIAS]
     with connection.cursor() as cursor:
         if software is not None:
-            digest = payload_schema.software_digest(software)
+            digest = digests.software if digests is not None else payload_schema.software_digest(software)
             if force or old.get("software") != digest:
                 _software_replace(cursor, host_pk, software)
                 new["software"] = digest
         if listening is not None:
-            digest = area_digest(listening)
+            digest = digests.listening if digests is not None else area_digest(listening)
             if force or old.get("listening") != digest:
                 _rows_replace(cursor, HostListeningSocket, host_pk,
                               ["protocol", "address", "port", "pid", "process"],
                               [(s.protocol, s.address, s.port, s.pid, s.process) for s in listening])
                 new["listening"] = digest
         if disks is not None:
-            digest = area_digest(disks)
+            digest = digests.disks if digests is not None else area_digest(disks)
             if force or old.get("disks") != digest:
                 _rows_replace(cursor, HostDisk, host_pk,
                               ["mount_point", "device", "fs_type", "total_bytes", "free_bytes", "used_percent"],

@@ -29,6 +29,7 @@ pages never use.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -78,6 +79,12 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
 
 
+@functools.lru_cache(maxsize=1024)
+def _header_valid(name: str, value: str) -> bool:
+    """Whether gunicorn will send this header; cached, as most headers are the same on every answer."""
+    return bool(_HEADER_NAME.fullmatch(name) and _HEADER_VALUE.fullmatch(value))
+
+
 def _deliverable(request, response):
     """*response*, or a 500 in its place if the server could not send its headers.
 
@@ -89,7 +96,7 @@ def _deliverable(request, response):
     the client gets Relevo's JSON error instead of a bare HTML page.
     """
     for name, value in response.items():
-        if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+        if not _header_valid(name, value):
             # The name only: the value is what a client may have put there.
             problems.error("response header %r is not valid HTTP; answering 500 instead", name)
             return server_error(request)

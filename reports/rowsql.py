@@ -14,7 +14,9 @@ Only the upload and /query paths (``reports.services``, ``reports.auth``,
 with equality filters; everything else keeps using the ORM.
 
 Statements run on the backend's own cursor (``_cursor``), not through
-Django's cursor wrapper, whose layers cost time on every statement. Errors
+Django's cursor wrapper, whose layers cost time on every statement; on
+PostgreSQL they are prepared on the server, once per connection
+(``_PreparedCursor``). Errors
 are still translated to ``django.db.IntegrityError`` and friends, the
 connection health check and the broken-transaction guard still run, and
 when queries are being recorded (``DEBUG``, ``CaptureQueriesContext``) or an
@@ -52,11 +54,45 @@ def _cursor(connection) -> Iterator[Any]:
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
-        cursor = connection.create_cursor()
+        cursor = _prepared_cursor(connection) if connection.vendor == "postgresql" else connection.create_cursor()
         try:
             yield cursor
         finally:
             cursor.close()
+
+
+class _PreparedCursor:
+    """A PostgreSQL cursor whose statements are bound and prepared on the server.
+
+    Django's cursors on PostgreSQL bind parameters in the client: every
+    statement is sent as text with its values quoted in (a document as hex,
+    a process list as a quoted literal), and the server parses and plans it
+    afresh. These statements are few and fixed, and run on every upload, so
+    here they are prepared once per connection (psycopg's ``prepare=True``)
+    and each execution sends only the values, in binary where psycopg can.
+    A prepared statement lives as long as its connection. psycopg prepares
+    only on a connection whose ``prepare_threshold`` is set (the settings
+    set it; with None the statements are still bound on the server).
+    """
+
+    def __init__(self, cursor):
+        self._cursor = cursor
+
+    def execute(self, sql: str, params):
+        return self._cursor.execute(sql, params, prepare=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self._cursor, name)
+
+
+def _prepared_cursor(connection) -> _PreparedCursor:
+    """Like the backend's ``create_cursor()``, with server-side binding (PostgreSQL only)."""
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, Format, ServerBindingCursor, register_tzloader
+
+    cursor = ServerBindingCursor(connection.connection)
+    if connection.timezone != connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+        register_tzloader(connection.timezone, cursor)
+    return _PreparedCursor(cursor)
 
 
 @functools.lru_cache(maxsize=64)
@@ -134,19 +170,50 @@ def _insert_sql(model: type[models.Model], names: tuple[str, ...], alias: str) -
     return sql, fields
 
 
-def insert(model: type[models.Model], values: dict[str, Any]) -> int:
-    """INSERT one row (fields left out get their model default); returns its primary key."""
+class PreparedInsert(NamedTuple):
+    """An INSERT with its values already adapted for the database (``insert_prepare``), run by ``insert_run``."""
+
+    sql: str
+    params: tuple
+    late: tuple[tuple[int, models.Field], ...]  # (position, field) of each value given to insert_run
+
+
+def insert_prepare(model: type[models.Model], values: dict[str, Any], *, late: tuple[str, ...] = ()) -> PreparedInsert:
+    """The INSERT of one row, its values adapted now; the fields named in *late* get theirs from ``insert_run``.
+
+    Adapting a row's values is pure CPU (dates to text on SQLite, and so on);
+    ingest does it before its transaction, where it would hold the write lock.
+    """
     connection = connections[DEFAULT_DB_ALIAS]
-    sql, fields = _insert_sql(model, tuple(values), DEFAULT_DB_ALIAS)
-    params = [
-        field.get_db_prep_save(values[field.name] if field.name in values else field.get_default(), connection)
-        for field in fields
-    ]
+    sql, fields = _insert_sql(model, (*values, *late), DEFAULT_DB_ALIAS)
+    params: list[Any] = []
+    slots = []
+    for position, field in enumerate(fields):
+        if field.name in late:
+            params.append(None)
+            slots.append((position, field))
+        else:
+            params.append(field.get_db_prep_save(values[field.name] if field.name in values else field.get_default(),
+                                                 connection))
+    return PreparedInsert(sql, tuple(params), tuple(slots))
+
+
+def insert_run(prepared: PreparedInsert, **late: Any) -> int:
+    """Run a ``PreparedInsert`` with the values of its *late* fields; returns the new row's primary key."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    params = list(prepared.params)
+    for position, field in prepared.late:
+        params[position] = field.get_db_prep_save(late[field.name], connection)
     with _cursor(connection) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(prepared.sql, params)
         if connection.features.can_return_columns_from_insert:
             return cursor.fetchone()[0]
         return cursor.lastrowid
+
+
+def insert(model: type[models.Model], values: dict[str, Any]) -> int:
+    """INSERT one row (fields left out get their model default); returns its primary key."""
+    return insert_run(insert_prepare(model, values))
 
 
 @functools.lru_cache(maxsize=64)
@@ -158,7 +225,10 @@ def _update_sql(model: type[models.Model], names: tuple[str, ...], kept: tuple[s
     for field in fields:
         column = quote(field.column)
         if field.name in kept:
-            assignments.append(f"{column} = CASE WHEN {column} = %s THEN {column} ELSE %s END")
+            # The value is sent once (a CASE would need it twice): NULLIF gives
+            # NULL when it equals the stored one, and COALESCE then the stored
+            # value itself. Never used for None (it would keep the old value).
+            assignments.append(f"{column} = COALESCE(NULLIF(%s, {column}), {column})")
         else:
             assignments.append(f"{column} = %s")
     return f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {quote(meta.pk.column)} = %s", fields
@@ -172,15 +242,13 @@ def update(model: type[models.Model], pk: int, values: dict[str, Any], *, keep_i
     stays the same, this spares PostgreSQL writing it again: an UPDATE that
     sets a new value writes new TOAST chunks and their WAL even when the
     bytes are equal, while the old value assigned back keeps its TOAST
-    pointer. The caller need not read the old value to compare.
+    pointer. The caller need not read the old value to compare. A None in
+    such a column is written as any other value.
     """
     connection = connections[DEFAULT_DB_ALIAS]
-    kept = tuple(name for name in keep_if_equal if name in values)
+    kept = tuple(name for name in keep_if_equal if values.get(name) is not None)
     sql, fields = _update_sql(model, tuple(values), kept, DEFAULT_DB_ALIAS)
-    params = []
-    for field, value in zip(fields, values.values()):
-        prepared = field.get_db_prep_save(value, connection)
-        params.extend((prepared, prepared) if field.name in kept else (prepared,))
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values())]
     with _cursor(connection) as cursor:
         cursor.execute(sql, [*params, pk])
         return cursor.rowcount

@@ -590,10 +590,10 @@ class DayFileWriter:
         started = time.perf_counter()
         previous = self._size
         if previous == 0:
-            data = OPEN_TAIL + document + CLOSE_TAIL
+            data = b"".join((OPEN_TAIL, document, CLOSE_TAIL))
             offset, write_at = len(OPEN_TAIL), 0
         else:
-            data = b"," + document + CLOSE_TAIL
+            data = b"".join((b",", document, CLOSE_TAIL))  # one copy of the document, not two
             write_at = previous - 2  # over the closing "]\n"
             offset = write_at + 1
         appended = Appended(self.path.name, self._base + offset, len(document), previous)

@@ -114,11 +114,13 @@ def alert_delete(*, instance: AlertRule | AlertDestination) -> None:
 # --- what an upload fires ------------------------------------------------------------
 
 def upload_alerts(*, host: Host, payload: payload_schema.SnapshotPayload, changes: dict[str, object],
-                  process_index: str) -> int:
+                  process_index: str, digests: inventory_index.Digests | None = None) -> int:
     """Write the deliveries this upload fires (inside its transaction); returns how many.
 
     *host* holds the columns as they were before this upload; *changes* is
-    what ingest is about to write. Only the host's newest snapshot is
+    what ingest is about to write; *digests* are the payload's areas'
+    (``inventory_index.Digests``), when ingest computed them before its
+    transaction. Only the host's newest snapshot is
     compared (a late one changes nothing), and a host's first snapshot
     fires nothing (there is nothing to compare it with).
     """
@@ -135,7 +137,7 @@ def upload_alerts(*, host: Host, payload: payload_schema.SnapshotPayload, change
                 and rule.in_scope(hostname=hostname, os_name=os_name)]
     if not watching:
         return 0
-    before = _Before(host)
+    before = _Before(host, digests)
     found: list[tuple[rules.Rule, rules.Change]] = []
     for rule in watching:
         if rule.kind in rules.PROCESS_KINDS:
@@ -169,8 +171,9 @@ class _Before:
     ``reports.rowsql`` or one raw statement, as the rest of the upload does.
     """
 
-    def __init__(self, host: Host):
+    def __init__(self, host: Host, digests: inventory_index.Digests | None = None):
         self.host = host
+        self.digests = digests
         self._read: dict[str, object] = {}
 
     def _once(self, area, read):
@@ -187,7 +190,8 @@ class _Before:
     def area_changed(self, area: str, entries) -> bool:
         state = self._once("digests", lambda: rowsql.select_one(
             HostIndexState, ["listening_digest", "disks_digest"], where={"host": self.host.pk}))
-        return state is None or getattr(state, f"{area}_digest") != inventory_index.area_digest(entries)
+        digest = getattr(self.digests, area) if self.digests is not None else inventory_index.area_digest(entries)
+        return state is None or getattr(state, f"{area}_digest") != digest
 
     def software(self) -> list[tuple[str, str]]:
         return self._once("software", lambda: list(HostSoftware.objects.filter(host_id=self.host.pk)

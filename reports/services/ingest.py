@@ -127,7 +127,8 @@ def snapshot_ingest(
     received_at = received_at or timezone.now()
     day = snapshot_day(payload.collected_at)
     document = payload_schema.encode_stored(payload, received_at=received_at, ip=str(ip))
-    process_index = processes.process_index(payload.processes)
+    derived = _Derived.of(payload, ip)
+    alerts_outbox.active_rules()  # a reload of the cached rules, when due, happens here, outside every lock
 
     with locks.day_file_locked(ip, day) as writer:
         last = _last_recorded(writer, ip=ip, day=day)
@@ -141,7 +142,7 @@ def snapshot_ingest(
         # Packed under the file lock, which orders this file's rows, so the
         # base chosen is the newest row of the file; still before the
         # database's write lock, which every other upload queues on.
-        prepared = _Prepared(_pack(document, last=last), process_index)
+        prepared = _Prepared(_pack(document, last=last), derived)
         if writer.size_after(document) > settings.INVENTORY_DAY_FILE_MAX_BYTES:
             raise DayFileFull(file_name=writer.path.name, limit_bytes=settings.INVENTORY_DAY_FILE_MAX_BYTES)
         # The fsync happens before the database write lock is taken, so other
@@ -151,10 +152,12 @@ def snapshot_ingest(
         appended = writer.append(document)  # a full disk raises store.StorageFull, with nothing appended
         committing = False
         try:
+            snapshot_row = _snapshot_row(payload=payload, ip=ip, day=day, received_at=received_at,
+                                         appended=appended, prepared=prepared)
             with write_transaction():
                 software_wanted = _record(
                     payload=payload, ip=ip, day=day, received_at=received_at,
-                    appended=appended, prepared=prepared,
+                    appended=appended, prepared=prepared, snapshot_row=snapshot_row,
                 )
                 committing = True
         except IntegrityError:
@@ -190,20 +193,56 @@ def _commit_outcome_unknown(exc: BaseException) -> bool:
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    """What a snapshot's rows need from its document, computed before any lock is taken.
+class _Derived:
+    """What a snapshot's rows need from its payload and address alone, computed before any lock is taken.
 
-    Compressing the document and building the process index are the CPU work
-    of ``_record``; done inside the transaction they would lengthen the hold
-    of SQLite's one write lock, which every other upload queues on.
+    Every upload's transaction holds the database's write lock (SQLite: the
+    one write lock that every other upload queues on; PostgreSQL: the host's
+    row), so the transaction only reads what needs that lock (the host's
+    columns, its index digests) and writes. What depends on the payload alone
+    is computed here: the process index, the host and search columns, the
+    identity seen, the search rows' digests. The comparisons against the
+    values read under the lock still decide what is written (``_host_update``).
+    """
+
+    process_index: str
+    columns: dict[str, object]
+    search_columns: dict[str, object]
+    seen: identity.Identity
+    digests: inventory_index.Digests
+
+    @classmethod
+    def of(cls, payload: payload_schema.SnapshotPayload, ip: addresses.IPAddress) -> _Derived:
+        columns = host_columns(payload, ip)
+        last_ip = columns["last_ip"]
+        return cls(
+            process_index=processes.process_index(payload.processes),
+            columns=columns,
+            search_columns=host_search.host_search_columns(payload, last_ip=last_ip),
+            seen=identity.Identity.of(hostname=columns["hostname"], address=last_ip, hardware=payload.hardware),
+            digests=inventory_index.Digests.of(payload),
+        )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a snapshot's rows need, computed before the database transaction: its blob and its ``_Derived``.
+
+    Compressing the document is the largest CPU work of ``_record``; done
+    inside the transaction it would lengthen the hold of the write lock.
     """
 
     packed_document: bytes
-    process_index: str
+    derived: _Derived
+
+    @property
+    def process_index(self) -> str:
+        return self.derived.process_index
 
     @classmethod
-    def of(cls, payload: payload_schema.SnapshotPayload, document: bytes, *, last: Snapshot | None) -> _Prepared:
-        return cls(_pack(document, last=last), processes.process_index(payload.processes))
+    def of(cls, payload: payload_schema.SnapshotPayload, document: bytes, *, ip: addresses.IPAddress,
+           last: Snapshot | None) -> _Prepared:
+        return cls(_pack(document, last=last), _Derived.of(payload, ip))
 
 
 def _pack(document: bytes, *, last: Snapshot | None) -> bytes:
@@ -288,17 +327,22 @@ def _record(
     received_at: dt.datetime,
     appended: store.Appended,
     prepared: _Prepared,
+    snapshot_row: rowsql.PreparedInsert | None = None,
 ) -> bool:
     """Insert the Snapshot row and bring its Host up to date (inside the caller's transaction).
 
     Returns whether the host's software list is wanted (see
     :func:`_software_update`). Runs on every upload, so its statements go
     through ``reports.rowsql`` instead of the query compiler (see there why).
+    *snapshot_row* is the Snapshot INSERT (``_snapshot_row``), when the
+    caller prepared it before its transaction.
     """
-    columns = host_columns(payload, ip)
+    columns = prepared.derived.columns
     host = _host_get_or_create(payload, columns)
-    snapshot_pk = _snapshot_insert(payload=payload, host=host, ip=ip, day=day, received_at=received_at,
-                                   appended=appended, prepared=prepared, columns=columns)
+    if snapshot_row is None:
+        snapshot_row = _snapshot_row(payload=payload, ip=ip, day=day, received_at=received_at,
+                                     appended=appended, prepared=prepared)
+    snapshot_pk = rowsql.insert_run(snapshot_row, host=host.pk)
     return _host_update(payload, host, snapshot_pk=snapshot_pk, columns=columns, prepared=prepared)
 
 
@@ -321,13 +365,16 @@ def _host_get_or_create(payload: payload_schema.SnapshotPayload, columns: dict[s
         return host
 
 
-def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip: addresses.IPAddress, day: dt.date,
-                     received_at: dt.datetime, appended: store.Appended, prepared: _Prepared,
-                     columns: dict[str, object]) -> int:
-    """Insert the Snapshot row (summary columns, file position, compressed document); returns its pk."""
-    return rowsql.insert(Snapshot, {
+def _snapshot_row(*, payload: payload_schema.SnapshotPayload, ip: addresses.IPAddress, day: dt.date,
+                  received_at: dt.datetime, appended: store.Appended, prepared: _Prepared) -> rowsql.PreparedInsert:
+    """The Snapshot row's INSERT (summary columns, file position, compressed document), all but its host.
+
+    Its values are adapted for the database here, before the transaction;
+    the host's key is the one value known only inside it.
+    """
+    columns = prepared.derived.columns
+    return rowsql.insert_prepare(Snapshot, {
         "snapshot_id": payload.snapshot_id,
-        "host": host.pk,
         "ip": str(ip),
         "day": day,
         "collected_at": payload.collected_at,
@@ -338,7 +385,7 @@ def _snapshot_insert(*, payload: payload_schema.SnapshotPayload, host: Host, ip:
         "file_length": appended.length,
         "document_compressed": prepared.packed_document,
         **{name: columns[name] for name in SUMMARY_COLUMNS},
-    })
+    }, late=("host",))
 
 
 def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapshot_pk: int,
@@ -348,25 +395,28 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
     A snapshot older than the host's newest (a spooled one delivered late)
     only moves ``first_seen`` back, if it is older than that too.
     """
+    derived = prepared.derived
     changes: dict[str, object] = {}
     if payload.collected_at >= host.last_seen:
         # Only what differs is written: every indexed column in the SET list
         # costs SQLite an index page in the WAL even when its value is the
         # same, and a host's name, address and OS rarely change between
-        # uploads. The process index is not read back to compare (it is the
-        # largest column): the UPDATE compares it (rowsql's keep_if_equal),
-        # so an unchanged process list writes no new copy of it.
+        # uploads, nor do its search columns. The process index is not read
+        # back to compare (it is the largest column): the UPDATE compares it
+        # (rowsql's keep_if_equal), so an unchanged process list writes no
+        # new copy of it.
         changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
         changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
-                       process_index=prepared.process_index)
-        seen = identity.Identity.of(hostname=columns["hostname"], address=columns["last_ip"], hardware=payload.hardware)
-        changes.update(identity.identity_changes(host, seen, at=payload.collected_at))
-        changes.update(host_search.host_search_columns(payload, last_ip=columns["last_ip"]))
+                       process_index=derived.process_index)
+        changes.update(identity.identity_changes(host, derived.seen, at=payload.collected_at))
+        changes.update({name: value for name, value in derived.search_columns.items()
+                        if getattr(host, name) != value})
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)
-    alerts_outbox.upload_alerts(host=host, payload=payload, changes=changes, process_index=prepared.process_index)
-    inventory_index.host_rows_update(host=host, payload=payload, changes=changes)
+    alerts_outbox.upload_alerts(host=host, payload=payload, changes=changes, process_index=derived.process_index,
+                                digests=derived.digests)
+    inventory_index.host_rows_update(host=host, payload=payload, changes=changes, digests=derived.digests)
     process_history.upload_record(host=host, payload=payload, changes=changes)
     if changes:
         rowsql.update(Host, host.pk, changes, keep_if_equal=("process_index",))
@@ -396,7 +446,7 @@ def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, sna
 
 # What _host_update compares before writing a host: its times and every column it would overwrite.
 _HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot",
-                       *identity.HOST_FIELDS]
+                       *identity.HOST_FIELDS, *host_search.COLUMNS]
 
 
 def _host_for_update(host_id: str) -> Host | None:
@@ -447,7 +497,7 @@ def _adopt_unrecorded_tail(writer: store.DayFileWriter, *, ip: addresses.IPAddre
         "recording snapshot %s found at the end of %s without a database row (a worker stopped mid-upload)",
         stored.payload.snapshot_id, writer.path.name,
     )
-    prepared = _Prepared.of(stored.payload, document, last=last)
+    prepared = _Prepared.of(stored.payload, document, ip=ip, last=last)
     with write_transaction():
         snapshot_record_stored(stored, ip=ip, day=day, writer=writer, offset=offset, document=document,
                                prepared=prepared)
@@ -465,7 +515,7 @@ def snapshot_record_stored(stored: payload_schema.StoredSnapshot, *, ip: address
     """
     _record(payload=stored.payload, ip=ip, day=day, received_at=stored.received_at,
             appended=store.Appended(writer.path.name, offset, len(document), 0),
-            prepared=prepared or _Prepared.of(stored.payload, document,
+            prepared=prepared or _Prepared.of(stored.payload, document, ip=ip,
                                               last=_last_recorded(writer, ip=ip, day=day)))
 
 

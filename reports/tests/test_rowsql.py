@@ -41,6 +41,20 @@ def test_insert_stores_what_the_orm_reads_back():
     assert bytes(row.document_compressed) == values["document_compressed"] and row.memory_total_bytes == 2**40
 
 
+def test_a_prepared_insert_takes_its_late_value_when_run_and_can_run_once_per_value():
+    first, second = make_host(), make_host(host_id="h-2")
+    values = snapshot_values(first)
+    del values["host"]
+    prepared = rowsql.insert_prepare(Snapshot, values, late=("host",))
+    pk = rowsql.insert_run(prepared, host=second.pk)
+    row = Snapshot.objects.get(pk=pk)
+    assert row.host_id == second.pk and row.snapshot_id == values["snapshot_id"] and row.collected_at == T0
+    assert bytes(row.document_compressed) == values["document_compressed"] and row.process_count == 400
+    assert prepared.params.count(None) >= 1  # the prepared values are not changed by running them
+    with pytest.raises(KeyError):
+        rowsql.insert_run(prepared)
+
+
 def test_select_one_converts_values_like_the_orm_and_loads_only_what_was_asked():
     host = make_host()
     found = rowsql.select_one(Host, ["last_seen", "first_seen"], where={"host_id": "h-1"})
@@ -95,6 +109,14 @@ def test_update_keeps_an_equal_value_and_writes_a_different_one():
         assert rowsql.update(Host, host.pk, {"process_index": index, "process_count": count},
                              keep_if_equal=("process_index", "fqdn")) == 1
         assert Host.objects.values_list("process_index", "process_count").get(pk=host.pk) == (index, count)
+
+
+def test_update_writes_none_to_a_column_it_would_keep_when_equal():
+    host = make_host()
+    Host.objects.filter(pk=host.pk).update(memory_total_bytes=8 << 30)
+    assert rowsql.update(Host, host.pk, {"memory_total_bytes": None},
+                         keep_if_equal=("memory_total_bytes",)) == 1
+    assert Host.objects.values_list("memory_total_bytes", flat=True).get(pk=host.pk) is None
 
 
 def test_a_duplicate_insert_raises_djangos_integrity_error():

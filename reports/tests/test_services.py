@@ -287,3 +287,41 @@ def test_the_sql_filter_and_the_python_rule_agree_on_every_query(data_dir, query
     assert in_sql == in_python
     expected = {"NGINX": True, "www-data": False, "root": False, "no-such-thing": False, "   ": False}
     assert in_python == expected.get(query, in_python), "the user name does not count; a blank query matches nothing"
+
+
+def test_the_search_columns_follow_the_newest_snapshot_and_are_left_alone_when_equal(data_dir):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ingest(make_payload(collected_at=NOW - dt.timedelta(minutes=10)))
+    with CaptureQueriesContext(connection) as queries:
+        ingest(make_payload(collected_at=NOW - dt.timedelta(minutes=5)))
+    [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "reports_host"')]
+    assert "search_text" not in update and "agent_version" not in update and "boot_time" not in update
+    host = Host.objects.get()
+    assert "10.0.1.15" in host.search_text and host.own_address == "10.0.1.15" and host.agent_version == "1.0.0"
+
+    changed = make_payload(collected_at=NOW, agent={"version": "1.1.0"})
+    changed["host"].update(ips=["10.0.1.16"], boot_time="2026-11-26T06:00:00+00:00")
+    ingest(changed)
+    host = Host.objects.get()
+    assert host.own_address == "10.0.1.16" and host.agent_version == "1.1.0"
+    assert "10.0.1.16" in host.search_text and "10.0.1.15" not in host.search_text
+    assert host.boot_time == dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.timezone.utc)
+    # An older snapshot delivered late changes none of them.
+    ingest(make_payload(collected_at=NOW - dt.timedelta(minutes=1)))
+    assert Host.objects.values_list("own_address", "agent_version").get() == ("10.0.1.16", "1.1.0")
+
+
+def test_a_large_document_is_stored_whole_and_its_encoding_buffer_not_kept():
+    from reports.payload import _ENCODE_BUFFER_KEPT_BYTES, _encode_buffers
+
+    now = dt.datetime.now(dt.timezone.utc)
+    small = payload_schema.decode(encode(make_payload(collected_at=NOW)), now=NOW)
+    large = payload_schema.decode(encode(make_payload(collected_at=NOW, processes=6000)), now=NOW)
+    for payload in (small, large, small):
+        document = payload_schema.encode_stored(payload, received_at=now, ip="10.0.0.5")
+        stored = payload_schema.decode_stored(document)
+        assert stored.payload == payload and stored.ip == "10.0.0.5" and stored.received_at == now
+        kept = getattr(_encode_buffers, "buffer", None)
+        assert (kept is None) == (len(document) > _ENCODE_BUFFER_KEPT_BYTES)
