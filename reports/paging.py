@@ -22,7 +22,8 @@ class CappedPaginator(Paginator):
 
     ``count_list``, if given, is what is counted instead of the listed
     rows: the same rows in a form its database counts faster (the host
-    search's match read from its own index). The signature is
+    search's match read from its own index); a list with a
+    ``count_up_to(limit)`` method counts itself that far. The signature is
     ``Paginator``'s, so the admin can take the class as its ``paginator``.
     """
 
@@ -39,6 +40,9 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         rows = self.count_list
+        if hasattr(rows, "count_up_to"):
+            # A list that counts itself up to a limit (process search's hosts, ``reports.selectors``).
+            return rows.count() if self.exact else rows.count_up_to(self.cap + 1)
         if not hasattr(rows, "query"):
             return len(rows)
         if self.exact:

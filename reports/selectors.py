@@ -351,6 +351,10 @@ class ProcessHostMatch:
     processes: list | None = None
 
 
+# A needle matching more texts than this is not walked host by host (one statement's parameters).
+MAX_WALK_TEXTS = 1000
+
+
 class ProcessSearch:
     """The hosts of a process search, one per host, ordered by host name; sliced lazily, for a paginator.
 
@@ -358,13 +362,108 @@ class ProcessSearch:
     (a host id and three times per host, so the count and every page share
     it); a slice then reads its hosts' rows, their matching texts and
     (``with_processes``) their newest documents.
+
+    Counted by ``count_up_to`` (a capped paginator), a needle that more
+    hosts run than the cap is not read whole: each page walks the hosts in
+    name order and keeps those with a matching run (``in_order``).
     """
 
     def __init__(self, found_sql: str, params: list, runs, *, since, until, now, lines_per_host: int, needle: str,
-                 match: str, with_processes: bool):
+                 match: str, with_processes: bool, texts=None):
         self._sql, self._params, self._runs, self._found = found_sql, params, runs, None
         self.since, self.until, self.now = since, until, now
         self._lines, self._needle, self._match, self._with_processes = lines_per_host, needle, match, with_processes
+        self._texts = texts
+        self._text_ids: list[int] | None = None
+        self.in_order = False
+
+    def _matching_text_ids(self) -> list[int]:
+        """The ids of the texts the needle matches, read once: a few among the fleet's distinct texts."""
+        if self._text_ids is None:
+            self._text_ids = [] if self._texts is None else list(self._texts.values_list("id", flat=True))
+        return self._text_ids
+
+    def _walk_sql(self, select: str, tail: str, ids: list[int]) -> tuple[str, list]:
+        """Hosts with a matching run in range, tested per host (EXISTS on a run index) as the hosts are read."""
+        quote = connection.ops.quote_name
+        runs, hosts = quote(ProcessRun._meta.db_table), quote(Host._meta.db_table)
+        prep = ProcessRun._meta.get_field("started_at").get_db_prep_value
+        marks = ", ".join(["%s"] * len(ids))
+        params: list = list(ids)
+        where = f"r.host_id = h.id AND r.text_id IN ({marks})"
+        host_where = ""
+        if self.since is None:
+            where += " AND r.stopped_at IS NULL"
+        else:
+            if connection.vendor == "sqlite":
+                # The host's runs (by host_id), never the text's: for one text SQLite chose the (text, start)
+                # index and read every run of it per host. "+" keeps a column out of index choice there.
+                where = where.replace("r.text_id", "+r.text_id")
+            where += " AND r.started_at <= %s AND (r.stopped_at IS NULL OR r.stopped_at >= %s)"
+            params += [prep(self.until, connection), prep(self.since, connection)]
+            host_where = " AND h.last_seen >= %s"
+            params.append(prep(self.since, connection))
+        return (f"SELECT {select} FROM {hosts} h WHERE EXISTS (SELECT 1 FROM {runs} r WHERE {where}){host_where} "
+                f"{tail}"), params
+
+    def count_up_to(self, limit: int) -> int:
+        """How many hosts match, counting no further than *limit* (``reports.paging.CappedPaginator``).
+
+        The matching runs are read from their text's index until *limit*
+        distinct hosts have one, so a needle that many hosts run stops early
+        where the grouped query reads, groups and sorts every matching run.
+        A needle with more texts than a statement takes, or none, counts the
+        grouped query's rows. Reaching *limit* sets ``in_order``: pages are
+        then read by walking hosts in name order (``_page_rows``).
+        """
+        if self._found is not None or not self._sql:
+            return len(self._rows())
+        ids = self._matching_text_ids()
+        if not ids or len(ids) > MAX_WALK_TEXTS:
+            return len(self._rows())
+        quote = connection.ops.quote_name
+        runs, hosts = quote(ProcessRun._meta.db_table), quote(Host._meta.db_table)
+        prep = ProcessRun._meta.get_field("started_at").get_db_prep_value
+        params: list = list(ids)
+        where, join = "r.stopped_at IS NULL", ""
+        if self.since is not None:
+            # The host's last_seen bounds its open runs, as in the grouped query (the runs stay the outer loop).
+            join = f"{'CROSS JOIN' if connection.vendor == 'sqlite' else 'JOIN'} {hosts} h ON h.id = r.host_id"
+            where = "r.started_at <= %s AND (r.stopped_at IS NULL OR r.stopped_at >= %s) AND h.last_seen >= %s"
+            params += [prep(self.until, connection), prep(self.since, connection), prep(self.since, connection)]
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM (SELECT DISTINCT r.host_id FROM {runs} r {join} "
+                           f"WHERE r.text_id IN ({', '.join(['%s'] * len(ids))}) AND {where} LIMIT %s) c",
+                           params + [limit])
+            counted = cursor.fetchone()[0]
+        # So many hosts match that a page is full after a few hundred hosts read in name order.
+        self.in_order = counted >= limit
+        return counted
+
+    def _page_rows(self, key: slice) -> list[tuple]:
+        """The rows of one page: from all rows, or (``in_order``) by walking hosts in name order.
+
+        Walking reads the hosts by the hostname index and keeps those with
+        a matching run in range until the page is full, then reads the
+        times of those hosts alone with the grouped query: the rows are the
+        ones the full query would give for the same slice.
+        """
+        ids = self._matching_text_ids() if self.in_order and self._found is None and self._sql else []
+        if not ids or len(ids) > MAX_WALK_TEXTS or key.step not in (None, 1):
+            return self._rows()[key]
+        start, stop = key.start or 0, key.stop
+        if start < 0 or stop is None or stop < start:
+            return self._rows()[key]
+        sql, params = self._walk_sql("h.id", "ORDER BY h.hostname, h.id LIMIT %s OFFSET %s", ids)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params + [stop - start, start])
+            pks = [row[0] for row in cursor.fetchall()]
+        if not pks:
+            return []
+        sql, params = _process_hosts_sql(self._texts, since=self.since, until=self.until, host_pks=pks)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
 
     def _rows(self) -> list[tuple]:
         """(host pk, first start, last stop, open runs, last_seen) of every matching host, by host name, as read.
@@ -390,7 +489,7 @@ class ProcessSearch:
         if not isinstance(key, slice):
             return self[key:key + 1][0]
         rows = [(pk, _db_time(first), _db_time(last_seen if running else last_stop))
-                for pk, first, last_stop, running, last_seen in self._rows()[key]]
+                for pk, first, last_stop, running, last_seen in self._page_rows(key)]
         hosts = Host.objects.defer("process_index", "search_text").in_bulk([row[0] for row in rows])
         texts: dict[int, set[str]] = {}
         running: set[int] = set()
@@ -466,11 +565,13 @@ def process_search(*, query: str, match: str = process_rule.MATCH_NAME, since: d
     if needle:
         sql, params = _process_hosts_sql(texts, since=since, until=until)
     return ProcessSearch(sql, params, runs, since=since, until=until, now=now, lines_per_host=lines_per_host,
-                         needle=needle, match=match, with_processes=with_processes)
+                         needle=needle, match=match, with_processes=with_processes, texts=texts if needle else None)
 
 
-def _process_hosts_sql(texts, *, since, until) -> tuple[str, list]:
+def _process_hosts_sql(texts, *, since, until, host_pks: list[int] | None = None) -> tuple[str, list]:
     """One statement: per matching host, (pk, first start, last stop, open runs, last_seen), by host name.
+
+    With *host_pks*, only those hosts' rows (the page a walk in name order found).
 
     The matching texts drive the runs (SQLite: a CROSS JOIN keeps them the
     outer loop): otherwise SQLite walks a host-ordered index of every run to
@@ -488,6 +589,10 @@ def _process_hosts_sql(texts, *, since, until) -> tuple[str, list]:
     else:
         where.append("r.started_at <= %s AND (r.stopped_at IS NULL OR r.stopped_at >= %s)")
         params += [prep(until, connection), prep(since, connection)]
+    if host_pks is not None:
+        where.append(f"r.host_id IN ({', '.join(['%s'] * len(host_pks))})")
+        params += list(host_pks)
+    if since is not None:
         host_where = "WHERE h.last_seen >= %s"
         params.append(prep(since, connection))
     sql = (f"SELECT h.id, g.first_start, g.last_stop, g.open_runs, h.last_seen FROM "

@@ -217,7 +217,8 @@ def process_search(request):
     page = None
     if query:
         results = selectors.process_search(query=query, match=match, since=since, until=until, now=now)
-        page = Paginator(results, PROCESS_SEARCH_PER_PAGE).get_page(request.GET.get("page"))
+        # Counted up to the cap; past it, the page is read by walking hosts in name order (selectors).
+        page = paging.CappedPaginator(results, PROCESS_SEARCH_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "reports/process_search.html", {
         "nav": "processes", "form": form, "query": query, "match": match, "since": since, "until": until,
         "page": page,

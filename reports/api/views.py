@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports import payload as payload_schema
-from reports import forms, inventory_selectors, outage, processes, selectors, services, store
+from reports import forms, inventory_selectors, outage, paging, processes, selectors, services, store
 from reports.api import schema as _openapi_extensions  # noqa: F401 (registers the token scheme)
 from reports.api import serializers
 from reports.alerts import outbox as alerts_outbox
@@ -226,6 +226,31 @@ class ReadPagination(PageNumberPagination):
         return parameters
 
 
+class CappedReadPagination(ReadPagination):
+    """``ReadPagination`` that counts up to 10,000 (``reports.paging``): past it, ``count`` is 10,001 and ``count_capped`` true.
+
+    Counting every host of a search that a third of a large fleet matches
+    cost more than reading its page; a page past the cap counts exactly.
+    """
+
+    django_paginator_class = paging.CappedPaginator
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data = {"count": response.data["count"], "count_capped": self.page.paginator.capped,
+                         **{k: v for k, v in response.data.items() if k != "count"}}
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"] = {"count": schema["properties"]["count"], "count_capped": {
+            "type": "boolean", "description": f"The count stopped at {paging.COUNT_CAP + 1:,}: more than "
+                                              f"{paging.COUNT_CAP:,} match (a page past it counts exactly)."},
+            **{k: v for k, v in schema["properties"].items() if k != "count"}}
+        schema["required"] = [*schema.get("required", []), "count_capped"]
+        return schema
+
+
 class ReadAPIMixin(WrongMethodFirstMixin):
     """Readers only (session or user API token); a wrong method is 405 before auth."""
 
@@ -298,6 +323,7 @@ class SnapshotDetailView(ReadAPIMixin, APIView):
                tags=["read"])
 class ProcessSearchView(ReadAPIMixin, generics.ListAPIView):
     serializer_class = serializers.ProcessMatchSerializer
+    pagination_class = CappedReadPagination
 
     def get_queryset(self):
         filters = _filters(serializers.ProcessFilterSerializer, self.request)

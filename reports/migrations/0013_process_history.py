@@ -51,6 +51,17 @@ def open_runs_from_process_index(apps, schema_editor):
         flush()
 
 
+def analyze_history(apps, schema_editor):
+    """PostgreSQL: statistics for the two tables the backfill just filled.
+
+    Until autovacuum gets to them the planner has none, and it planned
+    process searches of seconds on a migrated fleet of 100,000 hosts.
+    SQLite plans these queries from its indexes alone.
+    """
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ANALYZE reports_processtext, reports_processrun")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -82,4 +93,5 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(open_runs_from_process_index, migrations.RunPython.noop),
+        migrations.RunPython(analyze_history, migrations.RunPython.noop),
     ]

@@ -149,6 +149,106 @@ def test_results_are_paged_lazily_one_row_per_host(history):
     assert row.running and row.status and row.matches == [("sshd", "/usr/sbin/sshd -d")] and row.match_count == 1
 
 
+# --- a search most hosts match: capped count, pages walked in name order ---------------------
+
+@pytest.fixture
+def crowd():
+    """60 hosts (some names shared, some silent since before the ranges) with open and closed runs of 3 postgres texts."""
+    import random
+    rng = random.Random(13)
+    now = timezone.now().replace(microsecond=0)
+    hosts = Host.objects.bulk_create([
+        Host(host_id=f"crowd-{i}", hostname=f"db-{rng.randrange(40):02d}", last_ip="10.0.0.1",
+             first_seen=now - dt.timedelta(days=20),
+             last_seen=now - dt.timedelta(days=rng.choice([0, 0, 0, 2, 9])) - dt.timedelta(minutes=rng.randrange(60)))
+        for i in range(60)])
+    texts = ProcessText.objects.bulk_create([
+        ProcessText(digest=f"{i:032x}", text=t, name=t.split("\t")[0]) for i, t in enumerate(
+            ["postgres\tpostgres: checkpointer", "postgres\tpostgres -d /var/lib/pg", "postgres-exporter\t",
+             "sshd\t/usr/sbin/sshd -d", "bash\t-bash postgres"])])
+    made = []
+    for host in hosts:
+        for process_text in rng.sample(texts, rng.randrange(0, 4)):
+            start = host.last_seen - dt.timedelta(days=rng.randrange(1, 15), hours=rng.randrange(24))
+            if rng.random() < 0.7:  # a closed run (stopped by the newest snapshot), then maybe an open one
+                made.append(ProcessRun(host=host, text=process_text, started_at=start, stopped_at=min(
+                    start + dt.timedelta(hours=rng.randrange(1, 200)), host.last_seen)))
+            if host.pk % 3 and rng.random() < 0.6:  # a third of the hosts only ran it, some before the ranges
+                made.append(ProcessRun(host=host, text=process_text, stopped_at=None,
+                                       started_at=host.last_seen - dt.timedelta(hours=rng.randrange(1, 48))))
+    ProcessRun.objects.bulk_create(made)
+    return now
+
+
+def shown(rows) -> list[tuple]:
+    return [(r.host.pk, r.host.hostname, r.status, r.first_seen, r.last_seen, r.running, r.matches, r.match_count,
+             r.processes) for r in rows]
+
+
+CROWD_SEARCHES = [
+    ({"query": "postgres"}, None),
+    ({"query": "postgres", "match": "cmdline"}, None),
+    ({"query": "postgres"}, 7),
+    ({"query": "POSTGRES", "match": "cmdline"}, 3),
+    ({"query": "checkpointer", "match": "cmdline"}, 30),
+]
+
+
+@pytest.mark.parametrize("search,days", CROWD_SEARCHES)
+def test_a_broad_search_walks_hosts_in_name_order_and_shows_the_same_rows(crowd, search, days):
+    now = crowd
+    kwargs = dict(search, now=now, with_processes=True)
+    if days is not None:
+        kwargs.update(since=now - dt.timedelta(days=days), until=now)
+    whole = selectors.process_search(**kwargs)
+    expected = shown(whole[0:whole.count()])
+    assert len(expected) > 10, "the fixture must give the walk several pages"
+    assert len({row[1] for row in expected}) < len(expected), "shared names: the id breaks the tie"
+    walked = selectors.process_search(**kwargs)
+    assert walked.count_up_to(6) == 6 and walked.in_order, "more than the cap: pages are walked"
+    for start in range(0, len(expected) + 7, 7):
+        assert shown(walked[start:start + 7]) == expected[start:start + 7], f"the page from row {start}"
+    assert walked._found is None, "the walk never read every matching host"
+    assert selectors.process_search(**kwargs).count_up_to(len(expected) + 1) == len(expected)
+
+
+def test_a_narrow_search_keeps_the_grouped_plan(crowd):
+    results = selectors.process_search(query="exporter", now=crowd)
+    counted = results.count_up_to(10_001)
+    assert counted == len(results[0:counted]) > 0 and not results.in_order
+
+
+def test_the_page_says_cap_plus_until_a_page_past_the_cap(signed_in, crowd, monkeypatch):
+    from reports import paging, views
+    monkeypatch.setattr(paging.CappedPaginator, "cap", 5)
+    monkeypatch.setattr(views, "PROCESS_SEARCH_PER_PAGE", 4)
+    whole = selectors.process_search(query="postgres", now=crowd)
+    names = [r.host.hostname for r in whole[0:whole.count()]]
+    first = signed_in.get(reverse("reports:process_search"), {"q": "postgres"})
+    assert "5+ hosts run postgres now." in text(first)
+    assert [r.host.hostname for r in first.context["page"]] == names[:4]
+    second = signed_in.get(reverse("reports:process_search"), {"q": "postgres", "page": 2})
+    assert f"{len(names)} hosts run postgres now." in text(second), "page 2 reaches past the cap: counted exactly"
+    assert [r.host.hostname for r in second.context["page"]] == names[4:8]
+
+
+def test_the_api_pages_a_capped_count(reader_client, crowd, monkeypatch):
+    from reports import paging
+    monkeypatch.setattr(paging.CappedPaginator, "cap", 5)
+    since = crowd - dt.timedelta(days=7)
+    whole = selectors.process_search(query="postgres", match="cmdline", since=since, until=crowd, now=crowd)
+    names = [r.host.hostname for r in whole[0:whole.count()]]
+    params = {"name": "postgres", "since": since.isoformat(), "until": crowd.isoformat(), "page_size": 2}
+    first = reader_client.get("/api/processes/", params).json()
+    assert (first["count"], first["count_capped"]) == (6, True) and first["next"] and first["previous"] is None
+    assert [r["host"]["hostname"] for r in first["results"]] == names[:2]
+    third = reader_client.get("/api/processes/", {**params, "page": 3}).json()
+    assert (third["count"], third["count_capped"]) == (len(names), False), "page 3 reaches past the cap"
+    assert [r["host"]["hostname"] for r in third["results"]] == names[4:6]
+    schema = reader_client.get("/api/schema/", {"format": "json"}).json()
+    assert "count_capped" in schema["components"]["schemas"]["PaginatedProcessMatchList"]["properties"]
+
+
 # --- the page -----------------------------------------------------------------------
 
 def test_the_page_shows_status_os_times_and_a_link_to_the_filtered_process_list(signed_in, history):
