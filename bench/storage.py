@@ -232,7 +232,8 @@ def database_breakdown(vendor: str) -> dict[str, int]:
                            "WHERE c.relkind IN ('r', 'i') AND n.nspname = 'public'")
         for name, size in cursor.fetchall():
             if name.startswith(("reports_snapshot", "reports_host", "snapshot_", "reports_documentarchive",
-                                "document_archive", "reports_software", "software_", "sqlite_autoindex")):
+                                "document_archive", "reports_software", "software_", "reports_process", "processrun_",
+                                "sqlite_autoindex")):
                 parts[name] = int(size)
     return parts
 
