@@ -432,7 +432,7 @@ def test_prune_that_removes_a_host_removes_its_runs_and_then_its_texts(data_dir)
     assert _texts() == ["nginx"]
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.postgres_only  # the race is PostgreSQL's: SQLite takes the write lock up front
 @pytest.mark.django_db(transaction=True)
 def test_prune_skips_a_text_an_upload_is_about_to_name(aged_history, monkeypatch):
     """An upload between ensuring a text and inserting the run that names it: the prune must not delete the text.
