@@ -209,6 +209,31 @@ def test_postgresql_searches_hosts_through_a_trigram_index():
     assert "host_hostname_lower" in indexes and "host_os_version" in indexes
 
 
+def _assert_read_in_index_order(queryset, sort: str, *, bitmap_scans: bool = True) -> None:
+    """The plan of *queryset* has no sorting step (SQLite's EXPLAIN QUERY PLAN; PostgreSQL's with the rest priced out)."""
+    from django.db import connection
+
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "TEMP B-TREE" not in plan, (sort, plan)
+            return
+        nearly_unique = sort.lstrip("-") in ("status", "last_seen", "last_ip")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        if not bitmap_scans:
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+        if not nearly_unique:
+            # With the statistics earlier tests leave, the planner may prefer another index plus an
+            # incremental sort over a few rows; the question here is whether an index gives the order.
+            cursor.execute("SET LOCAL enable_incremental_sort = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = " | ".join(row[0] for row in cursor.fetchall())
+        assert not re.search(r"(?<!Incremental )Sort  \(" if nearly_unique else r"Sort  \(", plan), (sort, plan)
+
+
 @pytest.mark.parametrize("sort", host_table.SORTS)
 def test_every_sort_reads_an_index_in_order_instead_of_sorting_the_fleet(sort):
     """At 100,000 hosts a sort SQLite or PostgreSQL must do itself costs 0.2-0.8 s a page (docs/performance.md).
@@ -222,28 +247,10 @@ def test_every_sort_reads_an_index_in_order_instead_of_sorting_the_fleet(sort):
     indexes do not order equal values by pk, and those values are nearly
     unique in a fleet. Any other sort must have no sorting step at all.
     """
-    from django.db import connection
-
     from reports import selectors
 
     ingest(make_payload(host_id="one", hostname="one"))
-    sql, params = selectors.host_list(ordering=sort)[:50].query.sql_with_params()
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-            plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
-            assert "TEMP B-TREE" not in plan, (sort, plan)
-        else:
-            nearly_unique = sort.lstrip("-") in ("status", "last_seen", "last_ip")
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")
-            if not nearly_unique:
-                # With the statistics earlier tests leave, the planner may prefer another index plus an
-                # incremental sort over a few rows; the question here is whether an index gives the order.
-                cursor.execute("SET LOCAL enable_incremental_sort = off")
-            cursor.execute(f"EXPLAIN {sql}", params)
-            plan = " | ".join(row[0] for row in cursor.fetchall())
-            assert not re.search(r"(?<!Incremental )Sort  \(" if nearly_unique else r"Sort  \(", plan), (sort, plan)
+    _assert_read_in_index_order(selectors.host_list(ordering=sort)[:50], sort)
 
 
 # --- a broad search: capped count, page read in sort order ----------------------------------
@@ -293,24 +300,8 @@ def test_a_search_under_the_cap_or_with_filters_counts_exactly(signed_in, broad)
 @pytest.mark.parametrize("sort", host_table.SORTS)
 def test_a_broad_search_reads_the_sort_index_and_filters_until_the_page_is_full(sort):
     """The capped form of a search (``search_in_order``): no sorting step, on either backend (as above)."""
-    from django.db import connection
-
     from reports import selectors
 
     ingest(make_payload(host_id="one", hostname="one"))
-    sql, params = selectors.host_list(search="10.0.1", ordering=sort, search_in_order=True)[:50].query.sql_with_params()
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-            plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
-            assert "TEMP B-TREE" not in plan, (sort, plan)
-        else:
-            nearly_unique = sort.lstrip("-") in ("status", "last_seen", "last_ip")
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")
-            cursor.execute("SET LOCAL enable_bitmapscan = off")
-            if not nearly_unique:
-                cursor.execute("SET LOCAL enable_incremental_sort = off")
-            cursor.execute(f"EXPLAIN {sql}", params)
-            plan = " | ".join(row[0] for row in cursor.fetchall())
-            assert not re.search(r"(?<!Incremental )Sort  \(" if nearly_unique else r"Sort  \(", plan), (sort, plan)
+    _assert_read_in_index_order(selectors.host_list(search="10.0.1", ordering=sort, search_in_order=True)[:50], sort,
+                                bitmap_scans=False)
