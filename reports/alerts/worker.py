@@ -18,6 +18,7 @@ alert was written; then it is marked failed, its last error kept.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import random
 import time
@@ -38,6 +39,8 @@ CLAIM_ROWS = 1000
 BACKOFF_FIRST_SECONDS = 5
 BACKOFF_MAX_SECONDS = 3600
 STATUS_EVERY_SECONDS = 30.0
+# Keeps the claim locks apart from the day-file locks (reports.locks) and any other advisory-lock user.
+_GROUP_NAMESPACE = b"relevo-alert-group:"
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -47,28 +50,59 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def claim(*, now: dt.datetime | None = None) -> list[AlertDelivery]:
-    """Lease the next message's rows (one rule, one destination); [] when nothing is due."""
+    """Lease the next message's rows (one rule, one destination); [] when nothing is due.
+
+    A message must leave whole, so two workers must not split one group's
+    rows between them (row locks alone would: each scan skips the rows the
+    other has locked, and both send part of one rule's alerts). On PostgreSQL
+    a worker therefore first takes the group's transaction-level advisory
+    lock with ``pg_try_advisory_xact_lock`` (a group another worker is
+    claiming is passed over, not waited for), then reads and locks that
+    group's due rows ``FOR UPDATE SKIP LOCKED``. The lease commits before the
+    advisory lock ends, so the next claimer of that group sees it leased.
+    On SQLite the writer lock already makes claims one at a time.
+    """
     now = now or timezone.now()
     with write_transaction():
         due = (AlertDelivery.objects.filter(state=AlertDelivery.PENDING, next_attempt_at__lte=now)
                .exclude(lease_until__gt=now).order_by("id"))
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        rows = list(due[:CLAIM_ROWS])
-        if not rows:
-            return []
-        first = rows[0]
-        if first.batch:
-            group = [row for row in rows if row.batch == first.batch]
-        else:
-            group = [row for row in rows if not row.batch and row.rule_id == first.rule_id
-                     and row.destination_id == first.destination_id]
-        batch = first.batch or first.key
-        lease = now + dt.timedelta(seconds=settings.ALERTS_LEASE_SECONDS)
-        AlertDelivery.objects.filter(pk__in=[row.pk for row in group]).update(batch=batch, lease_until=lease)
-        for row in group:
-            row.batch, row.lease_until = batch, lease
-    return group
+        seen = set()
+        for batch, rule_id, destination_id in due.values_list("batch", "rule_id", "destination_id")[:CLAIM_ROWS]:
+            group = (batch,) if batch else ("", rule_id, destination_id)
+            if group in seen:
+                continue
+            seen.add(group)
+            if not _group_lock_try(group):
+                continue
+            rows = due.filter(batch=batch) if batch else due.filter(batch="", rule_id=rule_id,
+                                                                  destination_id=destination_id)
+            if connection.features.has_select_for_update_skip_locked:
+                rows = rows.select_for_update(skip_locked=True)
+            rows = list(rows[:CLAIM_ROWS])
+            if not rows:
+                continue
+            key = rows[0].batch or rows[0].key
+            lease = now + dt.timedelta(seconds=settings.ALERTS_LEASE_SECONDS)
+            AlertDelivery.objects.filter(pk__in=[row.pk for row in rows]).update(batch=key, lease_until=lease)
+            for row in rows:
+                row.batch, row.lease_until = key, lease
+            return rows
+    return []
+
+
+def group_lock_key(group: tuple) -> int:
+    """The advisory-lock key of one message group: ``(batch,)``, or ``("", rule id, destination id)``."""
+    digest = hashlib.blake2b(_GROUP_NAMESPACE + repr(group).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _group_lock_try(group: tuple) -> bool:
+    """Take one message group's claim lock until the transaction ends; False if another worker holds it."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [group_lock_key(group)])
+        return cursor.fetchone()[0]
 
 
 def send(rows: list[AlertDelivery]) -> None:

@@ -368,3 +368,24 @@ def test_an_identity_conflict_fires_once_when_the_host_is_flagged(receiver):
     assert Host.objects.get().identity_conflict
     [row] = AlertDelivery.objects.all()
     assert row.kind == "identity_conflict" and "hardware serial" in row.subject
+
+
+@pytest.mark.postgres_only
+def test_a_group_another_worker_is_claiming_is_passed_over_whole(receiver):
+    """Two workers must not split one rule's alerts into two messages: the second takes another group."""
+    import psycopg
+
+    hook = webhook(receiver)
+    first, second = rule([hook], name="first", kind="host_offline"), rule([hook], name="second", kind="host_offline")
+    now = dt.datetime.now(dt.timezone.utc)
+    AlertDelivery.objects.bulk_create([AlertDelivery(rule=r, destination=hook, host_name=f"h{i}", kind="host_offline",
+                                                     subject="host offline", key=f"k-{r.name}-{i}", created_at=now,
+                                                     next_attempt_at=now)
+                                       for r in (first, second) for i in range(3)])
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")},
+                         autocommit=False) as other:  # another worker, mid-claim on the first rule's group
+        other.execute("SELECT pg_advisory_xact_lock(%s)", [worker.group_lock_key(("", first.pk, hook.pk))])
+        claimed = worker.claim()
+    assert {row.rule_id for row in claimed} == {second.pk} and len(claimed) == 3
+    assert len(worker.claim()) == 3  # the first rule's group, whole, once the other claim has ended
