@@ -86,3 +86,16 @@ def sign_in(driver, server) -> None:
     driver.find_element(By.ID, "id_password").send_keys(server.admin_password)
     driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
     WebDriverWait(driver, 15).until(lambda d: "/accounts/login/" not in d.current_url)
+
+
+def search_page(driver, link_text: str, path: str, query: str) -> None:
+    """Follow a navigation link to a search page, type *query* in its box and wait for the results' address."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.LINK_TEXT, link_text).click()
+    WebDriverWait(driver, 15).until(lambda d: path in d.current_url)
+    box = driver.find_element(By.NAME, "q")
+    box.send_keys(query)
+    box.submit()
+    WebDriverWait(driver, 15).until(lambda d: f"q={query}" in d.current_url)

@@ -9,9 +9,11 @@ payload builders, which the benchmarks use too, are in ``relevo_testing``.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from pathlib import Path
 
+from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -91,3 +93,10 @@ def same_day_start() -> dt.datetime:
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     start = now.replace(hour=10, minute=0, second=0)
     return start if start + dt.timedelta(hours=1) <= now else start - dt.timedelta(days=1)
+
+
+def command(*args) -> str:
+    """Run a management command in this process; what it printed to stdout (stderr is dropped)."""
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()

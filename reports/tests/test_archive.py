@@ -21,7 +21,6 @@ import uuid
 import msgspec
 import pytest
 import zstandard
-from django.core.management import call_command
 from django.utils import timezone
 
 from relevo_testing import live
@@ -163,12 +162,6 @@ def ingest_series(count: int, *, ip: str = "10.0.0.5", host_id: str = "host-1", 
     return bodies
 
 
-def run(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
-
-
 def day_documents(ip: str = "10.0.0.5") -> dict[str, bytes]:
     """snapshot_id -> the document as the day file holds it."""
     stream = store.open_day(addresses.parse_ip(ip), OLD_DAY)
@@ -187,7 +180,7 @@ def test_compaction_archives_the_day_and_every_reader_gets_the_same_documents(da
     bodies = ingest_series(30)
     ingest_series(3, ip="10.0.0.6", host_id="host-2", seed=2)
     before = {row.snapshot_id: row.document_bytes for row in Snapshot.objects.all()}
-    assert "compacted 2 day files, 33 snapshots" in run("compact")
+    assert "compacted 2 day files, 33 snapshots" in helpers.command("compact")
 
     assert DocumentArchive.objects.count() == 2
     assert DocumentArchive.objects.get(ip="10.0.0.5").count == 30
@@ -200,7 +193,7 @@ def test_compaction_archives_the_day_and_every_reader_gets_the_same_documents(da
     assert answer.status_code == 200 and answer.json()["document"]["snapshot_id"] == one
     row = Snapshot.objects.get(snapshot_id=one)
     assert selectors.snapshot_document(snapshot=row) == payload_schema.decode_stored(before[row.snapshot_id])
-    assert "compacted 0 day files" in run("compact")  # nothing left, and the archive is left as it is
+    assert "compacted 0 day files" in helpers.command("compact")  # nothing left, and the archive is left as it is
 
 
 @pytest.mark.django_db
@@ -209,7 +202,7 @@ def test_deleting_a_host_deletes_the_archives_no_row_points_into_any_more(data_d
     ingest_series(6, host_id="host-1")
     ingest_series(4, host_id="host-3", seed=3)  # the same address and day: one archive holds both hosts
     ingest_series(3, ip="10.0.0.6", host_id="host-2", seed=2)
-    run("compact")
+    helpers.command("compact")
     assert set(DocumentArchive.objects.values_list("ip", "count")) == {("10.0.0.5", 10), ("10.0.0.6", 3)}
 
     Host.objects.get(host_id="host-2").delete()
@@ -228,13 +221,13 @@ def test_deleting_a_host_deletes_the_archives_no_row_points_into_any_more(data_d
 @pytest.mark.django_db
 def test_a_late_snapshot_keeps_its_own_blob_until_the_next_compaction_rebuilds_the_archive(data_dir):
     ingest_series(10)
-    run("compact")
+    helpers.command("compact")
     late = make_payload(collected_at=OLD_NOON + dt.timedelta(hours=3))
     helpers.ingest(late, ip="10.0.0.5", now=NOW)
     row = Snapshot.objects.get(snapshot_id=late["snapshot_id"])
     assert not row.is_archived and row.document_compressed[:4] == documents.ZSTD_MAGIC  # a full frame
     assert_rows_match_files()
-    assert "compacted 1 day files, 1 snapshots" in run("compact")
+    assert "compacted 1 day files, 1 snapshots" in helpers.command("compact")
     assert DocumentArchive.objects.get().count == 11
     assert all(row.is_archived for row in Snapshot.objects.all())
     assert_rows_match_files()
@@ -243,7 +236,7 @@ def test_a_late_snapshot_keeps_its_own_blob_until_the_next_compaction_rebuilds_t
 @pytest.mark.django_db
 def test_reindex_and_export_rebuild_each_store_from_the_other_on_archived_days(data_dir):
     ingest_series(12)
-    run("compact")
+    helpers.command("compact")
     documents_before = {row.snapshot_id: row.document_bytes for row in Snapshot.objects.all()}
     zst = data_dir / f"10.0.0.5_{OLD_DAY}.json.zst"
     file_before = zst.read_bytes()
@@ -251,19 +244,19 @@ def test_reindex_and_export_rebuild_each_store_from_the_other_on_archived_days(d
                                                               read_across_frames=True).read()
 
     zst.unlink()  # the files lost: written back from the archive
-    assert f"written 10.0.0.5_{OLD_DAY}.json (12 snapshots)" in run("export_snapshots")
-    run("compact")
+    assert f"written 10.0.0.5_{OLD_DAY}.json (12 snapshots)" in helpers.command("export_snapshots")
+    helpers.command("compact")
     content = zstandard.ZstdDecompressor().stream_reader(zst.open("rb"), read_across_frames=True).read()
     assert content == content_before
     assert_rows_match_files()
 
     Snapshot.objects.all().delete()  # the database lost: the rows come back, and archived at once
     DocumentArchive.objects.all().delete()
-    assert "12 snapshots recorded" in run("reindex")
+    assert "12 snapshots recorded" in helpers.command("reindex")
     assert DocumentArchive.objects.get().count == 12
     assert all(row.is_archived for row in Snapshot.objects.all())
     assert {row.snapshot_id: row.document_bytes for row in Snapshot.objects.all()} == documents_before
-    assert "exported 1 days: 1 up to date" in run("export_snapshots")
+    assert "exported 1 days: 1 up to date" in helpers.command("export_snapshots")
 
 
 @pytest.mark.django_db
@@ -274,13 +267,13 @@ def test_a_damaged_or_missing_archive_is_reported_and_a_failed_build_keeps_the_r
     def refuse(*args, **kwargs):
         raise archive.ArchiveError("document 3 does not come back from its archive byte for byte")
     monkeypatch.setattr(archive, "build", refuse)
-    assert "compacted 1 day files, 8 snapshots" in run("compact")
+    assert "compacted 1 day files, 8 snapshots" in helpers.command("compact")
     assert "was not archived: document 3 does not come back" in caplog.text
     assert {pk: bytes(b) for pk, b in Snapshot.objects.values_list("pk", "document_compressed")} == {
         pk: bytes(b) for pk, b in blobs.items()}
     assert not DocumentArchive.objects.exists()
     monkeypatch.undo()
-    assert f"archived 10.0.0.5_{OLD_DAY}.json (8 snapshots)" in run("compact")  # the next run finishes it
+    assert f"archived 10.0.0.5_{OLD_DAY}.json (8 snapshots)" in helpers.command("compact")  # the next run finishes it
     assert DocumentArchive.objects.get().count == 8
 
     kept = DocumentArchive.objects.get()
@@ -296,7 +289,7 @@ def test_a_damaged_or_missing_archive_is_reported_and_a_failed_build_keeps_the_r
 
     # reindex still records what it can: the archive cannot be rebuilt without the lost one, and says so
     Snapshot.objects.filter(pk=row.pk).delete()
-    assert "1 snapshots recorded" in run("reindex")
+    assert "1 snapshots recorded" in helpers.command("reindex")
     assert "name an archive that is gone" in caplog.text
     back = Snapshot.objects.get(snapshot_id=row.snapshot_id)
     assert not back.is_archived

@@ -14,7 +14,7 @@ import datetime as dt
 import pytest
 
 from relevo_testing.factories import make_payload
-from reports.tests.browser import console_errors, shoot, sign_in, upload
+from reports.tests.browser import console_errors, search_page, shoot, sign_in, upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,12 +42,7 @@ def test_a_person_finds_which_hosts_ran_a_program_in_a_time_range(live_relevo, b
     upload(server, snapshot("ph-3", "history-never-03", now - dt.timedelta(minutes=5), [SSHD]))
 
     sign_in(driver, server)
-    driver.find_element(By.LINK_TEXT, "Process search").click()
-    WebDriverWait(driver, 15).until(lambda d: "/processes/" in d.current_url)
-    search = driver.find_element(By.NAME, "q")
-    search.send_keys("XMRIG")
-    search.submit()
-    WebDriverWait(driver, 15).until(lambda d: "q=XMRIG" in d.current_url)
+    search_page(driver, "Process search", "/processes/", "XMRIG")
     hosts = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#process-hosts tbody th a")]
     assert hosts == ["history-now-02"], "without dates: the newest snapshot of each host"
 

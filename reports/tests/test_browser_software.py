@@ -13,7 +13,7 @@ import datetime as dt
 import pytest
 
 from relevo_testing.factories import make_inventory, make_payload, make_software
-from reports.tests.browser import console_errors, shoot, sign_in, upload
+from reports.tests.browser import console_errors, search_page, shoot, sign_in, upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,12 +39,7 @@ def test_a_person_finds_a_package_and_the_hosts_that_have_it(live_relevo, browse
                                 **make_inventory(software=make_software(5))))
 
     sign_in(driver, server)
-    driver.find_element(By.LINK_TEXT, "Software").click()
-    WebDriverWait(driver, 15).until(lambda d: "/software/" in d.current_url)
-    search = driver.find_element(By.NAME, "q")
-    search.send_keys("ZEBRA")
-    search.submit()
-    WebDriverWait(driver, 15).until(lambda d: "q=ZEBRA" in d.current_url)
+    search_page(driver, "Software", "/software/", "ZEBRA")
     rows = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "table.data tbody tr")]
     assert len(rows) == 2 and all(row.startswith("zebra-tool") for row in rows), rows
     assert "2.1.0" in rows[0] + rows[1] and "2.2.0" in rows[0] + rows[1]

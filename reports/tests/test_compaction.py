@@ -8,7 +8,6 @@ go through the real upload service, database and API.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import multiprocessing
 import os
@@ -17,7 +16,6 @@ import signal
 import pytest
 import zstandard
 from django.core import checks
-from django.core.management import call_command
 from django.utils import timezone
 
 from reports import addresses, services, store
@@ -255,12 +253,6 @@ def ingest(*, days_ago: float, host_id: str = "host-1", ip: str = "10.0.0.5") ->
     return body
 
 
-def run(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
-
-
 def ids(items) -> list[str]:
     return [item["snapshot_id"] for item in items]
 
@@ -276,22 +268,22 @@ def old_days():
 @pytest.mark.django_db
 def test_compact_command_dry_run_default_grace_and_before(data_dir, old_days):
     before = sorted(os.listdir(data_dir))
-    out = run("compact", "--dry-run")
+    out = helpers.command("compact", "--dry-run")
     old_day = OLD_NOON.date()
     assert f"would compact 10.0.0.5_{old_day}.json (2 snapshots)" in out
     assert "would compact 2 day files, 4 snapshots" in out
     assert sorted(os.listdir(data_dir)) == before
-    assert "compacted 2 day files, 4 snapshots" in run("compact")
+    assert "compacted 2 day files, 4 snapshots" in helpers.command("compact")
     assert sorted(p for p in os.listdir(data_dir) if p.endswith(".zst")) == [
         f"10.0.0.5_{old_day}.json.zst", f"10.0.0.6_{old_day}.json.zst"]
-    assert "compacted 0 day files" in run("compact")
+    assert "compacted 0 day files" in helpers.command("compact")
     ingest(days_ago=4.98, host_id="10.0.0.5")  # late: only it is left to merge
-    assert f"would compact 10.0.0.5_{old_day}.json (1 snapshots)" in run("compact", "--dry-run")
-    assert "compacted 1 day files, 1 snapshots" in run("compact")
+    assert f"would compact 10.0.0.5_{old_day}.json (1 snapshots)" in helpers.command("compact", "--dry-run")
+    assert "compacted 1 day files, 1 snapshots" in helpers.command("compact")
     tomorrow = (timezone.localdate() + dt.timedelta(days=1)).isoformat()
-    assert "compacted 2 day files, 2 snapshots" in run("compact", "--before", tomorrow)
+    assert "compacted 2 day files, 2 snapshots" in helpers.command("compact", "--before", tomorrow)
     with pytest.raises(Exception, match="not a date"):
-        run("compact", "--before", "yesterday")
+        helpers.command("compact", "--before", "yesterday")
 
 
 @pytest.mark.django_db
@@ -300,7 +292,7 @@ def test_query_download_and_by_id_reads_on_compacted_days(data_dir, old_days, re
     old_day = OLD_NOON.date().isoformat()
     expected = ids(old_days["10.0.0.5"][:2])
     answer_before = b"".join(reader_client.get("/query", {"ip": "10.0.0.5", "date": old_day}).streaming_content)
-    run("compact", "--before", timezone.localdate().isoformat())
+    helpers.command("compact", "--before", timezone.localdate().isoformat())
     assert not (data_dir / f"10.0.0.5_{old_day}.json").exists()
 
     response = reader_client.get("/query", {"ip": "10.0.0.5", "date": old_day})
@@ -325,14 +317,14 @@ def test_query_download_and_by_id_reads_on_compacted_days(data_dir, old_days, re
 @pytest.mark.django_db
 def test_a_late_upload_for_a_compacted_day_is_stored_read_and_merged(data_dir, old_days, reader_client):
     old_day = OLD_NOON.date()
-    run("compact")
+    helpers.command("compact")
     late = ingest(days_ago=4.98, host_id="10.0.0.5")
     expected = [*ids(old_days["10.0.0.5"][:2]), late["snapshot_id"]]
     query = {"ip": "10.0.0.5", "date": old_day.isoformat()}
     assert ids(json.loads(b"".join(reader_client.get("/query", query).streaming_content))["snapshots"]) == expected
     row = Snapshot.objects.get(snapshot_id=late["snapshot_id"])
     assert store.read_document(row.file_name, row.file_offset, row.file_length) == row.document_bytes
-    run("compact")
+    helpers.command("compact")
     assert not (data_dir / f"10.0.0.5_{old_day}.json").exists()
     assert store.read_document(row.file_name, row.file_offset, row.file_length) == row.document_bytes
     assert ids(json.loads(b"".join(reader_client.get("/query", query).streaming_content))["snapshots"]) == expected
@@ -341,47 +333,47 @@ def test_a_late_upload_for_a_compacted_day_is_stored_read_and_merged(data_dir, o
 @pytest.mark.django_db
 def test_reindex_rebuilds_the_database_from_compacted_days(data_dir, old_days):
     old_day = OLD_NOON.date()
-    run("compact")
+    helpers.command("compact")
     ingest(days_ago=4.98, host_id="10.0.0.5")  # a late one, in a plain file beside the .zst
     rows = {r.snapshot_id: (r.file_name, r.file_offset, r.file_length) for r in Snapshot.objects.all()}
     Snapshot.objects.all().delete()
-    assert "reindexed 4 day files: 7 snapshots recorded" in run("reindex")
+    assert "reindexed 4 day files: 7 snapshots recorded" in helpers.command("reindex")
     assert {r.snapshot_id: (r.file_name, r.file_offset, r.file_length) for r in Snapshot.objects.all()} == rows
-    assert "0 snapshots recorded" in run("reindex")
+    assert "0 snapshots recorded" in helpers.command("reindex")
     assert (data_dir / f"10.0.0.5_{old_day}.json.zst").exists()
 
 
 @pytest.mark.django_db
 def test_export_writes_compacted_days_back_and_reindex_agrees(data_dir, old_days):
     old_day = OLD_NOON.date()
-    run("compact")
+    helpers.command("compact")
     late = ingest(days_ago=4.98, host_id="10.0.0.5")
     zst, plain = data_dir / f"10.0.0.5_{old_day}.json.zst", data_dir / f"10.0.0.5_{old_day}.json"
     expected = decompressed(zst)[:-3] + b"\n," + plain.read_bytes()[2:]
-    assert "exported 4 days: 4 up to date" in run("export_snapshots")  # the compacted day agrees as it is
+    assert "exported 4 days: 4 up to date" in helpers.command("export_snapshots")  # the compacted day agrees as it is
 
     plain.unlink()  # the late file lost: the day is written back compacted, the late one merged
-    assert f"written 10.0.0.5_{old_day}.json (3 snapshots)" in run("export_snapshots")
+    assert f"written 10.0.0.5_{old_day}.json (3 snapshots)" in helpers.command("export_snapshots")
     assert not plain.exists() and decompressed(zst) == expected
 
     zst.unlink()  # everything lost: a plain file comes back, and compacts to the same bytes
-    run("export_snapshots")
+    helpers.command("export_snapshots")
     assert ids(json.loads(plain.read_bytes())) == [*ids(old_days["10.0.0.5"][:2]), late["snapshot_id"]]
-    run("compact")
+    helpers.command("compact")
     assert decompressed(zst) == expected
     for row in Snapshot.objects.all():
         assert store.read_document(row.file_name, row.file_offset, row.file_length) == row.document_bytes
 
     Snapshot.objects.all().delete()  # and the other way: the rows come back from the compacted files
-    assert "7 snapshots recorded" in run("reindex")
-    assert "exported 4 days: 4 up to date" in run("export_snapshots")
+    assert "7 snapshots recorded" in helpers.command("reindex")
+    assert "exported 4 days: 4 up to date" in helpers.command("export_snapshots")
 
 
 @pytest.mark.django_db
 def test_prune_removes_compacted_days_with_their_late_files(data_dir, old_days):
-    run("compact")
+    helpers.command("compact")
     ingest(days_ago=4.98, host_id="10.0.0.5")
-    out = run("prune", "--older-than", "2d")
+    out = helpers.command("prune", "--older-than", "2d")
     assert "removed 2 day files, 5 snapshots" in out
     assert sorted(os.listdir(data_dir)) == sorted(
         name for name in os.listdir(data_dir) if name.endswith(".json") and "relevo" not in name)

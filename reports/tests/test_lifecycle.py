@@ -35,12 +35,6 @@ def ingest(*, days_ago: int, host_id: str = "host-1", ip=IP):
     return helpers.ingest(host_id=host_id, collected_at=NOW - dt.timedelta(days=days_ago), ip=ip, now=NOW)
 
 
-def run(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
-
-
 def day_files(data_dir) -> list[str]:
     return sorted(p.name for p in data_dir.iterdir() if store.parse_file_name(p.name))
 
@@ -52,7 +46,7 @@ def test_prune_dry_run_lists_old_days_and_changes_nothing(data_dir):
     old = ingest(days_ago=100, host_id="gone")
     ingest(days_ago=1)
     before = {name: (data_dir / name).read_bytes() for name in day_files(data_dir)}
-    out = run("prune", "--older-than", "90d", "--dry-run")
+    out = helpers.command("prune", "--older-than", "90d", "--dry-run")
     assert f"would remove {old.file} (1 snapshots)" in out
     assert "would remove 1 day files, 1 snapshots" in out
     assert {name: (data_dir / name).read_bytes() for name in day_files(data_dir)} == before
@@ -64,7 +58,7 @@ def test_prune_removes_old_files_rows_and_hosts_left_empty(data_dir):
     old = ingest(days_ago=100, host_id="gone")
     ingest(days_ago=95, host_id="kept")
     recent = ingest(days_ago=1, host_id="kept")
-    out = run("prune", "--older-than", "90d")
+    out = helpers.command("prune", "--older-than", "90d")
     assert f"removed {old.file}" in out
     assert day_files(data_dir) == [recent.file]
     assert list(Snapshot.objects.values_list("snapshot_id", flat=True)) == [uuid.UUID(recent.snapshot_id)]
@@ -78,7 +72,7 @@ def test_prune_removes_a_day_that_only_one_store_still_has(data_dir):
     (data_dir / only_rows.file).unlink()
     only_file = ingest(days_ago=110, ip=addresses.parse_ip("10.0.0.7"), host_id="h7")
     Snapshot.objects.filter(snapshot_id=only_file.snapshot_id).delete()
-    run("prune", "--older-than", "90d")
+    helpers.command("prune", "--older-than", "90d")
     assert day_files(data_dir) == [] and Snapshot.objects.count() == 0
 
 
@@ -86,12 +80,12 @@ def test_prune_removes_a_day_that_only_one_store_still_has(data_dir):
 def test_prune_uses_the_retention_setting_and_refuses_to_guess(data_dir, settings):
     settings.INVENTORY_RETENTION_DAYS = 0
     with pytest.raises(CommandError, match="older-than"):
-        run("prune")
+        helpers.command("prune")
     with pytest.raises(CommandError, match="not a duration"):
-        run("prune", "--older-than", "ninety days")
+        helpers.command("prune", "--older-than", "ninety days")
     ingest(days_ago=40)
     settings.INVENTORY_RETENTION_DAYS = 30
-    assert "removed 1 day files, 1 snapshots" in run("prune")
+    assert "removed 1 day files, 1 snapshots" in helpers.command("prune")
     assert Snapshot.objects.count() == 0
 
 
@@ -101,18 +95,18 @@ def test_prune_uses_the_retention_setting_and_refuses_to_guess(data_dir, setting
 def test_reindex_is_idempotent_and_export_rebuilds_identical_files(data_dir):
     results = [ingest(days_ago=d, host_id=f"h{d % 2}") for d in (0, 0, 1, 1, 1)]
     files = {name: (data_dir / name).read_bytes() for name in day_files(data_dir)}
-    assert "reindexed 2 day files: 0 snapshots recorded" in run("reindex")
+    assert "reindexed 2 day files: 0 snapshots recorded" in helpers.command("reindex")
     rows = {s.snapshot_id: (s.file_offset, s.file_length) for s in Snapshot.objects.all()}
     Snapshot.objects.all().delete()
     Host.objects.all().delete()
-    assert "reindexed 2 day files: 5 snapshots recorded" in run("reindex")
+    assert "reindexed 2 day files: 5 snapshots recorded" in helpers.command("reindex")
     assert {s.snapshot_id: (s.file_offset, s.file_length) for s in Snapshot.objects.all()} == rows
     assert Host.objects.count() == 2
     for name in files:
         (data_dir / name).unlink()
-    assert "2 written" in run("export_snapshots")
+    assert "2 written" in helpers.command("export_snapshots")
     assert {name: (data_dir / name).read_bytes() for name in day_files(data_dir)} == files
-    assert "2 up to date" in run("export_snapshots")
+    assert "2 up to date" in helpers.command("export_snapshots")
     assert len(results) == Snapshot.objects.count()
 
 
@@ -135,7 +129,7 @@ def test_export_never_overwrites_a_file_with_snapshots_the_database_lacks(data_d
 def test_export_dry_run_writes_nothing(data_dir):
     result = ingest(days_ago=0)
     (data_dir / result.file).unlink()
-    assert f"would write {result.file}" in run("export_snapshots", "--dry-run")
+    assert f"would write {result.file}" in helpers.command("export_snapshots", "--dry-run")
     assert day_files(data_dir) == []
 
 
@@ -257,5 +251,5 @@ def test_reindex_reports_progress_on_long_runs(data_dir, monkeypatch):
     for days_ago in (0, 1, 2):
         ingest(days_ago=days_ago)
     monkeypatch.setattr(reindex, "PROGRESS_EVERY_SECONDS", 0)
-    out = run("reindex")
+    out = helpers.command("reindex")
     assert "1/3 day files" in out and "3/3 day files" in out
