@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 from django.db import DatabaseError, connection
 
-from reports import addresses, store
+from reports import addresses, rowsql, store
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +50,12 @@ def day_file_lock(ip: addresses.IPAddress, day: dt.date) -> Iterator[None]:
         yield
         return
     key = lock_key(ip, day)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    rowsql.scalar("SELECT pg_advisory_lock(%s)", [key])
     try:
         yield
     finally:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+            rowsql.scalar("SELECT pg_advisory_unlock(%s)", [key])
         except DatabaseError:
             # The connection is broken: closing it is what releases the lock server-side.
             logger.warning("could not release the advisory lock of %s; closing the connection",

@@ -272,3 +272,17 @@ def text_value(model: type[models.Model], field: str, pk: int) -> str | None:
         cursor.execute(_value_sql(model, field, DEFAULT_DB_ALIAS), [pk])
         row = cursor.fetchone()
     return None if row is None else row[0]
+
+
+def scalar(sql: str, params: list[Any]) -> Any:
+    """The first column of the first row of one fixed statement (None: no row), prepared on PostgreSQL.
+
+    For the few hand-written statements an upload runs, such as taking and
+    releasing the day file's advisory lock (``reports.locks``): Django's
+    cursor wrapper costs more CPU than the statement itself.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    with _cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else row[0]

@@ -206,6 +206,7 @@ class _Derived:
     """
 
     process_index: str
+    process_index_digest: str
     columns: dict[str, object]
     search_columns: dict[str, object]
     seen: identity.Identity
@@ -215,8 +216,10 @@ class _Derived:
     def of(cls, payload: payload_schema.SnapshotPayload, ip: addresses.IPAddress) -> _Derived:
         columns = host_columns(payload, ip)
         last_ip = columns["last_ip"]
+        index = processes.process_index(payload.processes)
         return cls(
-            process_index=processes.process_index(payload.processes),
+            process_index=index,
+            process_index_digest=processes.index_digest(index),
             columns=columns,
             search_columns=host_search.host_search_columns(payload, last_ip=last_ip),
             seen=identity.Identity.of(hostname=columns["hostname"], address=last_ip, hardware=payload.hardware),
@@ -401,13 +404,14 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
         # Only what differs is written: every indexed column in the SET list
         # costs SQLite an index page in the WAL even when its value is the
         # same, and a host's name, address and OS rarely change between
-        # uploads, nor do its search columns. The process index is not read
-        # back to compare (it is the largest column): the UPDATE compares it
-        # (rowsql's keep_if_equal), so an unchanged process list writes no
-        # new copy of it.
+        # uploads, nor do its search columns. The process index (the largest
+        # column) is compared by its digest, so an unchanged process list is
+        # neither read back nor sent; where the stored digest is not known
+        # yet, the UPDATE compares the text itself (rowsql's keep_if_equal).
         changes.update({name: value for name, value in columns.items() if getattr(host, name) != value})
-        changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at,
-                       process_index=derived.process_index)
+        changes.update(latest_snapshot=snapshot_pk, last_seen=payload.collected_at)
+        if host.process_index_digest != derived.process_index_digest:
+            changes.update(process_index=derived.process_index, process_index_digest=derived.process_index_digest)
         changes.update(identity.identity_changes(host, derived.seen, at=payload.collected_at))
         changes.update({name: value for name, value in derived.search_columns.items()
                         if getattr(host, name) != value})
@@ -445,7 +449,8 @@ def _software_update(payload: payload_schema.SnapshotPayload, host: Host, *, sna
 
 
 # What _host_update compares before writing a host: its times and every column it would overwrite.
-_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "software_digest", "software_snapshot",
+_HOST_UPDATE_FIELDS = ["last_seen", "first_seen", *HOST_COLUMNS, "process_index_digest", "software_digest",
+                       "software_snapshot",
                        *identity.HOST_FIELDS, *host_search.COLUMNS]
 
 
