@@ -219,7 +219,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                 payload = payload_schema.decode_stored(_encode(document)).payload
                 batch_hosts.append(Host(
                     host_id=payload.host.id, first_seen=first_seen, last_seen=last_seen,
-                    process_index=process_rule.process_index(payload.processes),
+                    **process_rule.index_columns(payload.processes),
                     **services.host_columns(payload, addresses.parse_ip(ip)),
                     **host_search.host_search_columns(payload, last_ip=ip),
                 ))
@@ -321,3 +321,4 @@ def _latest_snapshots() -> None:
             f"UPDATE {host_table} SET latest_snapshot_id = (SELECT s.id FROM {snapshot_table} s "
             f"WHERE s.host_id = {host_table}.id ORDER BY s.collected_at DESC, s.id DESC LIMIT 1)"
         )
+

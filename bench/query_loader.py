@@ -117,7 +117,7 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
     newest = dt.datetime.combine(days[-1], dt.time(12, 0), dt.timezone.utc)
     host = Host.objects.create(
         host_id=payload.host.id, first_seen=newest - dt.timedelta(days=len(days) - 1), last_seen=newest,
-        process_index=process_rule.process_index(payload.processes), **services.host_columns(payload, address),
+        **process_rule.index_columns(payload.processes), **services.host_columns(payload, address),
         **host_search.host_search_columns(payload, last_ip=ip),
     )
     rows = []
@@ -182,3 +182,4 @@ def load(*, base_snapshot: dict, hosts: int, days: int, file_hosts: int, last_da
         cursor.execute("ANALYZE")
         cursor.execute("PRAGMA journal_mode=WAL")
     return loaded
+

@@ -108,6 +108,10 @@ class Host(models.Model):
         blank=True, default="", editable=False,
         help_text="Lower-cased 'name<TAB>cmdline' lines of the newest snapshot, for process search.",
     )
+    process_index_digest = models.CharField(
+        max_length=32, blank=True, default="", editable=False,
+        help_text="blake2b-128 of process_index, hex; empty: not known (rows written before it existed).",
+    )
     software_digest = models.CharField(
         max_length=64, blank=True, default="", editable=False,
         help_text="software_digest of the host's current software list (docs/payload.md, the software rule).",

@@ -73,8 +73,9 @@ def upload_record(*, host: Host, payload: payload_schema.SnapshotPayload, change
 
     *host* holds the columns as they were before this upload; *changes* is
     what ingest is about to write: a ``process_index`` there means this
-    snapshot becomes the host's newest. A late snapshot has none, and changes
-    nothing here.
+    snapshot becomes the host's newest with a process list whose digest
+    differs from the stored one's (or the stored digest is not known). A late
+    snapshot, or an unchanged list, has none, and changes nothing here.
     """
     after = changes.get("process_index")
     if after is None:

@@ -27,6 +27,8 @@ the changes page hides them unless asked (``?kernel=on``).
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 from collections.abc import Iterable
 
@@ -67,6 +69,22 @@ def process_index(processes: list[payload_schema.Process]) -> str:
     if not raw:
         return ""
     return "\n".join(sorted(set("\0".join(raw).replace("\n", " ").lower().split("\0"))))
+
+
+def index_digest(index: str) -> str:
+    """What ``Host.process_index_digest`` holds for *index*: blake2b-128, hex.
+
+    An upload compares it with the host's instead of reading the stored
+    index back (tens of kilobytes on every upload) to learn that the list is
+    unchanged, which it usually is.
+    """
+    return hashlib.blake2b(index.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def index_columns(processes: list[payload_schema.Process]) -> dict[str, str]:
+    """The Host columns a process list gives: ``process_index`` and its digest (for loaders that skip ingest)."""
+    index = process_index(processes)
+    return {"process_index": index, "process_index_digest": index_digest(index)}
 
 
 def query_needle(query: str) -> str:

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from reports import inventory_index, rowsql
+from reports import inventory_index, processes, rowsql
 from reports import payload as payload_schema
 from reports.alerts import rules
 from reports.dbwrite import write_transaction
@@ -183,6 +183,8 @@ class _Before:
 
     def process_difference(self, after_index: str) -> tuple[frozenset[str], frozenset[str]]:
         def read():
+            if self.host.process_index_digest == processes.index_digest(after_index):
+                return frozenset(), frozenset()  # the same list: nothing started or stopped, nothing to read
             row = rowsql.select_one(Host, ["process_index"], where={"id": self.host.pk})
             return rules.index_difference(row.process_index if row else "", after_index)
         return self._once("processes", read)

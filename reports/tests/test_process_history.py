@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from relevo_testing.factories import make_payload
-from reports import forms, process_history, selectors
+from reports import forms, process_history, processes, selectors
 from reports.models import Host, ProcessRun, ProcessText, Snapshot
 from reports.tests.helpers import ingest, text
 
@@ -72,7 +72,20 @@ def test_an_unchanged_process_set_writes_no_run_and_keeps_the_index():
     with CaptureQueriesContext(connection) as queries:
         snapshot(10, [NGINX, SSHD, NGINX])  # another order, another copy: the same set
     assert not [q for q in queries.captured_queries if "processrun" in q["sql"].lower()]
-    assert Host.objects.get().process_index == index == "nginx\tnginx: worker process\nsshd\t/usr/sbin/sshd -d"
+    # Known unchanged by its digest: the stored index is neither read back nor sent again.
+    assert not [q for q in queries.captured_queries if '"process_index"' in q["sql"]]
+    host = Host.objects.get()
+    assert host.process_index == index == "nginx\tnginx: worker process\nsshd\t/usr/sbin/sshd -d"
+    assert host.process_index_digest == processes.index_digest(index)
+
+
+def test_a_host_without_a_digest_is_compared_by_its_index_and_gets_one():
+    snapshot(0, [SSHD])
+    Host.objects.update(process_index_digest="")  # as rows written before the digest existed
+    snapshot(10, [SSHD, MINER])
+    host = Host.objects.get()
+    assert [r[0].split("\t")[0] for r in runs() if r[2] is None] == ["sshd", "xmrig"]
+    assert host.process_index_digest == processes.index_digest(host.process_index) != ""
 
 
 def test_a_reboot_keeps_the_programs_that_came_back_and_stops_the_rest():
@@ -357,7 +370,9 @@ def test_the_migration_starts_open_runs_from_each_process_index():
     snapshot(0, [SSHD, NGINX])
     host = Host.objects.get()
     ProcessRun.objects.all().delete()
-    Host.objects.filter(pk=host.pk).update(process_index="sshd\t/usr/sbin/sshd -d\nnew\t/bin/new\nsshd\t/usr/sbin/sshd -d")
+    # As a host written before 0016_process_index_digest: an old index, and no digest of it.
+    Host.objects.filter(pk=host.pk).update(process_index="sshd\t/usr/sbin/sshd -d\nnew\t/bin/new\nsshd\t/usr/sbin/sshd -d",
+                                           process_index_digest="")
     migration = import_module("reports.migrations.0013_process_history")
     migration.open_runs_from_process_index(apps, SimpleNamespace(connection=connection))
     assert runs() == [("new\t/bin/new", at(0), None), ("sshd\t/usr/sbin/sshd -d", at(0), None)]
