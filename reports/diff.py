@@ -305,6 +305,44 @@ def _process_changes(more: list[Process], less: list[Process], at: dt.datetime) 
                                           c.name.lower(), c.cmdline))
 
 
+@dataclass(frozen=True)
+class ProcessTally:
+    """A process list reduced to what counting its changes needs (``process_change_counts``).
+
+    How many processes of each (name, command line), and which of those keys
+    are kernel threads, judged on the same example process ``_process_changes``
+    would show (the longest running). Built once per snapshot, so a page of
+    history compares each snapshot with its neighbours without recounting.
+    """
+
+    counts: Counter
+    kernel: frozenset
+
+    @classmethod
+    def of(cls, process_list: list[Process]) -> ProcessTally:
+        counts = Counter(map(process_key, process_list))
+        examples: dict[ProcessKey, Process] = {}
+        for process in process_list:
+            if process.cmdline and any(process.cmdline):
+                continue  # a command line: never a kernel thread (processes.is_kernel_thread)
+            key = process_key(process)
+            if key not in examples or _started(process) < _started(examples[key]):
+                examples[key] = process
+        return cls(counts, frozenset(k for k, p in examples.items() if processes.is_kernel_thread(p)))
+
+
+def process_change_counts(old: ProcessTally, new: ProcessTally) -> tuple[int, int]:
+    """(started, stopped) between two snapshots, as their changes page's tiles count them by default.
+
+    One per program and command line that started or stopped, kernel threads
+    left out (the page hides them unless asked), so a host's history row and
+    its changes page agree.
+    """
+    started = [key for key in new.counts - old.counts if key not in new.kernel]
+    stopped = [key for key in old.counts - new.counts if key not in old.kernel]
+    return len(started), len(stopped)
+
+
 _NO_AGE = dt.timedelta(0)
 _FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 

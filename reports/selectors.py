@@ -10,8 +10,10 @@ instead of scanning the file.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count, Q
@@ -20,8 +22,14 @@ from django.utils.timezone import now as timezone_now
 from reports import payload as payload_schema
 from reports import addresses, host_search, host_table, models, rowsql, store
 from reports import processes as process_rule
-from reports.diff import SnapshotDiff, snapshot_diff
+from reports.diff import ProcessTally, SnapshotDiff, process_change_counts, snapshot_diff
+from reports.documents import DocumentError
 from reports.models import Host, ProcessRun, ProcessText, Snapshot
+
+logger = logging.getLogger(__name__)
+
+# How long a history row's process counts stay in the cache (they never change; this only bounds memory).
+HISTORY_COUNTS_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,7 @@ def host_counts(now: dt.datetime | None = None) -> dict[str, dict]:
 SNAPSHOT_SUMMARY_FIELDS = (
     "id", "snapshot_id", "host_id", "ip", "day", "collected_at", "received_at", "os_name", "os_version",
     "cpu_model", "process_count", "user_count", "memory_total_bytes", "memory_available_bytes", "file_name",
+    "file_offset", "file_length",
 )
 PROCESS_ORDERINGS = {
     "cpu": (lambda p: p.cpu_percent or 0.0, True),
@@ -170,6 +179,54 @@ def host_get(*, pk: int) -> Host | None:
 def host_snapshots(*, host: Host):
     """The host's snapshots, newest first, as summary rows (documents are not loaded)."""
     return Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk").only(*SNAPSHOT_SUMMARY_FIELDS)
+
+
+def history_process_counts(*, host: Host, snapshots: list[Snapshot]) -> dict[int, tuple[int, int] | None]:
+    """For each of *snapshots* (one page of ``host_snapshots``, newest first): its processes (started, stopped).
+
+    Compared with the snapshot before it, as the changes page compares them
+    (``diff.process_change_counts``); None for the host's first snapshot, or
+    when a document cannot be read. Each pair's counts are kept in the cache
+    under both snapshot ids (documents never change, and a late snapshot
+    arriving between two makes a new pair), so a page seen again reads no
+    document; otherwise each document is read from its day file by offset
+    (``snapshot_document_json``), the page's and the one before the oldest.
+    """
+    if not snapshots:
+        return {}
+    oldest = snapshots[-1]
+    before = (Snapshot.objects.filter(host=host)
+              .filter(Q(collected_at__lt=oldest.collected_at) | Q(collected_at=oldest.collected_at, pk__lt=oldest.pk))
+              .order_by("-collected_at", "-pk").only(*SNAPSHOT_SUMMARY_FIELDS).first())
+    chain = [*snapshots, before] if before is not None else list(snapshots)
+    pairs = {snapshot.pk: (snapshot, chain[index + 1]) for index, snapshot in enumerate(snapshots)
+             if index + 1 < len(chain)}
+    keys = {pk: f"relevo:history-counts:{new.snapshot_id}:{old.snapshot_id}" for pk, (new, old) in pairs.items()}
+    cached = cache.get_many(list(keys.values()))
+    tallies: dict[int, ProcessTally | None] = {}
+
+    def tally(snapshot: Snapshot) -> ProcessTally | None:
+        if snapshot.pk not in tallies:
+            try:
+                document = payload_schema.decode_stored(snapshot_document_json(snapshot=snapshot))
+                tallies[snapshot.pk] = ProcessTally.of(document.payload.processes)
+            except (payload_schema.PayloadError, DocumentError) as exc:
+                logger.warning("history of host %s: snapshot %s not read: %s", host.pk, snapshot.snapshot_id, exc)
+                tallies[snapshot.pk] = None
+        return tallies[snapshot.pk]
+
+    counts: dict[int, tuple[int, int] | None] = {snapshot.pk: None for snapshot in snapshots}
+    fresh = {}
+    for pk, (new, old) in pairs.items():
+        if keys[pk] in cached:
+            counts[pk] = tuple(cached[keys[pk]])
+            continue
+        new_tally, old_tally = tally(new), tally(old)
+        if new_tally is not None and old_tally is not None:
+            counts[pk] = fresh[keys[pk]] = process_change_counts(old_tally, new_tally)
+    if fresh:
+        cache.set_many(fresh, timeout=HISTORY_COUNTS_SECONDS)
+    return counts
 
 
 def host_snapshot(*, host: Host, snapshot_id) -> Snapshot | None:

@@ -156,6 +156,7 @@ def host_detail(request, pk: int):
         "process_total": len(rows), "kernel_threads": kernel_threads, "show_kernel_threads": bool(form.value("kthreads")),
         "process_columns": _process_columns(sort),
         "history": history, "day_files": selectors.host_day_files(host=host),
+        "history_rows": _history_rows(host, history),
         "uptime_seconds": (host.last_seen - boot_time).total_seconds() if boot_time else None,
         "memory_used": (memory_total - memory_available) if memory_total is not None and memory_available is not None else None,
         "process_chart": charts.time_chart([(p.collected_at, p.process_count) for p in series], title="Processes",
@@ -168,6 +169,13 @@ def host_detail(request, pk: int):
                                             software_search=request.GET.get("software", ""),
                                             software_page=request.GET.get("spage")),
     })
+
+
+def _history_rows(host, history) -> list[tuple]:
+    """(snapshot, (started, stopped) or None) for one page of the host's history: its "+3 −2" column."""
+    snapshots = list(history.object_list)
+    counts = selectors.history_process_counts(host=host, snapshots=snapshots)
+    return [(snapshot, counts.get(snapshot.pk)) for snapshot in snapshots]
 
 
 @login_required

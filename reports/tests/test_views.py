@@ -611,3 +611,31 @@ def test_the_online_badge_text_has_at_least_aa_contrast():
         assert f".badge.{status} {{ background: var(--{bg}); color: var(--{fg}); }}" in css
         light, dark = sorted((luminance(colours[fg]), luminance(colours[bg])), reverse=True)
         assert (light + 0.05) / (dark + 0.05) >= 4.5, status
+
+
+def test_each_history_row_says_how_many_processes_started_and_stopped(signed_in, monkeypatch):
+    """The "+3 −2" of a history row is what its changes page's tiles say, kernel threads left out."""
+    sshd, nginx = process(10, "sshd", ["/usr/sbin/sshd", "-D"]), process(20, "nginx", ["nginx: master"])
+    miner, worker = process(30, "xmrig", ["/tmp/.x/xmrig"]), process(40, "kworker/0:1", [], ppid=2)
+    lists = [[sshd], [sshd, nginx, miner, worker], [sshd, nginx], [sshd, nginx]]
+    for minutes, processes in zip((30, 20, 10, 0), lists):
+        payload = make_payload(host_id="hist-counts", hostname="hist-counts", collected_at=ago(minutes=minutes),
+                               processes=0)
+        payload["processes"] = processes
+        ingest(payload)
+    host = Host.objects.get(host_id="hist-counts")
+    response = signed_in.get(reverse("reports:host_detail", args=[host.pk]))
+    counts = [c for _, c in response.context["history_rows"]]
+    assert counts == [(0, 0), (0, 1), (2, 0), None], "newest first; the first snapshot has nothing before it"
+    html = response.content.decode()
+    assert '<span class="n plus">+2</span> <span class="n minus">−0</span>' in html
+    newest_but_one = response.context["history_rows"][1][0]
+    changes = signed_in.get(reverse("reports:host_changes", args=[host.pk]), {"to": newest_but_one.snapshot_id})
+    shown = changes.context["shown"]
+    assert (len(shown.started), len(shown.stopped)) == counts[1]
+
+    def unread(**kwargs):
+        raise AssertionError("a page seen before reads no document")
+    monkeypatch.setattr(selectors, "snapshot_document_json", unread)
+    again = signed_in.get(reverse("reports:host_detail", args=[host.pk]))
+    assert [c for _, c in again.context["history_rows"]] == counts
