@@ -8,6 +8,7 @@ are in test_alerts_system.py.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from django.core import mail
@@ -312,6 +313,9 @@ def test_recent_alerts_page_host_page_and_read_api_list_what_fired(receiver, sig
     host = Host.objects.get()
     page = text(signed_in.get("/alerts/"))
     assert "Recent alerts" in page and "process nginx started" in page and "web-01" in page
+    html = signed_in.get("/alerts/").content.decode()
+    assert re.search(r'<td class="c-time"><time datetime="[^"]+" title="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d</time>', html), \
+        "the dashboard's one time format"
     assert "process nginx started" in text(signed_in.get(f"/hosts/{host.pk}/"))
     assert "No alerts yet" in text(signed_in.get("/alerts/?host=999"))
     rules_body = reader_client.get("/api/alerts/rules/").json()
