@@ -411,7 +411,7 @@ class AlertDestinationAdmin(AlertServiceAdmin):
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(AlertServiceAdmin):
-    list_display = ["name", "kind", "active", "pattern", "os_name", "hostname_pattern", "group_seconds"]
+    list_display = ["name", "kind", "active", "pattern", "os_name", "os_version", "hostname_pattern", "group_seconds"]
     list_filter = ["active", "kind"]
     filter_horizontal = ["destinations"]
 

@@ -544,6 +544,9 @@ class AlertRule(models.Model):
     allowed_ports = models.CharField(max_length=512, blank=True, default="",
                                      help_text="New port: ports that do not fire, comma-separated.")
     os_name = models.CharField(max_length=64, blank=True, default="", help_text="Scope: only hosts of this OS.")
+    os_version = models.CharField(max_length=255, blank=True, default="",
+                                  help_text="Scope: only hosts of this distribution and version, as the hosts list "
+                                            "names it (\"Debian GNU/Linux 12\").")
     hostname_pattern = models.CharField(max_length=255, blank=True, default="",
                                         help_text="Scope: only hosts whose name contains this.")
     group_seconds = models.PositiveIntegerField(

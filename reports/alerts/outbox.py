@@ -67,7 +67,7 @@ def _rule_of(rule: AlertRule) -> rules.Rule:
     return rules.Rule(
         pk=rule.pk, name=rule.name, kind=rule.kind, pattern=rule.pattern, threshold_percent=rule.threshold_percent,
         allowed_ports=rules.parse_ports(rule.allowed_ports), os_name=rule.os_name,
-        hostname_pattern=rule.hostname_pattern, group_seconds=rule.group_seconds,
+        os_version=rule.os_version, hostname_pattern=rule.hostname_pattern, group_seconds=rule.group_seconds,
         destinations=tuple(sorted(d.pk for d in rule.destinations.all())),
     )
 
@@ -133,8 +133,9 @@ def upload_alerts(*, host: Host, payload: payload_schema.SnapshotPayload, change
         return 0
     hostname = changes.get("hostname", host.hostname)
     os_name = changes.get("os_name", host.os_name)
+    os_version = changes.get("os_version", host.os_version)
     watching = [rule for rule in active if rule.kind in rules.UPLOAD_KINDS
-                and rule.in_scope(hostname=hostname, os_name=os_name)]
+                and rule.in_scope(hostname=hostname, os_name=os_name, os_version=os_version)]
     if not watching:
         return 0
     before = _Before(host, digests)
@@ -250,7 +251,8 @@ def status_alerts(*, now: dt.datetime | None = None) -> int:
     written = 0
     with write_transaction():
         fresh, moved = [], []
-        for pk, hostname, os_name, last_seen in Host.objects.values_list("pk", "hostname", "os_name", "last_seen"):
+        for pk, hostname, os_name, os_version, last_seen in Host.objects.values_list(
+                "pk", "hostname", "os_name", "os_version", "last_seen"):
             status = host_status(last_seen, now)
             old = known.get(pk)
             if old is None:
@@ -259,7 +261,8 @@ def status_alerts(*, now: dt.datetime | None = None) -> int:
             if old == status:
                 continue
             moved.append(AlertHostStatus(host_id=pk, status=status))
-            found = [(rule, change) for rule in watching if rule.in_scope(hostname=hostname, os_name=os_name)
+            found = [(rule, change) for rule in watching
+                     if rule.in_scope(hostname=hostname, os_name=os_name, os_version=os_version)
                      for change in rules.status_changes(rule, before=old, after=status)]
             written += _write(found, host_pk=pk, host_name=hostname, occasion=last_seen.isoformat(), now=now)
         AlertHostStatus.objects.bulk_create(fresh, ignore_conflicts=True)
@@ -279,13 +282,14 @@ def rejected_alert(*, token_host_id: str | None, body: bytes, error: payload_sch
     host_id = token_host_id or _claimed_host_id(body)
     if not host_id:
         return 0
-    host = Host.objects.filter(host_id=host_id).values_list("pk", "hostname", "os_name").first()
+    host = Host.objects.filter(host_id=host_id).values_list("pk", "hostname", "os_name", "os_version").first()
     if host is None:
         return 0
-    pk, hostname, os_name = host
+    pk, hostname, os_name, os_version = host
     refused = {"error": error.message, "fields": dict(list(error.errors.items())[:20])}
     change = rules.Change("snapshot_rejected", "snapshot rejected by the server", None, refused, "")
-    found = [(rule, change) for rule in watching if rule.in_scope(hostname=hostname, os_name=os_name)]
+    found = [(rule, change) for rule in watching
+             if rule.in_scope(hostname=hostname, os_name=os_name, os_version=os_version)]
     with write_transaction():
         return _write(found, host_pk=pk, host_name=hostname, occasion=uuid.uuid4().hex)
 

@@ -36,13 +36,16 @@ class Rule:
     threshold_percent: float | None = None
     allowed_ports: frozenset[int] = frozenset()
     os_name: str = ""
+    os_version: str = ""
     hostname_pattern: str = ""
     group_seconds: int = 0
     destinations: tuple[int, ...] = ()
 
-    def in_scope(self, *, hostname: str, os_name: str) -> bool:
-        """Whether the rule watches a host: the hosts list's OS filter (exact) and name filter (substring)."""
+    def in_scope(self, *, hostname: str, os_name: str, os_version: str) -> bool:
+        """Whether the rule watches a host: the hosts list's OS and distribution filters (exact), name (substring)."""
         if self.os_name and self.os_name.lower() != (os_name or "").lower():
+            return False
+        if self.os_version and self.os_version != (os_version or ""):
             return False
         return not self.hostname_pattern or self.hostname_pattern.lower() in (hostname or "").lower()
 

@@ -29,7 +29,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     class Meta:
         model = AlertRule
         fields = ["id", "name", "active", "kind", "pattern", "threshold_percent", "allowed_ports", "os_name",
-                  "hostname_pattern", "group_seconds", "destinations"]
+                  "os_version", "hostname_pattern", "group_seconds", "destinations"]
 
 
 class AlertDeliverySerializer(serializers.ModelSerializer):

@@ -104,9 +104,21 @@ def test_port_disk_and_status_rules():
 
 def test_scope_follows_the_hosts_list_filters():
     scoped = rules.Rule(pk=1, name="r", kind="host_back", os_name="linux", hostname_pattern="WEB")
-    assert scoped.in_scope(hostname="web-01", os_name="Linux")
-    assert not scoped.in_scope(hostname="db-01", os_name="Linux")
-    assert not scoped.in_scope(hostname="web-01", os_name="Windows")
+    assert scoped.in_scope(hostname="web-01", os_name="Linux", os_version="Debian GNU/Linux 12")
+    assert not scoped.in_scope(hostname="db-01", os_name="Linux", os_version="Debian GNU/Linux 12")
+    assert not scoped.in_scope(hostname="web-01", os_name="Windows", os_version="Windows Server 2022")
+    centos = rules.Rule(pk=2, name="c", kind="host_back", os_version="CentOS Linux 7")
+    assert centos.in_scope(hostname="web-01", os_name="Linux", os_version="CentOS Linux 7")
+    assert not centos.in_scope(hostname="web-01", os_name="Linux", os_version="Rocky Linux 9.4")
+
+
+def test_a_distribution_scoped_rule_fires_for_that_distribution_only(receiver):
+    rule([webhook(receiver)], pattern="nginx", os_version="Debian GNU/Linux 12")
+    series({"processes": procs("sshd")}, {"processes": procs("nginx")})
+    assert AlertDelivery.objects.count() == 1  # make_payload's host is Debian GNU/Linux 12
+    rule([webhook(receiver, name="other")], name="rocky", pattern="postgres", os_version="Rocky Linux 9.4")
+    series({"processes": procs("sshd")}, {"processes": procs("postgres")}, host_id="host-2", hostname="db-01")
+    assert AlertDelivery.objects.count() == 1
 
 
 def test_signature_verifies_and_refuses_tampering_and_old_timestamps():
