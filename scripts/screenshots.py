@@ -91,7 +91,7 @@ def pages(server: live.LiveRelevo) -> list[tuple[str, str]]:
         ("04-changes", f"/hosts/{web}/changes/"), ("05-process-search", "/processes/?q=nginx"),
         ("06-software", "/software/"), ("07-add-hosts", "/hosts/add/"), ("08-not-found", "/no-such-page/"),
         ("09-admin-hosts", "/admin/reports/host/"), ("10-admin-snapshots", "/admin/reports/snapshot/"),
-        ("11-api-docs", "/api/docs/"),
+        ("11-api-docs", "/api/docs/"), ("12-alerts", "/alerts/"),
     ]
 
 
