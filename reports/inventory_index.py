@@ -4,7 +4,7 @@ The stored documents are the record; these rows (``Software``,
 ``HostSoftware``, ``HostListeningSocket``, ``HostDisk``) only answer "which
 hosts have openssl 3.0.11 / listen on 3389 / have a full disk" from indexes.
 ``host_rows_update`` runs inside the upload's transaction (called by
-``reports.services._record``), so a row is written exactly when its snapshot
+``reports.services.ingest._record``), so a row is written exactly when its snapshot
 is, and a failed upload rolls both back; the payload's digests (``Digests``)
 are computed before it, outside the database's write lock.
 
