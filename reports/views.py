@@ -9,6 +9,7 @@ with the API); the only file access, the raw day-file download, goes through
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -76,7 +77,17 @@ def host_list(request):
         "total_hosts": sum(counts["status"].values()),
         "filtered": any(form.value(f) for f in ("q", *HOST_ROW_FILTERS)),
         "offline_after": settings.INVENTORY_OFFLINE_AFTER, "stale_after": settings.INVENTORY_STALE_AFTER,
+        "csv_query": _hosts_csv_query(form, sort),
     })
+
+
+def _hosts_csv_query(form: HostFilterForm, sort: str) -> str:
+    """The page's filters and sort as ``/api/hosts.csv`` names them, so its CSV link exports what is listed."""
+    params = {"search": form.value("q"), "os": form.value("os"), "os_version": form.value("os_version"),
+              "status": form.value("status"), "ordering": sort, "software": form.value("software"),
+              "port": form.value("port"), "disk_full": "true" if form.value("disk_full") else "",
+              "identity_conflict": "true" if form.value("identity_conflict") else ""}
+    return urlencode({name: value for name, value in params.items() if value not in (None, "")})
 
 
 # (sort key, header, CSS class, biggest first by default): the process table's sortable columns.

@@ -129,6 +129,24 @@ def test_the_host_list_searches_filters_and_sorts(signed_in, fleet, query, expec
     assert [host.hostname for host, _ in response.context["rows"]] == expected
 
 
+@pytest.mark.parametrize("query", [
+    {}, {"q": "WEB"}, {"os": "Linux", "status": "stale"}, {"sort": "-process_count"}, {"status": "bogus"},
+    {"q": "x" * 257},
+])
+def test_the_host_lists_csv_link_exports_the_hosts_it_lists_in_its_order(signed_in, fleet, query):
+    import csv
+    import html as html_module
+    import io
+
+    response = signed_in.get("/", query)
+    [link] = re.findall(r'<a href="(/api/hosts\.csv[^"]*)">CSV</a>', response.content.decode())
+    exported = signed_in.get(html_module.unescape(link))
+    assert exported.status_code == 200, exported.content
+    rows = list(csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode()
+                                           if exported.streaming else exported.content.decode())))
+    assert [row["hostname"] for row in rows] == [host.hostname for host, _ in response.context["rows"]]
+
+
 def test_a_filter_that_matches_nothing_says_so(signed_in, fleet):
     response = signed_in.get("/", {"q": "nothing-like-this"})
     assert "No hosts match" in text(response)
