@@ -251,7 +251,19 @@ def test_a_session_cannot_post_without_the_csrf_token(principals):
 
 # --- throttling ---------------------------------------------------------------------------
 
-def test_uploads_over_the_rate_get_429_with_retry_after_and_store_nothing(settings, data_dir):
+@pytest.fixture
+def one_window(monkeypatch):
+    """The throttle's clock pinned 30 s into a minute, so that the hits a test counts fall in one window.
+
+    With the real clock a test that began at hh:mm:59.99 counted its last hits in the next
+    minute's window and saw 401 where it expected 429.
+    """
+    from reports import throttling
+
+    monkeypatch.setattr(throttling, "clock", lambda: 1_800_000_030.0)
+
+
+def test_uploads_over_the_rate_get_429_with_retry_after_and_store_nothing(settings, data_dir, one_window):
     settings.INVENTORY_THROTTLE_UPLOAD = "3/min"
     _, raw = services.agent_token_create(name="fleet")
     for _ in range(3):
@@ -264,7 +276,7 @@ def test_uploads_over_the_rate_get_429_with_retry_after_and_store_nothing(settin
     assert upload(raw, ip="10.0.0.6").status_code == 201
 
 
-def test_the_upload_count_is_one_shared_row_per_token_and_address(settings):
+def test_the_upload_count_is_one_shared_row_per_token_and_address(settings, one_window):
     settings.INVENTORY_THROTTLE_UPLOAD = "100/min"
     token, raw = services.agent_token_create(name="fleet")
     for _ in range(4):
@@ -273,7 +285,7 @@ def test_the_upload_count_is_one_shared_row_per_token_and_address(settings):
     assert counter.key == f"upload:{token.pk}:10.0.0.5" and counter.hits == 4
 
 
-def test_reads_over_the_rate_get_429(settings):
+def test_reads_over_the_rate_get_429(settings, one_window):
     settings.INVENTORY_THROTTLE_READ = "2/min"
     user = get_user_model().objects.create_user("reader", password="pw-for-tests-only")
     client = api_client(services.api_token_create(user=user)[1])
@@ -281,14 +293,14 @@ def test_reads_over_the_rate_get_429(settings):
     assert int(client.get("/api/hosts/")["Retry-After"]) >= 1
 
 
-def test_enroll_is_limited_per_address(settings):
+def test_enroll_is_limited_per_address(settings, one_window):
     settings.INVENTORY_THROTTLE_ENROLL = "2/min"
     assert [enroll(host_id=f"h{i}").status_code for i in range(3)] == [201, 201, 429]
     assert enroll(host_id="h9", ip="10.0.0.99").status_code == 201
     assert AgentToken.objects.count() == 3
 
 
-def test_repeated_auth_failures_from_one_address_get_429(settings):
+def test_repeated_auth_failures_from_one_address_get_429(settings, one_window):
     settings.INVENTORY_THROTTLE_AUTH_FAILURES = "3/min"
     statuses = [upload("rlv_a_" + "x" * 43).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
@@ -529,7 +541,7 @@ def _redis_up() -> bool:
         return False
 
 
-def test_throttle_counts_in_redis_when_redis_url_is_set(settings, data_dir):
+def test_throttle_counts_in_redis_when_redis_url_is_set(settings, data_dir, one_window):
     from reports import throttling
 
     require(_redis_up(), "Redis is not running on 127.0.0.1:6379 (start redis-server to run this test)")
