@@ -25,7 +25,14 @@ nothing else running, two ways:
   cannot. It leaves out the kernel's share (fsync, writes: about 15%), and
   callgrind counts each byte of a large ``memcpy`` as an instruction.
 
-    .venv/bin/python bench/upload_cost.py [--uploads 500] [--counted 40] [--snapshot file.json]
+``--database-url URL`` measures the same on a fresh database of that
+PostgreSQL server (dropped afterwards), its lines named
+``upload_cost.postgresql.*``, with two more: the database backend's own CPU
+per upload (``backend_cpu_per_upload``, from ``/proc`` of the backend serving
+the upload's connection, so the server must run on this machine) and the WAL
+it wrote (``wal_per_upload``). Callgrind counts the worker only.
+
+    .venv/bin/python bench/upload_cost.py [--uploads 500] [--counted 40] [--snapshot file.json] [--database-url URL]
 
 ``--snapshot`` fixes the payload (a JSON snapshot, for instance one saved by
 ``bench/payloads.py --save``) so that two commits are compared on the same
@@ -47,6 +54,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common, inprocess  # noqa: E402
@@ -55,9 +64,9 @@ from bench.payloads import UploadTemplate, collect_snapshot  # noqa: E402
 WARM_UPLOADS = 30
 
 
-def _uploader(data_dir: Path, snapshot: dict):
-    """Set Django up on *data_dir*; returns a function that sends upload number i through the WSGI handler."""
-    inprocess.setup(data_dir, common.BENCH_RATES)
+def _uploader(data_dir: Path, snapshot: dict, database_url: str = ""):
+    """Set Django up on *data_dir* (and *database_url*, if any); returns a function that sends upload i through the WSGI handler."""
+    inprocess.setup(data_dir, {**common.BENCH_RATES, **({"DATABASE_URL": database_url} if database_url else {})})
     import gc
 
     from django.core.handlers.wsgi import WSGIHandler
@@ -117,7 +126,7 @@ def _callgrind(command: str, pid: int) -> None:
 def child(args) -> int:
     """Runs under callgrind: warm up uninstrumented, then count only the measured uploads."""
     snapshot = json.loads(Path(args.snapshot).read_text())
-    upload, _, _ = _uploader(Path(args.data), snapshot)
+    upload, _, _ = _uploader(Path(args.data), snapshot, args.database_url or "")
     _run(upload, 0, WARM_UPLOADS)
     _callgrind("on", os.getpid())
     _run(upload, WARM_UPLOADS, args.counted)
@@ -125,12 +134,12 @@ def child(args) -> int:
     return 0
 
 
-def count_instructions(snapshot_path: Path, base: Path, counted: int) -> float:
+def count_instructions(snapshot_path: Path, base: Path, counted: int, database_url: str = "") -> float:
     """User-space instructions per upload over *counted* uploads, from callgrind's totals."""
     out = base / "callgrind.out"
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
                sys.executable, __file__, "--child", "--snapshot", str(snapshot_path), "--data", str(base / "counted"),
-               "--counted", str(counted)]
+               "--counted", str(counted), *(["--database-url", database_url] if database_url else [])]
     # String hashing is randomised per process; a fixed seed keeps dict layouts, and the count, repeatable.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
@@ -150,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uploads", type=int, default=500, help="uploads timed for the CPU figure")
     parser.add_argument("--counted", type=int, default=40, help="uploads counted under callgrind (0: skip)")
     parser.add_argument("--snapshot", help="a JSON snapshot to send instead of this machine's")
+    parser.add_argument("--database-url", default="",
+                        help="measure on a fresh database of this PostgreSQL server instead of SQLite")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -157,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(args)
 
     print(common.machine_line())
+    prefix = "upload_cost.postgresql" if args.database_url else "upload_cost"
     base = Path(tempfile.mkdtemp(prefix="relevo-bench-upload-cost-"))
     try:
         snapshot_path = base / "snapshot.json"
@@ -169,32 +181,75 @@ def main(argv: list[str] | None = None) -> int:
         instructions = None
         if args.counted > 0:
             if shutil.which("valgrind") and shutil.which("callgrind_control"):
-                instructions = count_instructions(snapshot_path, base, args.counted)
+                counted_url = common.live.create_database(args.database_url) if args.database_url else ""
+                try:
+                    instructions = count_instructions(snapshot_path, base, args.counted, counted_url)
+                finally:
+                    common.live.drop_database(counted_url)
             else:
                 print("upload_cost: valgrind is not installed, no instruction count (apt-get install valgrind)")
-        upload, body_bytes, transaction_seconds = _uploader(base / "timed", snapshot)
+        timed_url = common.live.create_database(args.database_url) if args.database_url else ""
+        upload, body_bytes, transaction_seconds = _uploader(base / "timed", snapshot, timed_url)
         _run(upload, 0, WARM_UPLOADS)
         transaction_seconds.clear()
+        backend = _Backend() if timed_url else None
         started = time.thread_time()
         _run(upload, WARM_UPLOADS, args.uploads)
         cpu_ms = (time.thread_time() - started) * 1000 / args.uploads
+        backend_ms, wal_bytes = backend.used() if backend else (None, None)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     counted = f", {args.counted} counted by callgrind (user space)" if instructions is not None else ""
+    database = "PostgreSQL on this machine" if args.database_url else "SQLite"
     print(f"upload_cost: uploads of {body_bytes} bytes ({len(snapshot['processes'])} processes) through Django's "
-          f"WSGI handler in one process (SQLite, fsync on, token auth, full validation): "
+          f"WSGI handler in one process ({database}, fsync on, token auth, full validation): "
           f"{args.uploads} timed (thread CPU){counted}")
-    common.report("upload_cost.cpu_per_upload", cpu_ms, "ms")
-    common.report("upload_cost.write_transaction_p50", statistics.median(t for t, _ in transaction_seconds) * 1000,
+    common.report(f"{prefix}.cpu_per_upload", cpu_ms, "ms")
+    if backend_ms is not None:
+        common.report(f"{prefix}.backend_cpu_per_upload", backend_ms / args.uploads, "ms")
+        common.report(f"{prefix}.wal_per_upload", wal_bytes / args.uploads / 1024, "KB")
+    common.report(f"{prefix}.write_transaction_p50", statistics.median(t for t, _ in transaction_seconds) * 1000,
                   "ms")
-    common.report("upload_cost.write_transaction_cpu_p50",
+    common.report(f"{prefix}.write_transaction_cpu_p50",
                   statistics.median(cpu for _, cpu in transaction_seconds) * 1000, "ms")
-    common.report("upload_cost.write_transactions", len(transaction_seconds), "per timed run")
+    common.report(f"{prefix}.write_transactions", len(transaction_seconds), "per timed run")
     print(f"upload_cost: load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)")
     if instructions is not None:
-        common.report("upload_cost.instructions_per_upload", instructions / 1e6, "M instructions")
+        common.report(f"{prefix}.instructions_per_upload", instructions / 1e6, "M instructions")
     return 0
+
+
+class _Backend:
+    """The PostgreSQL backend serving Django's connection in this process: its CPU and the server's WAL since now.
+
+    The backend is one process of the local server for as long as the
+    connection lives (Django keeps it open here), so its CPU is read from
+    ``/proc``; the WAL position is the whole server's, read before and after.
+    """
+
+    def __init__(self):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid(), pg_current_wal_insert_lsn()")
+            pid, self._lsn = cursor.fetchone()
+        self._process = psutil.Process(pid)
+        self._cpu = self._seconds()
+
+    def _seconds(self) -> float:
+        times = self._process.cpu_times()
+        return times.user + times.system
+
+    def used(self) -> tuple[float, int]:
+        """(backend CPU ms, WAL bytes) since this object was made."""
+        from django.db import connection
+
+        cpu_ms = (self._seconds() - self._cpu) * 1000
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", [self._lsn])
+            wal = int(cursor.fetchone()[0])
+        return cpu_ms, wal
 
 
 if __name__ == "__main__":
