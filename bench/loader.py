@@ -37,7 +37,7 @@ from django.utils import timezone
 from reports import addresses, documents, host_search, services
 from reports import processes as process_rule
 from reports import payload as payload_schema
-from reports.models import Host, Snapshot
+from reports.models import Host, HostSearch, Snapshot
 
 POOL_SIZE = 64
 BATCH = 2_000
@@ -200,7 +200,7 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
     made_hosts = made_snapshots = 0
     for start in range(0, hosts, BATCH):
         with transaction.atomic():
-            batch_hosts, plans = [], []
+            batch_hosts, plans, texts = [], [], []
             for number in range(start, min(start + BATCH, hosts)):
                 ip = str(ipaddress.IPv4Address("10.0.0.0") + 256 + number)
                 roll = rng.random()
@@ -217,14 +217,18 @@ def load(*, hosts: int = 10_000, snapshots_per_host: int = 30, seed: int = 4,
                                      memory_available=int(total * rng.uniform(0.1, 0.8)), os_pick=os_pick)
                 first_seen = last_seen - interval * (snapshots_per_host - 1)
                 payload = payload_schema.decode_stored(_encode(document)).payload
+                text = host_search.search_text(payload, last_ip=ip)
                 batch_hosts.append(Host(
                     host_id=payload.host.id, first_seen=first_seen, last_seen=last_seen,
                     **process_rule.index_columns(payload.processes),
                     **services.host_columns(payload, addresses.parse_ip(ip)),
-                    **host_search.host_search_columns(payload, last_ip=ip),
+                    **host_search.host_search_columns(payload, text=text),
                 ))
                 plans.append((document, last_seen, ip, total))
+                texts.append(text)
             Host.objects.bulk_create(batch_hosts)
+            HostSearch.objects.bulk_create(HostSearch(host=host, text=text)
+                                           for host, text in zip(batch_hosts, texts, strict=True))
             runs.add(batch_hosts, now=now)
             rows = []
             for host, (document, last_seen, ip, total) in zip(batch_hosts, plans, strict=True):

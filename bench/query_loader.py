@@ -34,7 +34,7 @@ from django.test import override_settings
 from reports import addresses, documents, host_search, services, store
 from reports import processes as process_rule
 from reports import payload as payload_schema
-from reports.models import Host, Snapshot
+from reports.models import Host, HostSearch, Snapshot
 
 _ID = "00000000-0000-4000-8000-000000000000"
 _COLLECTED = "2000-01-01T00:00:00.000000+00:00"
@@ -115,11 +115,13 @@ def _load_host(index: int, *, base_snapshot: dict, days: list[dt.date], with_fil
     shared_blob = None if with_files else documents.pack(template.document(uuid.uuid4(), dt.datetime.now(dt.timezone.utc)))
     summary = services.snapshot_summary(payload)
     newest = dt.datetime.combine(days[-1], dt.time(12, 0), dt.timezone.utc)
+    text = host_search.search_text(payload, last_ip=ip)
     host = Host.objects.create(
         host_id=payload.host.id, first_seen=newest - dt.timedelta(days=len(days) - 1), last_seen=newest,
         **process_rule.index_columns(payload.processes), **services.host_columns(payload, address),
-        **host_search.host_search_columns(payload, last_ip=ip),
+        **host_search.host_search_columns(payload, text=text),
     )
+    HostSearch.objects.create(host=host, text=text)
     rows = []
     for day in days:
         snapshot_id = uuid.uuid4()

@@ -152,7 +152,7 @@ class HostAdmin(ReadOnlyAdmin):
     last_seen_at = _time("last seen", "last_seen")
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request).defer("process_index", "search_text")
+        queryset = super().get_queryset(request).defer("process_index")
         return DateHierarchyQuerySet(model=Host, query=queryset.query, using=queryset.db)
 
     def has_clear_identity_permission(self, request) -> bool:

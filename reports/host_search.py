@@ -2,22 +2,28 @@
 
 Behind NAT or a proxy the address the server saw (``last_ip``) is not the
 host's own, so an operator searching for ``10.20.0.7`` found nothing. Ingest
-keeps, on the Host row, one lower-cased text of everything a search should
-find (names, the host's own addresses, OS, version, kernel, CPU) so the
-list's search is one substring match on one column, and the few values the
-list shows that no summary column holds (own address, agent version, boot
-time). Pure: ingest and the migration's backfill call the same function.
+keeps one lower-cased text of everything a search should find (names, the
+host's own addresses, OS, version, kernel, CPU), so the list's search is one
+substring match on one column, and on the Host row the few values the list
+shows that no summary column holds (own address, agent version, boot time).
+
+The text lives in ``HostSearch``, a table of its own, and the host row keeps
+only its digest (``search_digest``): the host row is rewritten on every
+upload, and its copy of the text with it, trigram index entries and all
+(docs/performance.md). Pure: ingest, the loaders and the migrations call the
+same functions.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 
 from reports import payload as payload_schema
 
 # The Host columns ``host_search_columns`` fills.
-COLUMNS = ("search_text", "own_address", "agent_version", "boot_time")
+COLUMNS = ("own_address", "agent_version", "boot_time", "search_digest")
 
 
 def own_addresses(payload: payload_schema.SnapshotPayload) -> list[str]:
@@ -49,25 +55,42 @@ def _own_address(text: str) -> str | None:
     return str(address)
 
 
-def host_search_columns(payload: payload_schema.SnapshotPayload, *, last_ip: str) -> dict[str, object]:
-    """The Host columns of COLUMNS that this snapshot gives its host when it is the newest one."""
+def search_text(payload: payload_schema.SnapshotPayload, *, last_ip: str) -> str:
+    """The host's ``HostSearch`` text when this snapshot is its newest: each word once, lower-cased, one a line."""
     system = payload.os
-    addresses = own_addresses(payload)
     words = [
-        payload.host.hostname, payload.host.fqdn, payload.host.id, last_ip, *addresses,
+        payload.host.hostname, payload.host.fqdn, payload.host.id, last_ip, *own_addresses(payload),
         system.name, system.version, system.release, system.build, system.distribution,
         system.distribution_version, system.kernel, system.arch, payload.cpu.model,
     ]
     if system.distribution:
         words.append(f"{system.distribution} {system.distribution_version or ''}")
+    return "\n".join(dict.fromkeys(w.strip().lower() for w in words if w and w.strip()))
+
+
+def text_digest(text: str) -> str:
+    """What ``Host.search_digest`` holds for *text*: blake2b-128, hex (an upload compares it, not the text)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def shown_columns(payload: payload_schema.SnapshotPayload) -> dict[str, object]:
+    """The values the host list shows that no summary column holds: own address, agent version, boot time."""
+    addresses = own_addresses(payload)
     return {
-        "search_text": "\n".join(dict.fromkeys(w.strip().lower() for w in words if w and w.strip())),
         "own_address": addresses[0] if addresses else "",
         "agent_version": payload.agent.version[:64],
         "boot_time": payload.host.boot_time,
     }
 
 
+def host_search_columns(payload: payload_schema.SnapshotPayload, *, text: str) -> dict[str, object]:
+    """The Host columns of COLUMNS that this snapshot gives its host when it is the newest one.
+
+    *text* is the snapshot's ``search_text``, which the caller also writes to the host's ``HostSearch`` row.
+    """
+    return {**shown_columns(payload), "search_digest": text_digest(text)}
+
+
 def search_needle(search: str) -> str:
-    """The text ``search_text`` is matched against: the search as typed, lower-cased (it is stored lower-case)."""
+    """The text ``HostSearch.text`` is matched against: the search as typed, lower-cased (it is stored lower-case)."""
     return search.strip().lower()

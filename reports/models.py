@@ -120,9 +120,11 @@ class Host(models.Model):
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
         help_text="The snapshot whose document holds the host's current software list.",
     )
-    # Kept by ingest from the newest snapshot (reports.host_search).
-    search_text = models.TextField(blank=True, default="", editable=False,
-                                   help_text="Lower-cased names, own addresses, OS and CPU: what the host search matches.")
+    # Kept by ingest from the newest snapshot (reports.host_search); the search text itself is a HostSearch row.
+    search_digest = models.CharField(
+        max_length=32, blank=True, default="", editable=False,
+        help_text="blake2b-128 of the host's HostSearch text, hex; empty: not known (hosts stored before it existed).",
+    )
     own_address = models.CharField(max_length=45, blank=True, default="", help_text="The host's own first address.")
     agent_version = models.CharField(max_length=64, blank=True, default="")
     boot_time = models.DateTimeField(null=True, blank=True)
@@ -435,6 +437,20 @@ class HostDisk(models.Model):
     class Meta:
         ordering = ["mount_point"]
         indexes = [models.Index(fields=["used_percent"], name="disk_used_percent")]
+
+
+class HostSearch(models.Model):
+    """What the host search matches for one host, in a table of its own (``reports.host_search``).
+
+    On the host row, the text's trigram index (PostgreSQL) took every upload's
+    UPDATE of ``last_seen`` for a new row version and inserted all of the
+    text's trigrams again: a third of an upload's WAL. Here it is written
+    only when the text changes, which it rarely does (``Host.search_digest``
+    tells without reading it).
+    """
+
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, primary_key=True, related_name="search")
+    text = models.TextField(help_text="Lower-cased names, host id, own and seen addresses, OS and CPU.")
 
 
 class HostIndexState(models.Model):

@@ -216,6 +216,26 @@ def insert(model: type[models.Model], values: dict[str, Any]) -> int:
     return insert_run(insert_prepare(model, values))
 
 
+@functools.lru_cache(maxsize=16)
+def _upsert_sql(model: type[models.Model], names: tuple[str, ...], alias: str) -> tuple[str, tuple[models.Field, ...]]:
+    meta, quote = model._meta, connections[alias].ops.quote_name
+    fields = tuple(meta.get_field(name) for name in names)
+    pk = quote(meta.pk.column)
+    updated = [quote(field.column) for field in fields if not field.primary_key]
+    return (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({pk}) DO UPDATE SET "
+            f"{', '.join(f'{column} = excluded.{column}' for column in updated)}"), fields
+
+
+def upsert(model: type[models.Model], values: dict[str, Any]) -> None:
+    """INSERT one row, or UPDATE the row with its primary key (which *values* must hold) to *values*."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    sql, fields = _upsert_sql(model, tuple(values), DEFAULT_DB_ALIAS)
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values())]
+    with _cursor(connection) as cursor:
+        cursor.execute(sql, params)
+
+
 @functools.lru_cache(maxsize=64)
 def _update_sql(model: type[models.Model], names: tuple[str, ...], kept: tuple[str, ...],
                 alias: str) -> tuple[str, tuple[models.Field, ...]]:

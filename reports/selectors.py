@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils.timezone import now as timezone_now
 
 from reports import payload as payload_schema
@@ -24,7 +24,7 @@ from reports import addresses, host_search, host_table, models, rowsql, store
 from reports import processes as process_rule
 from reports.diff import ProcessTally, SnapshotDiff, process_change_counts, snapshot_diff
 from reports.documents import DocumentError
-from reports.models import Host, ProcessRun, ProcessText, Snapshot
+from reports.models import Host, HostSearch, ProcessRun, ProcessText, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +121,12 @@ def host_list(*, search: str = "", os_name: str = "", os_version: str = "", stat
     queryset = Host.objects.all()
     needle = host_search.search_needle(search)
     if needle and search_in_order:
-        queryset = queryset.filter(search_text__contains=needle)
+        # Tested row by row, each host's text found by its key, as the sort's index yields the hosts.
+        queryset = queryset.filter(Exists(HostSearch.objects.filter(host=OuterRef("pk"), text__contains=needle)))
     elif needle:
-        # Matched in a subquery that reads only search_text: SQLite answers it from the
-        # host_search_text index (0014_fleet_pages) instead of reading every host row and its
-        # process index, and PostgreSQL from the trigram index (0010_host_search).
-        queryset = queryset.filter(pk__in=Host.objects.filter(search_text__contains=needle).values("pk"))
+        # Matched in a subquery over the texts alone (HostSearch, 0018): SQLite scans that
+        # narrow table, PostgreSQL reads its trigram index.
+        queryset = queryset.filter(pk__in=HostSearch.objects.filter(text__contains=needle).values("host"))
     if os_name:
         queryset = queryset.filter(os_name=os_name)
     if os_version:
@@ -135,7 +135,7 @@ def host_list(*, search: str = "", os_name: str = "", os_version: str = "", stat
         queryset = queryset.with_status(status, now)
     if identity_conflict:
         queryset = queryset.filter(identity_conflict_since__isnull=False)
-    return queryset.order_by(*host_table.order_by(ordering)).defer("process_index", "search_text")
+    return queryset.order_by(*host_table.order_by(ordering)).defer("process_index")
 
 
 def host_counts(now: dt.datetime | None = None) -> dict[str, dict]:
@@ -547,7 +547,7 @@ class ProcessSearch:
             return self[key:key + 1][0]
         rows = [(pk, _db_time(first), _db_time(last_seen if running else last_stop))
                 for pk, first, last_stop, running, last_seen in self._page_rows(key)]
-        hosts = Host.objects.defer("process_index", "search_text").in_bulk([row[0] for row in rows])
+        hosts = Host.objects.defer("process_index").in_bulk([row[0] for row in rows])
         texts: dict[int, set[str]] = {}
         running: set[int] = set()
         for host_pk, text, stopped_at in self._runs.filter(host__in=list(hosts)).values_list(

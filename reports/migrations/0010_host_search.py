@@ -22,7 +22,8 @@ def backfill(apps, schema_editor):
             stored = payload.decode_stored(documents.unpack(compressed))
         except (payload.PayloadError, documents.DocumentError, TypeError):
             continue  # an unreadable document: the next upload fills the columns
-        Host.objects.filter(pk=pk).update(**host_search.host_search_columns(stored.payload, last_ip=last_ip))
+        Host.objects.filter(pk=pk).update(search_text=host_search.search_text(stored.payload, last_ip=last_ip),
+                                          **host_search.shown_columns(stored.payload))
 
 
 def trigram_index(apps, schema_editor):

@@ -39,7 +39,7 @@ from reports import addresses, archive, documents, host_search, identity, invent
 from reports import process_history
 from reports.alerts import outbox as alerts_outbox
 from reports.dbwrite import write_transaction
-from reports.models import Host, Snapshot
+from reports.models import Host, HostSearch, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +209,7 @@ class _Derived:
     process_index_digest: str
     columns: dict[str, object]
     search_columns: dict[str, object]
+    search_text: str
     seen: identity.Identity
     digests: inventory_index.Digests
 
@@ -217,11 +218,13 @@ class _Derived:
         columns = host_columns(payload, ip)
         last_ip = columns["last_ip"]
         index = processes.process_index(payload.processes)
+        text = host_search.search_text(payload, last_ip=last_ip)
         return cls(
             process_index=index,
             process_index_digest=processes.index_digest(index),
             columns=columns,
-            search_columns=host_search.host_search_columns(payload, last_ip=last_ip),
+            search_columns=host_search.host_search_columns(payload, text=text),
+            search_text=text,
             seen=identity.Identity.of(hostname=columns["hostname"], address=last_ip, hardware=payload.hardware),
             digests=inventory_index.Digests.of(payload),
         )
@@ -415,6 +418,8 @@ def _host_update(payload: payload_schema.SnapshotPayload, host: Host, *, snapsho
         changes.update(identity.identity_changes(host, derived.seen, at=payload.collected_at))
         changes.update({name: value for name, value in derived.search_columns.items()
                         if getattr(host, name) != value})
+        if "search_digest" in changes:
+            rowsql.upsert(HostSearch, {"host": host.pk, "text": derived.search_text})
     if payload.collected_at < host.first_seen:
         changes["first_seen"] = payload.collected_at
     wanted = _software_update(payload, host, snapshot_pk=snapshot_pk, changes=changes)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from relevo_testing.factories import encode, make_payload
 from reports import host_search, host_table, payload as payload_schema
-from reports.models import Host
+from reports.models import Host, HostSearch
 from reports.tests.helpers import assert_error, ingest, text
 
 pytestmark = pytest.mark.django_db
@@ -88,19 +88,23 @@ def test_a_newer_snapshot_replaces_what_search_finds_and_a_late_older_one_does_n
     ingest(late)
     host = Host.objects.get(host_id="moving")
     assert host.own_address == "10.9.9.2"
-    assert "10.9.9.2" in host.search_text and "10.9.9.1" not in host.search_text and "10.9.9.3" not in host.search_text
+    text = HostSearch.objects.get(host=host).text
+    assert "10.9.9.2" in text and "10.9.9.1" not in text and "10.9.9.3" not in text
+    assert host.search_digest == host_search.text_digest(text)
 
 
 def test_the_search_columns_come_from_the_payload_alone():
     raw = make_payload(host_id="pure", hostname="Pure")
     raw["host"]["ips"] = ["fe80::2", "::1", "2001:db8::5", "2001:db8::5"]
     payload = payload_schema.decode(encode(raw), now=timezone.now())
-    columns = host_search.host_search_columns(payload, last_ip="10.0.0.5")
+    text = host_search.search_text(payload, last_ip="10.0.0.5")
+    columns = host_search.host_search_columns(payload, text=text)
     assert columns["own_address"] == "2001:db8::5"
     assert columns["agent_version"] == "1.0.0"
     assert columns["boot_time"] == dt.datetime(2026, 11, 20, 6, 12, tzinfo=dt.timezone.utc)
-    assert columns["search_text"] == columns["search_text"].lower()
-    assert columns["search_text"].count("2001:db8::5") == 1 and "::1\n" not in columns["search_text"]
+    assert columns["search_digest"] == host_search.text_digest(text) != host_search.text_digest(text + "x")
+    assert text == text.lower() and "pure" in text.splitlines() and "10.0.0.5" in text.splitlines()
+    assert text.count("2001:db8::5") == 1 and "::1\n" not in text
 
 
 # --- item 2: OS version ----------------------------------------------------------------------
@@ -199,14 +203,20 @@ def test_os_links_keep_the_status_filter(signed_in, fleet):
     assert 'href="?status=online&amp;os=Linux&amp;os_version=CentOS+Linux+7"' in html
 
 
-def test_postgresql_searches_hosts_through_a_trigram_index():
-    """Migration 0009 adds it on PostgreSQL only (pg_trgm); SQLite scans, which is fast enough there."""
+def test_postgresql_searches_hosts_through_a_trigram_index_beside_the_host_rows():
+    """Migration 0018 keeps it on HostSearch, PostgreSQL only (pg_trgm); SQLite scans that narrow table.
+
+    Not on the host row, which every upload rewrites: no index of the host
+    table covers the text (the host's UPDATE would insert its trigrams again).
+    """
     from django.db import connection
 
     with connection.cursor() as cursor:
-        indexes = connection.introspection.get_constraints(cursor, Host._meta.db_table)
-    assert ("host_search_trigram" in indexes) == (connection.vendor == "postgresql")
-    assert "host_hostname_lower" in indexes and "host_os_version" in indexes
+        host_indexes = connection.introspection.get_constraints(cursor, Host._meta.db_table)
+        search_indexes = connection.introspection.get_constraints(cursor, HostSearch._meta.db_table)
+    assert ("host_search_trigram" in search_indexes) == (connection.vendor == "postgresql")
+    assert not {"host_search_trigram", "host_search_text"} & host_indexes.keys()
+    assert "host_hostname_lower" in host_indexes and "host_os_version" in host_indexes
 
 
 def _assert_read_in_index_order(queryset, sort: str, *, bitmap_scans: bool = True) -> None:

@@ -64,3 +64,28 @@ def test_the_host_column_keeps_one_index_and_gets_its_own_back_on_the_way_down()
     finally:
         migrate_to_latest()
     assert _indexes_on(["host_id"]) == ["snapshot_host_time"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_search_text_moves_to_its_own_table_and_back():
+    """0018 copies each host's text into HostSearch (digest left "not known"); going back copies it home."""
+    from reports import selectors
+    from reports.models import Host, HostSearch
+
+    now = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc)
+    try:
+        old = migrate_back(("reports", "0017_alert_rule_os_version"))
+        old.get_model("reports", "Host").objects.create(
+            host_id="moved", hostname="moved", last_ip="10.0.0.5", first_seen=now, last_seen=now,
+            search_text="moved\n10.0.0.5\ndebian gnu/linux 12")
+    finally:
+        migrate_to_latest()
+    host = Host.objects.get(host_id="moved")
+    assert HostSearch.objects.get(host=host).text == "moved\n10.0.0.5\ndebian gnu/linux 12"
+    assert host.search_digest == ""
+    assert list(selectors.host_list(search="GNU/Linux 12")) == [host]
+    try:
+        back = migrate_back(("reports", "0017_alert_rule_os_version"))
+        assert back.get_model("reports", "Host").objects.get(host_id="moved").search_text.startswith("moved\n")
+    finally:
+        migrate_to_latest()

@@ -11,9 +11,9 @@ import pytest
 
 from relevo_testing.factories import encode, make_payload
 from reports import payload as payload_schema
-from reports import addresses, documents, services, store
+from reports import addresses, documents, host_search, services, store
 from reports import processes as processes_rule
-from reports.models import ApiToken, Host, Snapshot
+from reports.models import ApiToken, Host, HostSearch, Snapshot
 from reports.services import ingest as ingest_module
 from reports.tests import helpers
 
@@ -297,20 +297,24 @@ def test_the_search_columns_follow_the_newest_snapshot_and_are_left_alone_when_e
     with CaptureQueriesContext(connection) as queries:
         ingest(make_payload(collected_at=NOW - dt.timedelta(minutes=5)))
     [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "reports_host"')]
-    assert "search_text" not in update and "agent_version" not in update and "boot_time" not in update
+    assert "search_digest" not in update and "agent_version" not in update and "boot_time" not in update
+    assert not [q for q in queries.captured_queries if "reports_hostsearch" in q["sql"]], "an equal text is not written"
     host = Host.objects.get()
-    assert "10.0.1.15" in host.search_text and host.own_address == "10.0.1.15" and host.agent_version == "1.0.0"
+    assert "10.0.1.15" in HostSearch.objects.get().text and host.own_address == "10.0.1.15"
+    assert host.agent_version == "1.0.0"
 
     changed = make_payload(collected_at=NOW, agent={"version": "1.1.0"})
     changed["host"].update(ips=["10.0.1.16"], boot_time="2026-11-26T06:00:00+00:00")
     ingest(changed)
     host = Host.objects.get()
     assert host.own_address == "10.0.1.16" and host.agent_version == "1.1.0"
-    assert "10.0.1.16" in host.search_text and "10.0.1.15" not in host.search_text
+    assert "10.0.1.16" in HostSearch.objects.get().text and "10.0.1.15" not in HostSearch.objects.get().text
+    assert host.search_digest == host_search.text_digest(HostSearch.objects.get().text)
     assert host.boot_time == dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.timezone.utc)
     # An older snapshot delivered late changes none of them.
     ingest(make_payload(collected_at=NOW - dt.timedelta(minutes=1)))
     assert Host.objects.values_list("own_address", "agent_version").get() == ("10.0.1.16", "1.1.0")
+    assert "10.0.1.16" in HostSearch.objects.get().text and "10.0.1.15" not in HostSearch.objects.get().text
 
 
 def test_a_large_document_is_stored_whole_and_its_encoding_buffer_not_kept():
