@@ -6,7 +6,8 @@ machine that figure moves by tens of percent from one run to the next, and a
 core gets slower when the other one is busy (``ingest.machine_core_contention``).
 This script measures the same request path (Django's WSGI handler, token auth,
 validation, day file append with fsync, SQLite rows) in one process with
-nothing else running, two ways:
+nothing else running, eight hosts uploading in turn, each from its own
+address (as ``bench/loadgen.py``'s connections do), two ways:
 
 * ``upload_cost.cpu_per_upload``: thread CPU time per upload.
 * ``upload_cost.write_transaction_p50``: wall time from asking for the
@@ -62,6 +63,7 @@ from bench import common, inprocess  # noqa: E402
 from bench.payloads import UploadTemplate, collect_snapshot  # noqa: E402
 
 WARM_UPLOADS = 30
+HOSTS = 8
 
 
 def _uploader(data_dir: Path, snapshot: dict, database_url: str = ""):
@@ -90,18 +92,20 @@ def _uploader(data_dir: Path, snapshot: dict, database_url: str = ""):
     ingest.write_transaction = timed_write_transaction
 
     _, token = services.agent_token_create(name="bench-upload-cost")
-    template = UploadTemplate(snapshot)
+    # Eight hosts, each uploading from its own address, as bench/loadgen.py's connections do: a
+    # host's address, and so its search text, stays the same from one upload to the next.
+    templates = [UploadTemplate(snapshot, host_id=f"cost-host-{n}", hostname=f"cost-{n}") for n in range(HOSTS)]
     handler = WSGIHandler()
     get_resolver().url_patterns
     gc.freeze()  # as deploy/gunicorn.conf.py does in each worker
 
     def upload(i: int) -> int:
-        body = template.body()
+        body = templates[i % HOSTS].body()
         environ = {
             "REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
             "HTTP_HOST": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
             "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr, "HTTP_AUTHORIZATION": f"Token {token}", "REMOTE_ADDR": f"127.0.5.{i % 8 + 1}",
+            "wsgi.errors": sys.stderr, "HTTP_AUTHORIZATION": f"Token {token}", "REMOTE_ADDR": f"127.0.5.{i % HOSTS + 1}",
         }
         statuses = []
         response = handler(environ, lambda status, headers: statuses.append(status))
@@ -109,7 +113,7 @@ def _uploader(data_dir: Path, snapshot: dict, database_url: str = ""):
         response.close()
         return int(statuses[0].split()[0])
 
-    return upload, len(template), transaction_seconds
+    return upload, len(templates[0]), transaction_seconds
 
 
 def _run(upload, first: int, count: int) -> None:
