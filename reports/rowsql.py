@@ -10,6 +10,7 @@ compiler would apply and ``Model.from_db``, so values come back as the ORM
 gives them.
 
 Only the upload and /query paths (``reports.services``, ``reports.auth``,
+``reports.locks``, the request counter of ``reports.throttling``,
 ``reports.selectors.snapshots_for_ip``) use this, for fixed statements
 with equality filters; everything else keeps using the ORM.
 
