@@ -89,11 +89,11 @@ class HostQuerySet(models.QuerySet):
 class Host(models.Model):
     """A monitored machine, keyed by the id its agent reports (``host.id``)."""
 
-    host_id = models.CharField(max_length=256, unique=True, help_text="Stable machine id sent by the agent.")
-    hostname = models.CharField(max_length=255, db_index=True)
+    host_id = models.CharField(max_length=256, help_text="Stable machine id sent by the agent.")
+    hostname = models.CharField(max_length=255)
     fqdn = models.CharField(max_length=255, blank=True, default="")
     last_ip = models.GenericIPAddressField(db_index=True)
-    os_name = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    os_name = models.CharField(max_length=64, blank=True, default="")
     os_version = models.CharField(max_length=255, blank=True, default="")
     cpu_model = models.CharField(max_length=255, blank=True, default="")
     memory_total_bytes = models.BigIntegerField(null=True, blank=True)
@@ -160,7 +160,15 @@ class Host(models.Model):
         # One index per other sortable column without one of its own, ending in
         # the pk tie-break, so a page of any sort reads 50 index entries instead
         # of sorting the fleet (docs/performance.md, fleet scale).
-        indexes = [models.Index(Lower("hostname"), "id", name="host_hostname_lower"),
+        #
+        # Every upload's UPDATE of the host row (never HOT: last_seen is indexed) inserts into
+        # each index, so there are no others: host_id's uniqueness and hostname (the admin's
+        # order) are plain B-trees, without the text_pattern_ops copies that unique=True and
+        # db_index=True add on PostgreSQL for LIKE 'prefix%', which nothing here asks; an OS
+        # filter reads host_os_version (migration 0019).
+        constraints = [models.UniqueConstraint(fields=["host_id"], name="host_host_id_unique")]
+        indexes = [models.Index(fields=["hostname"], name="host_hostname"),
+                   models.Index(Lower("hostname"), "id", name="host_hostname_lower"),
                    models.Index(fields=["os_name", "os_version"], name="host_os_version")] + [
             models.Index(fields=[field, "id"], name=f"host_sort_{field}")
             for field in ("os_version", "cpu_model", "process_count", "user_count", "first_seen",
