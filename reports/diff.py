@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from reports import processes
@@ -281,6 +282,16 @@ def _get(payload: SnapshotPayload, path: tuple[str, str]) -> object:
     return None if section is None else getattr(section, path[1])
 
 
+def _examples(process_list: Iterable[Process]) -> dict[ProcessKey, Process]:
+    """For each (name, command line) of *process_list*, the process a change shows: the one running longest."""
+    examples: dict[ProcessKey, Process] = {}
+    for process in process_list:
+        key = process_key(process)
+        if key not in examples or _started(process) < _started(examples[key]):
+            examples[key] = process
+    return examples
+
+
 def _process_changes(more: list[Process], less: list[Process], at: dt.datetime) -> list[ProcessChange]:
     """Processes of *more* beyond their count in *less*, in the order that matters to a person.
 
@@ -290,11 +301,7 @@ def _process_changes(more: list[Process], less: list[Process], at: dt.datetime) 
     that happened to be caught; then by name.
     """
     surplus = Counter(map(process_key, more)) - Counter(map(process_key, less))
-    examples: dict[ProcessKey, Process] = {}
-    for process in more:
-        key = process_key(process)
-        if key in surplus and (key not in examples or _started(process) < _started(examples[key])):
-            examples[key] = process
+    examples = _examples(process for process in more if process_key(process) in surplus)
     changes = [
         ProcessChange(name=key[0], cmdline=" ".join(key[1]), count=count, example=examples[key],
                       kernel=processes.is_kernel_thread(examples[key]),
@@ -321,13 +328,8 @@ class ProcessTally:
     @classmethod
     def of(cls, process_list: list[Process]) -> ProcessTally:
         counts = Counter(map(process_key, process_list))
-        examples: dict[ProcessKey, Process] = {}
-        for process in process_list:
-            if process.cmdline and any(process.cmdline):
-                continue  # a command line: never a kernel thread (processes.is_kernel_thread)
-            key = process_key(process)
-            if key not in examples or _started(process) < _started(examples[key]):
-                examples[key] = process
+        # A process with a command line is never a kernel thread (processes.is_kernel_thread).
+        examples = _examples(process for process in process_list if not (process.cmdline and any(process.cmdline)))
         return cls(counts, frozenset(k for k, p in examples.items() if processes.is_kernel_thread(p)))
 
 

@@ -194,10 +194,7 @@ def history_process_counts(*, host: Host, snapshots: list[Snapshot]) -> dict[int
     """
     if not snapshots:
         return {}
-    oldest = snapshots[-1]
-    before = (Snapshot.objects.filter(host=host)
-              .filter(Q(collected_at__lt=oldest.collected_at) | Q(collected_at=oldest.collected_at, pk__lt=oldest.pk))
-              .order_by("-collected_at", "-pk").only(*SNAPSHOT_SUMMARY_FIELDS).first())
+    before = _snapshots_before(host=host, snapshot=snapshots[-1]).only(*SNAPSHOT_SUMMARY_FIELDS).first()
     chain = [*snapshots, before] if before is not None else list(snapshots)
     pairs = {snapshot.pk: (snapshot, chain[index + 1]) for index, snapshot in enumerate(snapshots)
              if index + 1 < len(chain)}
@@ -351,6 +348,13 @@ class SnapshotChanges:
     diff: SnapshotDiff
 
 
+def _snapshots_before(*, host: Host, snapshot: Snapshot):
+    """The host's snapshots older than *snapshot*, newest first, in the history's order (equal times by id)."""
+    return (Snapshot.objects.filter(host=host)
+            .filter(Q(collected_at__lt=snapshot.collected_at) | Q(collected_at=snapshot.collected_at, pk__lt=snapshot.pk))
+            .order_by("-collected_at", "-pk"))
+
+
 def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges | None:
     """The diff between two snapshots of *host*.
 
@@ -368,11 +372,7 @@ def snapshot_changes(*, host: Host, old_id=None, new_id=None) -> SnapshotChanges
         new = host_snapshot(host=host, snapshot_id=new_id)
         if new is None:
             return None
-        old = (
-            Snapshot.objects.filter(host=host)
-            .filter(Q(collected_at__lt=new.collected_at) | Q(collected_at=new.collected_at, pk__lt=new.pk))
-            .order_by("-collected_at", "-pk").first()
-        ) or new
+        old = _snapshots_before(host=host, snapshot=new).first() or new
     else:
         latest = list(Snapshot.objects.filter(host=host).order_by("-collected_at", "-pk")[:2])
         if not latest:
