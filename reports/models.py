@@ -141,7 +141,7 @@ class Host(models.Model):
     identity_steady = models.PositiveIntegerField(default=0, editable=False,
                                                   help_text="Snapshots in a row without a change, while flagged.")
     identity_conflict_since = models.DateTimeField(
-        null=True, blank=True, db_index=True, editable=False,
+        null=True, blank=True, editable=False,
         help_text="Set while two machines seem to send this host id (reports.identity).",
     )
     identity_conflict_fields = models.CharField(max_length=128, blank=True, default="", editable=False,
@@ -165,9 +165,12 @@ class Host(models.Model):
         # each index, so there are no others: host_id's uniqueness and hostname (the admin's
         # order) are plain B-trees, without the text_pattern_ops copies that unique=True and
         # db_index=True add on PostgreSQL for LIKE 'prefix%', which nothing here asks; an OS
-        # filter reads host_os_version (migration 0019).
+        # filter reads host_os_version; the few hosts flagged as two machines are a partial
+        # index, which an unflagged host's UPDATE does not touch (migration 0019).
         constraints = [models.UniqueConstraint(fields=["host_id"], name="host_host_id_unique")]
         indexes = [models.Index(fields=["hostname"], name="host_hostname"),
+                   models.Index(fields=["identity_conflict_since"], name="host_identity_conflict",
+                                condition=models.Q(identity_conflict_since__isnull=False)),
                    models.Index(Lower("hostname"), "id", name="host_hostname_lower"),
                    models.Index(fields=["os_name", "os_version"], name="host_os_version")] + [
             models.Index(fields=[field, "id"], name=f"host_sort_{field}")

@@ -219,6 +219,25 @@ def test_postgresql_searches_hosts_through_a_trigram_index_beside_the_host_rows(
     assert "host_hostname_lower" in host_indexes and "host_os_version" in host_indexes
 
 
+@pytest.mark.postgres_only
+def test_the_host_row_has_no_index_an_upload_feeds_for_nothing():
+    """Every upload's UPDATE of the host row inserts into each of its indexes (migration 0019 says why).
+
+    No LIKE-prefix copy (varchar_pattern_ops) of any column, no index of the
+    OS name alone, and the index of flagged hosts holds only flagged ones.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [Host._meta.db_table])
+        indexes = dict(cursor.fetchall())
+    assert not [name for name, definition in indexes.items() if "pattern_ops" in definition]
+    assert not [name for name, definition in indexes.items() if definition.endswith("(os_name)")]
+    assert indexes["host_identity_conflict"].endswith("WHERE (identity_conflict_since IS NOT NULL)")
+    assert "host_host_id_unique" in indexes and "host_hostname" in indexes
+    assert len(indexes) == 20, sorted(indexes)
+
+
 def _assert_read_in_index_order(queryset, sort: str, *, bitmap_scans: bool = True) -> None:
     """The plan of *queryset* has no sorting step (SQLite's EXPLAIN QUERY PLAN; PostgreSQL's with the rest priced out)."""
     from django.db import connection
