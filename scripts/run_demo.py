@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes the Ctrl-C path below
+    # Started in the background by a shell without job control (`make run &` in a script), a
+    # process inherits SIGINT ignored and Python leaves it so: `kill -INT` would then do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     envfile.load(ROOT / ".env")
     url = f"http://{args.host}:{args.port}"
     server = subprocess.Popen(
