@@ -84,15 +84,16 @@ def all_rows() -> dict[str, list]:
     }
 
 
-def same_day_start() -> dt.datetime:
-    """10:00 UTC of the latest day on which it is past 11:00: the hour after it is one day, and in the past.
+def same_day_start(span: dt.timedelta = dt.timedelta(hours=1)) -> dt.datetime:
+    """10:00 UTC of the latest day on which 10:00 + *span* has passed: the series is one day, and in the past.
 
     Tests that send a series minutes apart start here, so that a run just
-    after midnight does not split the series over two days (and two files).
+    after midnight does not split the series over two days (and two files),
+    and no snapshot of a long series lies in the future (which is refused).
     """
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     start = now.replace(hour=10, minute=0, second=0)
-    return start if start + dt.timedelta(hours=1) <= now else start - dt.timedelta(days=1)
+    return start if start + span <= now else start - dt.timedelta(days=1)
 
 
 def command(*args) -> str:

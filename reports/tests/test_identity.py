@@ -27,7 +27,7 @@ CLONE_B = {"hostname": "web-01", "ip": "10.0.0.9", "hardware": hardware("VM-B", 
 
 def send(machines, *, start: dt.datetime | None = None) -> Host:
     """Upload one snapshot per entry of *machines* (hostname, ip, hardware), STEP apart, all as host-1."""
-    start = start or helpers.same_day_start()
+    start = start or helpers.same_day_start(span=len(machines) * STEP)
     for n, machine in enumerate(machines):
         fields = dict(machine)
         ip = fields.pop("ip")
