@@ -17,10 +17,10 @@ same functions.
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 
 from reports import payload as payload_schema
+from reports.digests import text_digest  # Host.search_digest: an upload compares it, not the text
 
 # The Host columns ``host_search_columns`` fills.
 COLUMNS = ("own_address", "agent_version", "boot_time", "search_digest")
@@ -66,11 +66,6 @@ def search_text(payload: payload_schema.SnapshotPayload, *, last_ip: str) -> str
     if system.distribution:
         words.append(f"{system.distribution} {system.distribution_version or ''}")
     return "\n".join(dict.fromkeys(w.strip().lower() for w in words if w and w.strip()))
-
-
-def text_digest(text: str) -> str:
-    """What ``Host.search_digest`` holds for *text*: blake2b-128, hex (an upload compares it, not the text)."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def shown_columns(payload: payload_schema.SnapshotPayload) -> dict[str, object]:

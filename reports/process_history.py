@@ -36,7 +36,6 @@ The rules that keep the runs true:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -47,6 +46,7 @@ import logging
 from reports import documents, store
 from reports import payload as payload_schema
 from reports import rowsql
+from reports.digests import text_digest  # the key of a process text
 from reports import processes as process_rule
 from reports.models import Host, ProcessRun, ProcessText, Snapshot
 
@@ -56,11 +56,6 @@ logger = logging.getLogger(__name__)
 CHUNK = 900
 # Rows a prune deletes per transaction, so a large prune never holds the write lock for long.
 PRUNE_BATCH = 500
-
-
-def text_digest(text: str) -> str:
-    """The key of a process text: blake2b-128, hex."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def index_lines(index: str) -> set[str]:

@@ -27,11 +27,11 @@ the changes page hides them unless asked (``?kernel=on``).
 
 from __future__ import annotations
 
-import hashlib
 
 import re
 from collections.abc import Iterable
 
+from reports import digests
 from reports import payload as payload_schema
 
 CMDLINE_CHARS = 200
@@ -72,13 +72,13 @@ def process_index(processes: list[payload_schema.Process]) -> str:
 
 
 def index_digest(index: str) -> str:
-    """What ``Host.process_index_digest`` holds for *index*: blake2b-128, hex.
+    """What ``Host.process_index_digest`` holds for *index* (the rule is `reports.digests`).
 
     An upload compares it with the host's instead of reading the stored
     index back (tens of kilobytes on every upload) to learn that the list is
     unchanged, which it usually is.
     """
-    return hashlib.blake2b(index.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return digests.text_digest(index)
 
 
 def index_columns(processes: list[payload_schema.Process]) -> dict[str, str]:
