@@ -239,17 +239,13 @@ class _Backend:
             cursor.execute("SELECT pg_backend_pid(), pg_current_wal_insert_lsn()")
             pid, self._lsn = cursor.fetchone()
         self._process = psutil.Process(pid)
-        self._cpu = self._seconds()
-
-    def _seconds(self) -> float:
-        times = self._process.cpu_times()
-        return times.user + times.system
+        self._cpu = common.cpu_seconds([self._process])
 
     def used(self) -> tuple[float, int]:
         """(backend CPU ms, WAL bytes) since this object was made."""
         from django.db import connection
 
-        cpu_ms = (self._seconds() - self._cpu) * 1000
+        cpu_ms = sum(common.cpu_used(self._cpu, common.cpu_seconds([self._process]))) * 1000
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", [self._lsn])
             wal = int(cursor.fetchone()[0])
