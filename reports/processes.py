@@ -27,7 +27,6 @@ the changes page hides them unless asked (``?kernel=on``).
 
 from __future__ import annotations
 
-
 import re
 from collections.abc import Iterable
 
